@@ -1,0 +1,24 @@
+"""`edgedl app`: start the Streamlit app on localhost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command("app")
+@click.option("--port", default=8501, show_default=True, help="Port to serve on.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+def app_command(port: int, host: str) -> None:
+    """Start the web app (Streamlit) on localhost."""
+    page = Path(__file__).resolve().parent.parent / "streamlit_app.py"
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", str(page),
+        "--server.address", host, "--server.port", str(port),
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+    ]
+    click.echo(f"EdgeDL Advisor app on http://{host}:{port}  (Ctrl-C to stop)")
+    raise SystemExit(subprocess.call(cmd))
