@@ -72,6 +72,24 @@ def _validate(model: type[TaxonomyFile] | type[EntryFile], raw: object, name: st
         raise DataError(_first_error(exc), file=name, entry=_entry_label(raw, loc)) from exc
 
 
+def data_files(folder: Path) -> list[Path]:
+    """taxonomy.yaml first, then the branch files in name order."""
+    return [folder / TAXONOMY_FILE] + sorted(
+        p for p in folder.glob("*.yaml") if p.name != TAXONOMY_FILE
+    )
+
+
+def data_digest(data_dir: Path | str | None = None) -> str:
+    """A hash of every data file's name and bytes: cheap, and changes whenever the data does."""
+    folder = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
+    h = hashlib.sha256()
+    for p in data_files(folder):
+        if p.is_file():
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def load(data_dir: Path | str | None = None) -> KBData:
     """Load and check every file in `data_dir` (the bundled data by default)."""
     folder = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
@@ -80,11 +98,7 @@ def load(data_dir: Path | str | None = None) -> KBData:
     tax_path = folder / TAXONOMY_FILE
     if not tax_path.is_file():
         raise DataError(f"missing {TAXONOMY_FILE} in {folder}", file=TAXONOMY_FILE)
-    files = [tax_path] + sorted(p for p in folder.glob("*.yaml") if p.name != TAXONOMY_FILE)
-    digest = hashlib.sha256()
-    for p in files:
-        digest.update(p.name.encode())
-        digest.update(p.read_bytes())
+    files = data_files(folder)
 
     taxonomy = _validate(TaxonomyFile, _read_yaml(tax_path), TAXONOMY_FILE)
     cats: dict[str, Category] = {}
@@ -135,5 +149,5 @@ def load(data_dir: Path | str | None = None) -> KBData:
         categories=tuple(taxonomy.categories),
         entries=tuple(entries.values()),
         entry_files=origin,
-        digest=digest.hexdigest()[:16],
+        digest=data_digest(folder),
     )
