@@ -9,7 +9,11 @@ import click
 # module name -> attribute holding the click command or group
 _GROUP_MODULES: tuple[tuple[str, str], ...] = (
     ("app.commands.kb", "kb"),
+    ("app.commands.advise", "advise_command"),
     ("app.commands.appcmd", "app_command"),
+    ("app.commands.agent", "agent"),
+    ("app.commands.hardware", "hardware"),
+    ("app.commands.profile", "profile"),
 )
 
 
