@@ -1,1 +1,13 @@
-"""Design advisor."""
+"""The design advisor: plans partitioning and compression for a model, target and link, and
+validates every plan it ranks by running it in ONNX Runtime.
+
+>>> from advisor import advise, AdviceRequest
+>>> advice = advise(AdviceRequest(model="digits_cnn", device="rpi4", edge="edge_t4",
+...                               link="wifi", latency_ms=5))   # doctest: +SKIP
+"""
+
+from advisor.advice import Advice, AdviceRequest, PlanResult
+from advisor.api import advise
+from advisor.errors import AdvisorError
+
+__all__ = ["advise", "AdviceRequest", "Advice", "PlanResult", "AdvisorError"]

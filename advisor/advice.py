@@ -1,0 +1,176 @@
+"""The advisor's typed request and result: `AdviceRequest` in, `Advice` out.
+
+Every latency is a `Latency` that carries its kind — `measured_host` (run here in ONNX
+Runtime), `measured_target` (run on the target by an agent) or `predicted_target` (scaled
+from host measurements to the target's roofline) — with units (ms) and the method.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+LatencyKind = Literal["measured_host", "measured_target", "predicted_target"]
+PlanStatus = Literal["recommended", "candidate", "rejected", "skipped"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AdviceRequest(_Model):
+    """What the user asks: a model, where it may run, over which link, and how fast."""
+
+    model: str = Field(description="path to an .onnx file, or a zoo id such as 'digits_cnn'")
+    input_shapes: dict[str, list[int]] = Field(
+        default_factory=dict, description="values for symbolic dimensions, per input name"
+    )
+    device: str = Field(description="hardware id of the end device (see `edgedl hardware list`)")
+    edge: str | None = Field(default=None, description="hardware id of the edge server")
+    cloud: str | None = Field(default=None, description="hardware id of the cloud server")
+    link: str | None = Field(default=None, description="link preset id for device <-> server")
+    up_mbps: float | None = Field(default=None, gt=0)
+    down_mbps: float | None = Field(default=None, gt=0)
+    rtt_ms: float | None = Field(default=None, ge=0)
+    cloud_link: str = Field(default="ethernet", description="link preset for edge <-> cloud")
+    latency_ms: float = Field(gt=0, description="end-to-end latency target in ms")
+    accuracy_budget: float | None = Field(
+        default=None, ge=0, le=100,
+        description="max allowed drop in task accuracy, in percentage points (needs labels)",
+    )
+    min_agreement: float = Field(
+        default=0.99, gt=0, le=1, description="min top-1 agreement with FP32 when no labels"
+    )
+    data: str | None = Field(default=None, description=".npz with inputs (and labels y)")
+    plans: list[str] | None = Field(default=None, description="only these plan kinds")
+    runs: int = Field(default=20, ge=3, le=1000, description="timed runs per measurement")
+    threads: int = Field(default=1, ge=1, le=256, description="ORT intra-op threads")
+    max_eval_samples: int = Field(default=512, ge=1)
+    out_dir: str | None = Field(default=None, description="folder for plan artifacts")
+    device_agent: str | None = Field(default=None, description="URL of an agent on the device")
+    agent_token: str | None = Field(default=None, exclude=True, repr=False)
+
+    @model_validator(mode="after")
+    def _one_link(self) -> AdviceRequest:
+        custom = (self.up_mbps, self.down_mbps, self.rtt_ms)
+        if self.link is None and any(v is None for v in custom):
+            raise ValueError(
+                "give a link preset (--link wifi) or all of --up-mbps, --down-mbps and --rtt-ms"
+            )
+        if self.link is not None and any(v is not None for v in custom):
+            raise ValueError("give either a link preset or a custom link, not both")
+        return self
+
+
+class Latency(_Model):
+    ms: float
+    kind: LatencyKind
+    method: str
+    target: str | None = None
+    p90_ms: float | None = None
+
+
+class Stage(_Model):
+    """One step of a plan: compute on a tier, or a transfer between tiers."""
+
+    name: str  # e.g. 'device compute', 'uplink transfer', 'edge compute'
+    kind: Literal["compute", "transfer"]
+    target: str | None  # hardware id, or link id for transfers
+    predicted: Latency | None = None  # predicted_target on `target`
+    measured_host: Latency | None = None  # compute measured here; transfer computed from bytes
+    measured_target: Latency | None = None
+    bytes: int | None = None  # bytes crossing, for transfers
+    nodes: int | None = None  # graph nodes in this compute stage
+
+
+class Fidelity(_Model):
+    """How far the plan's outputs are from the FP32 model's, on the same inputs."""
+
+    samples: int
+    max_abs_error: float
+    cosine: float
+    top1_agreement: float | None = None
+    accuracy: float | None = None  # task accuracy (fraction) when labels were given
+    baseline_accuracy: float | None = None
+    accuracy_drop_points: float | None = None
+
+
+class Citation(_Model):
+    entry_id: str
+    name: str
+    source: str  # authors, venue, year
+
+
+class PlanResult(_Model):
+    id: str
+    kind: str  # a kb.schema.PlanKind value
+    title: str
+    params: dict[str, object] = Field(default_factory=dict)
+    status: PlanStatus
+    reasons: list[str] = Field(default_factory=list)
+    stages: list[Stage] = Field(default_factory=list)
+    predicted: Latency | None = None  # end to end, predicted_target
+    measured_host: Latency | None = None  # end to end on this host (+ computed transfer)
+    measured_target: Latency | None = None
+    prediction_error: float | None = None  # |pred - measured| / measured, where both exist
+    fidelity: Fidelity | None = None
+    size_bytes: int | None = None  # bytes of the model(s) the device must hold
+    meets_latency: bool | None = None
+    meets_accuracy: bool | None = None
+    rationale: str = ""
+    citations: list[Citation] = Field(default_factory=list)
+    artifacts: list[str] = Field(default_factory=list)
+    extra: dict[str, object] = Field(default_factory=dict)  # planner-specific tables
+
+
+class LayerRow(_Model):
+    name: str
+    op_type: str
+    layer: str
+    flops: int
+    output_bytes: int
+    host_ms: float  # measured_host per-node median (ORT_ENABLE_BASIC profiler)
+    device_ms: float | None = None  # predicted_target on the device
+    server_ms: float | None = None  # predicted_target on the edge (or cloud) server
+
+
+class ModelSummary(_Model):
+    name: str
+    source: str
+    digest: str
+    nodes: int
+    flops: int
+    params_bytes: int
+    inputs: dict[str, list[int]]
+    outputs: dict[str, list[int]]
+
+
+class Advice(_Model):
+    """The advisor's result: every plan tried, what was measured, and what is recommended."""
+
+    request: AdviceRequest
+    model: ModelSummary
+    environment: dict[str, object]
+    calibration: dict[str, object]
+    link: dict[str, object]
+    plans: list[PlanResult]
+    recommended: str | None
+    pareto: list[str] = Field(default_factory=list)
+    layers: list[LayerRow] = Field(default_factory=list)
+    profile_self_check: dict[str, float] = Field(default_factory=dict)
+    notices: list[str] = Field(default_factory=list)
+    command: str = ""
+    stage_seconds: dict[str, float] = Field(default_factory=dict)
+    created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def plan(self, plan_id: str) -> PlanResult:
+        for p in self.plans:
+            if p.id == plan_id:
+                return p
+        raise KeyError(plan_id)
+
+    @property
+    def recommended_plan(self) -> PlanResult | None:
+        return self.plan(self.recommended) if self.recommended else None

@@ -1,0 +1,130 @@
+"""Planners: one module per plan kind, all registered in `PLANNERS` by the `planner` decorator.
+
+A planner looks at a `PlanContext` (the model graph, its host profile, predictions per target,
+the link) and proposes `Candidate`s — concrete pipelines of compute and transfer steps with
+real ONNX models — or says why it does not apply (`Skip`). It never measures: `advisor.validate`
+runs every candidate in ONNX Runtime. Built-in planners register exactly as an add-on would.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from advisor.hardware import Link, Target
+from advisor.model import ModelGraph
+from advisor.predict import Calibration
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Run `model` on `target`. `nodes`: the original graph's nodes it holds, when unchanged
+    (FP32 partitions), so its latency can be predicted node by node."""
+
+    name: str
+    tier: str  # 'device' | 'edge' | 'cloud'
+    target: Target
+    model: onnx.ModelProto
+    precision: str = "fp32"
+    nodes: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Send `tensors` over `link` ('up' towards the server, 'down' back to the device)."""
+
+    name: str
+    link: Link
+    direction: str
+    tensors: tuple[str, ...]
+    int8: bool = False  # boundary compressed to 8 bits before sending (JALAD-style)
+
+
+Step = Compute | Transfer
+
+
+@dataclass
+class Candidate:
+    kind: str
+    title: str
+    steps: list[Step]
+    params: dict[str, object] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
+    speed_claim: bool = True  # a compression plan claims to be faster than FP32: guard it
+
+
+@dataclass(frozen=True)
+class Skip:
+    kind: str
+    reason: str
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class PlanContext:
+    """Everything a planner may read. Built once per advice run by `advisor.api`."""
+
+    graph: ModelGraph
+    device: Target
+    server: Target | None  # edge if given, else cloud
+    server_tier: str | None
+    edge: Target | None
+    cloud: Target | None
+    link: Link
+    cloud_link: Link | None
+    device_ms: dict[str, float]  # predicted_target per node on the device
+    server_ms: dict[str, float]  # predicted_target per node on the server
+    edge_ms: dict[str, float]
+    cloud_ms: dict[str, float]
+    calib_inputs: list[dict[str, np.ndarray]]
+    work_dir: Path
+    calibration: Calibration
+    torch_source: object | None = None  # zoo entry with a torch builder, for pruning
+    precision_ok: Callable[[Target, str], bool] = lambda t, p: p in t.precisions
+
+
+Planner = Callable[[PlanContext], "list[Candidate] | Skip"]
+
+
+@dataclass(frozen=True)
+class PlannerSpec:
+    kind: str
+    fn: Planner
+    summary: str
+
+
+PLANNERS: dict[str, PlannerSpec] = {}
+
+
+def planner(kind: str, summary: str) -> Callable[[Planner], Planner]:
+    """Register `fn` as the planner for plan kind `kind`."""
+
+    def deco(fn: Planner) -> Planner:
+        if kind in PLANNERS:
+            raise ValueError(f"planner {kind!r} registered twice")
+        PLANNERS[kind] = PlannerSpec(kind, fn, summary)
+        return fn
+
+    return deco
+
+
+_BUILTINS = (
+    "baseline", "partition_chain", "partition_dag", "partition_three_tier",
+    "quantize_static", "quantize_dynamic", "convert_fp16", "prune_structured",
+    "quantized_head", "boundary_int8",
+)
+
+
+def load_builtins() -> dict[str, PlannerSpec]:
+    for name in _BUILTINS:
+        importlib.import_module(f"advisor.plans.{name}")
+    return PLANNERS
+
+
+__all__ = ["PLANNERS", "planner", "load_builtins", "PlanContext", "Candidate", "Skip",
+           "Compute", "Transfer", "Step"]

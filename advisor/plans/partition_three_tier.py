@@ -1,0 +1,73 @@
+"""`partition.three_tier`: device → edge → cloud with two prefix cuts.
+
+Every pair of cuts i < j over the topological order is scored with the same cost model
+(device nodes [0, i), edge nodes [i, j), cloud nodes [j, N), two uplinks and the downlinks);
+prefix sums keep it O(N²) with O(1) per pair.
+"""
+
+from __future__ import annotations
+
+from advisor.cuts import crossing_tensors, split_model
+from advisor.hardware import transfer_ms
+from advisor.plans import Candidate, Compute, PlanContext, Skip, Transfer, planner
+from advisor.plans.costs import boundary_bytes, output_bytes
+from advisor.plans.segments import extract_segment
+
+
+@planner("partition.three_tier", "device → edge → cloud with two cuts (vertical collaboration)")
+def three_tier(ctx: PlanContext) -> list[Candidate] | Skip:
+    if ctx.edge is None or ctx.cloud is None or ctx.cloud_link is None:
+        return Skip("partition.three_tier", "needs both an edge and a cloud target (--edge, --cloud)")
+    g = ctx.graph
+    names = [n.name for n in g.nodes]
+    n = len(names)
+    cuts = {0: tuple(t.name for t in g.inputs)}
+    cuts.update({c.position: c.tensors for c in g.cuts() if 0 < c.position < n})
+    positions = sorted(cuts)
+
+    def prefix(ms: dict[str, float]) -> list[float]:
+        acc = [0.0]
+        for name in names:
+            acc.append(acc[-1] + ms[name])
+        return acc
+
+    dev, edge, cloud = prefix(ctx.device_ms), prefix(ctx.edge_ms), prefix(ctx.cloud_ms)
+    up1 = {p: transfer_ms(boundary_bytes(g, t), ctx.link, "up") for p, t in cuts.items()}
+    up2 = {p: transfer_ms(boundary_bytes(g, t), ctx.cloud_link, "up") for p, t in cuts.items()}
+    out_b = output_bytes(g)
+    down = transfer_ms(out_b, ctx.cloud_link, "down") + transfer_ms(out_b, ctx.link, "down")
+    best_cost, best_pair = float("inf"), None
+    for a, i in enumerate(positions):
+        for j in positions[a + 1:]:
+            cost = (dev[i] + up1[i] + (edge[j] - edge[i]) + up2[j] + (cloud[n] - cloud[j]) + down)
+            if cost < best_cost:
+                best_cost, best_pair = cost, (i, j)
+    if best_pair is None:
+        return Skip("partition.three_tier", "the model has too few cut points for two cuts")
+    i, j = best_pair
+    head_nodes = frozenset(names[:i])
+    mid_nodes = frozenset(names[i:j])
+    tail_nodes = frozenset(names[j:])
+    c1 = crossing_tensors(g, head_nodes) if head_nodes else cuts[0]
+    c2 = crossing_tensors(g, head_nodes | mid_nodes)
+    head = split_model(g, head_nodes)[0] if head_nodes else None
+    mid = extract_segment(g, mid_nodes)
+    tail = split_model(g, head_nodes | mid_nodes)[1]
+    steps = []
+    if head is not None:
+        steps.append(Compute("device compute", "device", ctx.device, head, nodes=head_nodes))
+    steps += [
+        Transfer("device→edge transfer", ctx.link, "up", c1),
+        Compute("edge compute", "edge", ctx.edge, mid, nodes=mid_nodes),
+        Transfer("edge→cloud transfer", ctx.cloud_link, "up", c2),
+        Compute("cloud compute", "cloud", ctx.cloud, tail, nodes=tail_nodes),
+        Transfer("cloud→device transfer", ctx.link, "down", tuple(t.name for t in g.outputs)),
+    ]
+    return [Candidate(
+        kind="partition.three_tier",
+        title=f"Device {len(head_nodes)} / edge {len(mid_nodes)} / cloud {len(tail_nodes)} nodes",
+        steps=steps,
+        params={"cut1_position": i, "cut2_position": j, "tensors_1": list(c1), "tensors_2": list(c2)},
+        extra={"cost_model_ms": round(best_cost, 4)}, speed_claim=False,
+    )]
+

@@ -1,0 +1,149 @@
+"""`edgedl advise MODEL ...`: plan, build, run and rank partition and compression plans."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from app.commands._common import EXIT_NO_PLAN, echo_json, json_option
+
+
+def parse_shapes(values: tuple[str, ...]) -> dict[str, list[int]]:
+    """NAME=1x3x224x224 → {'NAME': [1, 3, 224, 224]}."""
+    out: dict[str, list[int]] = {}
+    for v in values:
+        name, sep, dims = v.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            out[name] = [int(d) for d in dims.lower().split("x")]
+        except ValueError:
+            raise click.BadParameter(f"{v!r}: use NAME=1x3x224x224", param_hint="--input-shape") from None
+    return out
+
+
+input_shape_option = click.option(
+    "--input-shape", "input_shapes", multiple=True, metavar="NAME=DIMS",
+    help="Value for a symbolic input shape, e.g. input_ids=1x128 (repeatable).")
+
+
+class _Progress:
+    """Stage progress on stderr: a redrawn bar on a terminal, one line per stage otherwise."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, stage: str, frac: float) -> None:
+        if not self.enabled:
+            return
+        if self.tty:
+            bar = "#" * int(frac * 30)
+            click.echo(f"\r[{bar:<30}] {frac * 100:3.0f}% {stage[:60]:<60}", err=True, nl=False)
+            if frac >= 1.0:
+                click.echo("", err=True)
+        else:
+            click.echo(f"[{frac * 100:3.0f}%] {stage}", err=True)
+
+
+def _table(advice) -> str:
+    rows = [("plan", "status", "predicted_target ms", "measured_host ms", "fidelity", "meets")]
+    for p in advice.plans:
+        f = p.fidelity
+        fid = "—"
+        if f is not None:
+            fid = (f"acc {f.accuracy * 100:.2f}%" if f.accuracy is not None else
+                   f"top1 {f.top1_agreement * 100:.1f}%" if f.top1_agreement is not None else
+                   f"cos {f.cosine:.4f}")
+        rows.append((p.id, p.status, f"{p.predicted.ms:.3f}" if p.predicted else "—",
+                     f"{p.measured_host.ms:.3f}" if p.measured_host else "—", fid,
+                     "yes" if p.meets_latency and p.meets_accuracy else
+                     ("no" if p.predicted else "—")))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+@click.command("advise")
+@click.argument("model")
+@click.option("--device", required=True, help="End-device hardware id (`edgedl hardware list`).")
+@click.option("--edge", help="Edge-server hardware id.")
+@click.option("--cloud", help="Cloud-server hardware id.")
+@click.option("--link", help="Link preset id between device and server (e.g. wifi, 4g).")
+@click.option("--up-mbps", type=float, help="Custom link: uplink bandwidth in Mbit/s.")
+@click.option("--down-mbps", type=float, help="Custom link: downlink bandwidth in Mbit/s.")
+@click.option("--rtt-ms", type=float, help="Custom link: round-trip time in ms.")
+@click.option("--cloud-link", default="ethernet", show_default=True, help="Link preset edge <-> cloud.")
+@click.option("--latency-ms", type=float, required=True, help="End-to-end latency target in ms.")
+@click.option("--accuracy-budget", type=float,
+              help="Max accuracy drop in points (labelled data); default 1.0.")
+@click.option("--min-agreement", type=float, default=0.99, show_default=True,
+              help="Min top-1 agreement with FP32 when there are no labels.")
+@click.option("--data", type=click.Path(dir_okay=False), help=".npz with inputs (and labels y).")
+@click.option("--plan", "plans", multiple=True, help="Only this plan kind (repeatable).")
+@click.option("--runs", type=int, default=20, show_default=True, help="Timed runs per measurement.")
+@click.option("--threads", type=int, default=1, show_default=True, help="ORT intra-op threads.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for plan artifacts.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Also write a design-review report (.html, .md or .json).")
+@input_shape_option
+@json_option
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def advise_command(model, device, edge, cloud, link, up_mbps, down_mbps, rtt_ms, cloud_link,
+                   latency_ms, accuracy_budget, min_agreement, data, plans, runs, threads, out_dir,
+                   report_path, input_shapes, as_json, quiet) -> None:
+    """Recommend partition and compression plans for MODEL (an .onnx path or a zoo id),
+    each built and run in ONNX Runtime. Exit 0 with a recommendation, 1 when no plan meets
+    the target, 2 on bad input."""
+    from pydantic import ValidationError
+
+    from advisor import AdviceRequest, advise
+    from advisor.errors import RequestError
+
+    try:
+        req = AdviceRequest(
+            model=model, device=device, edge=edge, cloud=cloud, link=link, up_mbps=up_mbps,
+            down_mbps=down_mbps, rtt_ms=rtt_ms, cloud_link=cloud_link, latency_ms=latency_ms,
+            accuracy_budget=accuracy_budget, min_agreement=min_agreement, data=data,
+            plans=list(plans) or None, runs=runs, threads=threads, out_dir=out_dir,
+            input_shapes=parse_shapes(input_shapes))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise RequestError(f"{loc + ': ' if loc else ''}{err['msg']}".replace("Value error, ", "")) from None
+    advice = advise(req, progress=_Progress(not quiet))
+    if report_path:
+        from advisor.report import write_report
+
+        write_report(advice, report_path)
+        click.echo(f"report written to {report_path}", err=True)
+    try:
+        from advisor.runs import RunStore
+
+        run_id = RunStore().save(advice)
+        click.echo(f"run stored as {run_id} (edgedl report {run_id} --format html -o FILE)", err=True)
+    except ImportError:
+        pass
+    if as_json:
+        click.echo(advice.model_dump_json(indent=2))
+    else:
+        click.echo(f"{advice.model.name}: {advice.model.nodes} nodes, "
+                   f"{advice.model.flops / 1e6:.1f} MFLOPs · device {device}"
+                   f"{' · edge ' + edge if edge else ''}{' · cloud ' + cloud if cloud else ''}"
+                   f" · target {latency_ms:g} ms")
+        for n in advice.notices:
+            click.echo(f"note: {n}")
+        click.echo(_table(advice))
+        rec = advice.recommended_plan
+        if rec:
+            click.echo(f"\nrecommended: {rec.id} — {rec.rationale}")
+        else:
+            click.echo("\nno plan meets the latency target and the accuracy budget; "
+                       "every plan and why is listed above")
+        for p in advice.plans:
+            if p.status in ("rejected", "skipped") and p.reasons:
+                click.echo(f"  {p.status} {p.id}: {p.reasons[0]}")
+    if advice.recommended is None:
+        sys.exit(EXIT_NO_PLAN)
