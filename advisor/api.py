@@ -154,7 +154,7 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
     from advisor.model import load_model, load_npz, sample_inputs
     from advisor.predict import calibrate, predict_nodes
     from advisor.profile import fingerprint, profile_model
-    from advisor.validate import EvalSet, accuracy, reference_outputs, validate
+    from advisor.validate import EvalSet, accuracy, paired_timing, reference_outputs, validate
 
     t_start = time.perf_counter()
     stage_seconds: dict[str, float] = {}
@@ -255,6 +255,8 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
     # --- plan -------------------------------------------------------------------------------
     timed("plan", 0.25)
     kinds = request.plans or list(PLANNERS)
+    if "baseline.device" not in kinds:  # always measured: the FP32 reference for the guard
+        kinds = ["baseline.device", *kinds]
     candidates: list[tuple[str, Candidate]] = []
     results: list[PlanResult] = []
     for kind in kinds:
@@ -318,16 +320,20 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
                 meets_acc = f.cosine >= 0.99
                 if not meets_acc:
                     reasons.append(f"output cosine similarity to FP32 {f.cosine:.4f} < 0.99")
-        if cand.speed_claim and base_stage is not None:
-            dev = res.stages[0].measured_host
-            spread = max(NOISE_FLOOR,
-                         (base_stage.p90_ms or base_stage.ms) / base_stage.ms - 1,
-                         (dev.p90_ms or dev.ms) / dev.ms - 1)
-            if dev.ms > base_stage.ms * (1 + spread):
-                reasons.insert(0, f"measured {dev.ms / base_stage.ms:.1f}× slower than FP32 on "
-                                  f"this host ({dev.ms:.3g} ms vs {base_stage.ms:.3g} ms, median of "
-                                  f"{request.runs}; noise allowance {spread * 100:.0f}%): not "
-                                  "recommended for speed")
+        if cand.speed_claim and base is not None:
+            pt = paired_timing(base[1].artifacts[0], eval_inputs[0], res.artifacts[0],
+                               eval_inputs[0], runs=max(10, request.runs // 2),
+                               threads=request.threads)
+            res = res.model_copy(update={"extra": {**res.extra, "paired_timing": {
+                "fp32_ms": pt.base_ms, "plan_ms": pt.other_ms, "ratio": pt.ratio,
+                "spread": pt.spread, "rounds": pt.rounds, "runs_per_round": pt.runs,
+                "kind": "measured_host"}}})
+            allowance = max(NOISE_FLOOR, pt.spread)
+            if pt.ratio > 1 + allowance:
+                reasons.insert(0, f"measured {pt.ratio:.1f}× slower than FP32 on this host "
+                                  f"({pt.other_ms:.3g} ms vs {pt.base_ms:.3g} ms, medians of "
+                                  f"{pt.rounds} alternating rounds of {pt.runs} runs; noise "
+                                  f"allowance {allowance * 100:.0f}%): not recommended for speed")
         if reasons:
             status = "rejected"
         meets_lat = res.predicted.ms <= request.latency_ms if res.predicted else False

@@ -196,3 +196,46 @@ def validate(ctx: PlanContext, cand: Candidate, plan_id: str, ev: EvalSet, out_d
         fidelity=fid, size_bytes=device_bytes, artifacts=artifacts, extra=cand.extra,
     )
 
+
+
+@dataclass(frozen=True)
+class PairedTiming:
+    """Two models timed in alternating rounds, so machine drift hits both alike."""
+
+    base_ms: float
+    other_ms: float
+    ratio: float  # median over rounds of other/base: > 1 means `other` is slower
+    spread: float  # half the inter-quartile range of the per-round ratios, relative
+    rounds: int
+    runs: int
+
+
+def paired_timing(base: str | onnx.ModelProto, base_feeds: dict[str, np.ndarray],
+                  other: str | onnx.ModelProto, other_feeds: dict[str, np.ndarray],
+                  *, rounds: int = 7, runs: int = 10, threads: int = 1) -> PairedTiming:
+    """Time `base` and `other` in `rounds` alternating rounds of `runs` inferences each."""
+    import time
+
+    sa, sb = make_session(base, threads=threads), make_session(other, threads=threads)
+
+    def burst(sess, feeds) -> float:
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            sess.run(None, feeds)
+            times.append(time.perf_counter() - t)
+        return float(np.median(times)) * 1e3
+
+    burst(sa, base_feeds)
+    burst(sb, other_feeds)  # warm-up
+    a_ms, b_ms = [], []
+    for r in range(rounds):
+        first_a = r % 2 == 0
+        x = burst(sa, base_feeds) if first_a else None
+        b_ms.append(burst(sb, other_feeds))
+        a_ms.append(x if x is not None else burst(sa, base_feeds))
+    ratios = np.array(b_ms) / np.array(a_ms)
+    q1, q3 = np.percentile(ratios, [25, 75])
+    med = float(np.median(ratios))
+    return PairedTiming(float(np.median(a_ms)), float(np.median(b_ms)), med,
+                        float((q3 - q1) / 2 / med), rounds, runs)

@@ -1,0 +1,206 @@
+"""Advisor II: planners, validation, guard and ranking (issue 4's "Done when")."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+
+from advisor import Advice, AdviceRequest, advise
+from advisor.hardware import get_link, load_catalog
+from advisor.model import load_model
+from advisor.plans import PLANNERS, Compute, load_builtins
+from advisor.plans.costs import best, prefix_costs
+from advisor.plans.partition_dag import min_cut_head
+from advisor.validate import int8_roundtrip, run_pipeline
+from advisor.zoo import get_zoo
+from app.cli import cli
+from kb.schema import PlanKind
+
+FAST = {"runs": 3, "threads": 1}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("EDGEDL_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "edgedl-cache"))
+
+
+@pytest.fixture(scope="module")
+def digits_advice(tmp_path_factory) -> Advice:
+    out = tmp_path_factory.mktemp("digits-artifacts")
+    data = get_zoo("digits_cnn").labelled_data
+    return advise(AdviceRequest(model="digits_cnn", device="rpi4", edge="edge_t4", link="wifi",
+                                latency_ms=5, data=str(data), out_dir=str(out), **FAST))
+
+
+def test_every_plan_kind_is_registered():
+    load_builtins()
+    early = {PlanKind.early_exit_partition.value, PlanKind.early_exit_threshold.value}
+    assert {k.value for k in PlanKind} - early <= set(PLANNERS)
+
+
+def test_digits_advice_ranks_with_measured_accuracy(digits_advice):
+    a = digits_advice
+    validated = [p for p in a.plans if p.status in ("recommended", "candidate", "rejected")
+                 and p.fidelity is not None]
+    assert len(validated) >= 4
+    for p in validated:
+        assert p.fidelity.accuracy is not None and p.fidelity.samples == 360
+    rec = a.recommended_plan
+    assert rec is not None and rec.meets_latency and rec.meets_accuracy
+    # the recommended plan's artifacts load and run in a fresh ONNX Runtime session
+    x = np.load(get_zoo("digits_cnn").labelled_data)["x"][:1]
+    env = {"x": x}
+    for path in rec.artifacts:
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        outs = sess.run(None, {i.name: env[i.name] for i in sess.get_inputs()})
+        env.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
+    assert env["logits"].shape == (1, 10)
+
+
+def test_dynamic_int8_on_conv_is_measured_and_rejected(digits_advice):
+    p = digits_advice.plan("quantize.dynamic_int8")
+    assert p.status == "rejected"
+    assert "slower than FP32" in p.reasons[0] and p.measured_host.kind == "measured_host"
+
+
+def test_static_int8_accuracy_within_a_point(digits_advice):
+    p = digits_advice.plan("quantize.static_int8")
+    assert p.fidelity.accuracy_drop_points is not None
+    assert p.fidelity.accuracy_drop_points <= 1.0
+
+
+def test_not_fitting_plans_are_skipped_with_reasons(digits_advice):
+    fp16 = digits_advice.plan("convert.fp16")
+    assert fp16.status == "skipped" and "fp16" in fp16.reasons[0]
+
+
+def test_pruning_onnx_only_model_is_skipped(tmp_path, residual_model):
+    path = tmp_path / "res.onnx"
+    import onnx
+
+    onnx.save(residual_model, path)
+    a = advise(AdviceRequest(model=str(path), device="rpi4", link="wifi", latency_ms=50,
+                             plans=["baseline.device", "prune.structured"], out_dir=str(tmp_path / "o"),
+                             **FAST))
+    p = a.plan("prune.structured")
+    assert p.status == "skipped" and "ONNX-only" in p.reasons[0]
+
+
+def test_json_validates_against_schema_and_labels_every_latency(digits_advice):
+    jsonschema = pytest.importorskip("jsonschema")
+    data = json.loads(digits_advice.model_dump_json())
+    jsonschema.validate(data, Advice.model_json_schema())
+
+    def walk(o):
+        if isinstance(o, dict):
+            if "ms" in o and "method" in o:
+                assert o["kind"] in ("measured_host", "measured_target", "predicted_target")
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+
+    walk(data)
+    assert Advice.model_validate_json(digits_advice.model_dump_json()) == digits_advice
+
+
+def test_partition_head_tail_reproduce_dag_model(tmp_path, residual_model):
+    """Every multi-tensor cut of a residual model: head then tail equals the full model."""
+    import onnx
+
+    from advisor.cuts import split_model
+
+    path = tmp_path / "res.onnx"
+    onnx.save(residual_model, path)
+    g = load_model(str(path))
+    multi = [c for c in g.cuts() if c.multi]
+    assert multi, "the residual fixture must have a cut across its skip connection"
+    x = {t.name: np.random.default_rng(0).standard_normal(t.shape).astype(np.float32)
+         for t in g.inputs}
+    full = ort.InferenceSession(g.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = full.run(None, x)[0]
+    for cut in multi:
+        head, tail, crossing = split_model(g, cut.head)
+        assert len(crossing) >= 2
+        sessions = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+                    for m in (head, tail)]
+        steps = [Compute("h", "device", None, head), Compute("t", "edge", None, tail)]
+        got = run_pipeline(steps, sessions, x)[g.outputs[0].name]
+        assert np.max(np.abs(got - want)) <= 1e-5
+
+
+def test_min_cut_matches_brute_force_on_dag(tmp_path, residual_model):
+    """The DADS min-cut is never worse than the best prefix cut under the same bandwidth costs."""
+    import onnx
+
+    path = tmp_path / "res.onnx"
+    onnx.save(residual_model, path)
+    g = load_model(str(path))
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        dev = {n.name: float(rng.uniform(0.1, 3)) for n in g.nodes}
+        srv = {n.name: float(rng.uniform(0.01, 0.3)) for n in g.nodes}
+        per_byte = float(rng.uniform(1e-5, 1e-3))
+        value, head = min_cut_head(g, dev, srv, per_byte, per_byte)
+        brute = []
+        for c in [*g.cuts()]:
+            cost = sum(dev[n] for n in c.head) + sum(srv[n.name] for n in g.nodes if n.name not in c.head)
+            cost += c.bytes * per_byte + sum(t.nbytes for t in g.outputs) * per_byte
+            brute.append(cost)
+        assert value <= min(brute) + 1e-9
+
+
+def test_int8_roundtrip_error_is_bounded():
+    x = np.linspace(-3, 5, 1000, dtype=np.float32)
+    y = int8_roundtrip(x)
+    assert np.max(np.abs(y - x)) <= (8 / 255) / 2 + 1e-6
+
+
+@pytest.mark.slow
+def test_resnet_partition_moves_with_bandwidth(tmp_path):
+    """Slow links keep everything on the device; a fast link moves work to the server; the
+    chosen partition is the cheapest over all enumerated cuts under the same cost model."""
+    from advisor.plans import PLANNERS as _  # noqa: F401
+    from advisor.predict import calibrate, predict_nodes
+    from advisor.profile import profile_model
+
+    catalog = load_catalog()
+    chosen = {}
+    for link_id in ("3g", "4g", "wifi", "ethernet"):
+        a = advise(AdviceRequest(
+            model="resnet_style", device="rpi4", edge="edge_t4", link=link_id, latency_ms=10_000,
+            plans=["baseline.device", "baseline.server", "partition.chain", "partition.dag"],
+            out_dir=str(tmp_path / link_id), **FAST))
+        parts = [p for p in a.plans if p.predicted is not None]
+        pick = min(parts, key=lambda p: p.predicted.ms)
+        chosen[link_id] = pick
+        # recompute the cost model over every enumerated cut
+        g = load_model("resnet_style")
+        from advisor.model import sample_inputs
+
+        prof = profile_model(g, sample_inputs(g), runs=3, threads=1)
+        cal = calibrate(threads=1)
+        dev = predict_nodes(g, prof, catalog.target("rpi4"), cal)
+        srv = predict_nodes(g, prof, catalog.target("edge_t4"), cal)
+        rows = prefix_costs(g, dev, srv, get_link(link_id, catalog))
+        assert pick.predicted.ms <= best(rows).total_ms * (1 + 1e-6) + 1e-6, link_id
+    assert chosen["3g"].kind == "baseline.device"
+    assert chosen["ethernet"].kind != "baseline.device"
+
+
+def test_cli_exit_codes(tmp_path):
+    r = CliRunner().invoke(cli, ["advise", "digits_cnn", "--device", "rpi4", "--link", "wifi",
+                                 "--latency-ms", "0.00001", "--runs", "3", "--quiet",
+                                 "--plan", "baseline.device", "--out", str(tmp_path)])
+    assert r.exit_code == 1 and "no plan meets" in r.output
+    r = CliRunner().invoke(cli, ["advise", "digits_cnn", "--device", "nope", "--link", "wifi",
+                                 "--latency-ms", "5", "--quiet"])
+    assert r.exit_code == 2 and "nope" in r.output
+    r = CliRunner().invoke(cli, ["advise", "digits_cnn", "--device", "rpi4", "--latency-ms", "5",
+                                 "--quiet"])
+    assert r.exit_code == 2 and "link" in r.output
