@@ -143,7 +143,8 @@ def _rationale(p: PlanResult, req: AdviceRequest, base_ms: float | None) -> str:
                         "samples.")
         bits.append(f"Max abs error vs FP32 {f.max_abs_error:.2g}, cosine {f.cosine:.6f}.")
     if p.citations:
-        bits.append("Implements: " + "; ".join(f"{c.name} ({c.source})" for c in p.citations) + ".")
+        bits.append("Implements: " + "; ".join(
+            f"{c.name} ({c.source})" if c.source else c.name for c in p.citations) + ".")
     return " ".join(bits)
 
 
@@ -249,7 +250,8 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
         ("cloud" if cloud else None), edge=edge, cloud=cloud, link=link, cloud_link=cloud_link,
         device_ms=device_ms, server_ms=server_ms, edge_ms=edge_ms, cloud_ms=cloud_ms,
         calib_inputs=calib, work_dir=out_dir, calibration=cal,
-        torch_source=zoo_entry if zoo_entry is not None and zoo_entry.torch_builder else None,
+        torch_source=zoo_entry if zoo_entry is not None and zoo_entry.trained
+        and zoo_entry.torch_builder and zoo_entry.training_data else None,
     )
 
     # --- plan -------------------------------------------------------------------------------

@@ -9,7 +9,9 @@
     ├── UnknownIdError           an unknown zoo model, hardware target, link preset or run id
     ├── CatalogError             data/hardware.yaml (or another catalog) is malformed
     ├── RequestError             an advice request is inconsistent (e.g. negative latency target)
-    └── AgentError               a measurement agent or inference server failed or refused
+    ├── AgentError               a measurement agent or inference server failed or refused
+    └── ReportError              an advice JSON or the runs database cannot be read, or a
+                                 report format is unknown
 Messages say what was wrong and what to do about it.
 """
 
@@ -49,3 +51,7 @@ class RequestError(AdvisorError):
 
 class AgentError(AdvisorError):
     """A remote agent or inference server failed or refused a request."""
+
+
+class ReportError(AdvisorError):
+    """An advice JSON file, a stored run or a report format cannot be used."""

@@ -68,9 +68,9 @@ def dag(ctx: PlanContext) -> list[Candidate] | Skip:
     value, head = min_cut_head(g, ctx.device_ms, ctx.server_ms, 1 / up, 1 / down)
     n = len(g.nodes)
     if len(head) in (0, n):
-        where = "all on the server" if not head else "all on the device"
-        return Skip("partition.dag", f"the minimum cut puts the whole model {where}: the "
-                    "matching baseline covers it", {"cut_value_ms": value})
+        where = "on the server" if not head else "on the device"
+        return Skip("partition.dag", f"the minimum cut keeps the whole model {where} (the link's "
+                    "round trip aside): the matching baseline covers it", {"cut_value_ms": value})
     head_model, tail_model, crossing = split_model(g, head)
     tier = ctx.server_tier or "edge"
     nbytes = sum(g.tensor(t).nbytes for t in crossing)

@@ -14,6 +14,9 @@ _GROUP_MODULES: tuple[tuple[str, str], ...] = (
     ("app.commands.agent", "agent"),
     ("app.commands.hardware", "hardware"),
     ("app.commands.profile", "profile"),
+    ("app.commands.zoo", "zoo"),
+    ("app.commands.report", "report"),
+    ("app.commands.report", "runs"),
 )
 
 

@@ -1,0 +1,167 @@
+"""Model inputs: valid random samples and user-supplied .npz files.
+
+Integer inputs cannot be random: token ids must stay inside the embedding table they
+index, masks should be ones. The table size is read from the graph itself (a Gather whose
+indices the input feeds, through casts and reshapes), not from names or the zoo.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+
+from advisor.errors import InputDataError
+
+if TYPE_CHECKING:
+    from advisor.model import ModelGraph, TensorSpec
+
+#: ops that pass an index tensor through unchanged in value (for finding what it indexes)
+_PASS_THROUGH = {
+    "Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Expand", "Slice",
+    "Transpose", "Tile", "Concat", "Split", "Gather",
+}  # fmt: skip
+_GATHERS = {"Gather", "GatherElements"}
+
+
+def index_bound(
+    model: onnx.ModelProto, name: str, shapes: dict[str, tuple[int, ...]]
+) -> int | None:
+    """Size of the axis that tensor `name` indexes in a Gather downstream, if any.
+
+    >>> import onnx.helper as h
+    >>> g = h.make_graph([h.make_node("Gather", ["emb", "ids"], ["e"])], "g", [], [])
+    >>> index_bound(h.make_model(g), "ids", {"emb": (1000, 64)})
+    1000
+    """
+    consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
+    for node in model.graph.node:
+        for i, t in enumerate(node.input):
+            consumers.setdefault(t, []).append((node, i))
+    bounds: list[int] = []
+    frontier, seen = [name], {name}
+    while frontier:
+        tensor = frontier.pop()
+        for node, i in consumers.get(tensor, []):
+            if node.op_type in _GATHERS and i == 1:
+                data = shapes.get(node.input[0])
+                axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                if data:
+                    bounds.append(data[axis % len(data)])
+                continue
+            if node.op_type in _PASS_THROUGH and (i == 0 or node.op_type == "Concat"):
+                for out in node.output:
+                    if out and out not in seen:
+                        seen.add(out)
+                        frontier.append(out)
+    return min(bounds) if bounds else None
+
+
+def _sample_one(
+    spec: TensorSpec, shape: tuple[int, ...], bound: int | None, rng: np.random.Generator
+) -> np.ndarray:
+    dtype = np.dtype(spec.dtype)
+    lower = spec.name.lower()
+    if dtype.kind == "b":
+        return np.ones(shape, dtype=dtype)
+    if dtype.kind in "iu":
+        if "mask" in lower:
+            return np.ones(shape, dtype=dtype)
+        if "token_type" in lower or "segment" in lower:
+            return np.zeros(shape, dtype=dtype)
+        if "position" in lower and shape:
+            pos = np.broadcast_to(np.arange(shape[-1]), shape)
+            return (pos % bound if bound else pos).astype(dtype)
+        high = bound if bound else 4  # small non-negative ints when nothing bounds them
+        return rng.integers(0, high, size=shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def feeds_for(
+    model: onnx.ModelProto,
+    specs: Sequence[TensorSpec],
+    seed: int = 0,
+    shapes: dict[str, tuple[int, ...]] | None = None,
+) -> dict[str, np.ndarray]:
+    """Random feeds for `specs` (input specs) of `model`; see `sample_inputs`."""
+    from advisor.model import tensor_specs
+
+    known = {n: s.shape for n, s in tensor_specs(model).items()}
+    rng = np.random.default_rng(seed)
+    out = {}
+    for spec in specs:
+        shape = (shapes or {}).get(spec.name, spec.shape)
+        bound = index_bound(model, spec.name, known) if np.dtype(spec.dtype).kind in "iu" else None
+        out[spec.name] = _sample_one(spec, shape, bound, rng)
+    return out
+
+
+def sample_inputs(
+    graph: ModelGraph, batch: int | None = None, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Valid random inputs for `graph`; `batch` resizes inputs whose batch was symbolic."""
+    shapes = {}
+    if batch is not None:
+        if batch < 1:
+            raise InputDataError(f"batch must be a positive integer, got {batch}")
+        for spec in graph.inputs:
+            if spec.name in graph.symbolic_batch:
+                shapes[spec.name] = (batch, *spec.shape[1:])
+    return feeds_for(graph.model, graph.inputs, seed=seed, shapes=shapes)
+
+
+def load_npz(
+    path: str | Path, graph: ModelGraph
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Inputs from an .npz keyed by input name (or 'x' for one input); labels 'y'/'labels'.
+
+    The leading (batch) axis may hold any number of samples; every other axis must match.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputDataError(f"input data file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputDataError(f"{path.name} is not a valid .npz file: {exc}") from None
+    labels = arrays.get("y", arrays.get("labels"))
+    inputs: dict[str, np.ndarray] = {}
+    for spec in graph.inputs:
+        key = spec.name
+        if key not in arrays and len(graph.inputs) == 1 and "x" in arrays:
+            key = "x"
+        if key not in arrays:
+            raise InputDataError(
+                f"{path.name} has no array for input {spec.name!r} (keys: "
+                f"{', '.join(sorted(arrays)) or 'none'}); save it under that name"
+            )
+        inputs[spec.name] = _conform(arrays[key], spec, path.name)
+    counts = {a.shape[0] for a in inputs.values() if a.ndim}
+    if labels is not None:
+        labels = np.asarray(labels)
+        counts.add(labels.shape[0] if labels.ndim else 1)
+    if len(counts) > 1:
+        raise InputDataError(
+            f"{path.name}: inputs and labels hold different numbers of samples {sorted(counts)}"
+        )
+    return inputs, labels
+
+
+def _conform(array: np.ndarray, spec: TensorSpec, file: str) -> np.ndarray:
+    want = np.dtype(spec.dtype)
+    if array.ndim != len(spec.shape) or tuple(array.shape[1:]) != tuple(spec.shape[1:]):
+        expected = "x".join(["N", *map(str, spec.shape[1:])]) if spec.shape else "scalar"
+        raise InputDataError(
+            f"{file}: array for input {spec.name!r} has shape {tuple(array.shape)}, "
+            f"the model needs {expected}"
+        )
+    if array.dtype.kind == "f" and want.kind in "iub":
+        raise InputDataError(
+            f"{file}: array for input {spec.name!r} is {array.dtype}, the model needs {want}"
+        )
+    return array.astype(want, copy=False)

@@ -1,0 +1,451 @@
+"""Reading and checking models for `advisor.model.load_model`.
+
+Steps, in the order `load_model` runs them: read the source (file with checked external
+data, zoo id, ModelProto, torch export) -> check ops and structure (onnx.checker) -> name
+nodes -> make input shapes concrete -> infer shapes (onnx.shape_inference) and confirm that
+ONNX Runtime can load the model, filling any shape inference could not reach by one run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx.external_data_helper
+import onnx.shape_inference
+from google.protobuf.message import DecodeError
+
+from advisor.errors import ModelError, ShapeError
+
+_STANDARD_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training"}
+_BATCH_NAME = re.compile(r"^(n|b|bs|batch.*|.*_batch|.*batch_size.*|unk__\d+|s\d+)$", re.I)
+#: above this size we skip the ONNX Runtime load check (protobuf cannot serialize > 2 GB)
+_ORT_CHECK_MAX_BYTES = 1_500_000_000
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def read_source(source: Any, example_inputs: Any = None) -> tuple[onnx.ModelProto, str]:
+    """Return (a private copy of the model, a label for where it came from)."""
+    if isinstance(source, onnx.ModelProto):
+        model = onnx.ModelProto()
+        model.CopyFrom(source)
+        if any(onnx.external_data_helper.uses_external_data(t) for t in iter_tensors(model)):
+            raise ModelError(
+                "the ModelProto references external data that is not loaded; "
+                "pass the .onnx file path instead so the data can be found and checked"
+            )
+        return model, f"memory:{model.graph.name or 'model'}"
+    if isinstance(source, str | os.PathLike):
+        return _read_path_or_zoo(source)
+    torch = sys.modules.get("torch")  # a torch Module is only possible once torch is imported
+    if torch is not None and isinstance(source, torch.nn.Module):
+        return export_torch(source, example_inputs), f"torch:{type(source).__name__}"
+    raise ModelError(
+        f"cannot load a model from a {type(source).__name__}; pass an .onnx path, a zoo id, "
+        "an onnx.ModelProto or a torch.nn.Module with example_inputs"
+    )
+
+
+def _read_path_or_zoo(source: str | os.PathLike) -> tuple[onnx.ModelProto, str]:
+    text = os.fspath(source)
+    if text.startswith("zoo:"):
+        return _read_zoo(text[4:])
+    path = Path(text).expanduser()
+    if path.is_file():
+        return read_file(path), str(path)
+    if path.is_dir():
+        raise ModelError(f"{path} is a folder; pass the .onnx file inside it")
+    if not path.suffix and "/" not in text and os.sep not in text:
+        return _read_zoo(text)  # a bare zoo id; unknown ids raise UnknownIdError with the list
+    raise ModelError(f"model file not found: {path}")
+
+
+def _read_zoo(zoo_id: str) -> tuple[onnx.ModelProto, str]:
+    from advisor.zoo import get_zoo
+
+    entry = get_zoo(zoo_id)
+    return read_file(entry.path), f"zoo:{entry.id}"
+
+
+def read_file(path: Path) -> onnx.ModelProto:
+    """Parse an .onnx file and load its external data after checking every location."""
+    try:
+        model = onnx.load_model_from_string(path.read_bytes())
+    except DecodeError as exc:
+        raise ModelError(
+            f"{path.name} is not a valid ONNX model: {exc} (truncated, or not an .onnx "
+            "file?); re-export it or copy it again"
+        ) from None
+    if not model.HasField("graph") or not model.opset_import:
+        raise ModelError(
+            f"{path.name} is not a valid ONNX model: it has no graph or opset "
+            "(empty or truncated file?)"
+        )
+    load_external_data(model, path.parent, path.name)
+    return model
+
+
+def iter_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    """Every TensorProto in the model: initializers and tensor attributes, subgraphs included."""
+
+    def walk(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+        yield from graph.initializer
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                if attr.HasField("g"):
+                    yield from walk(attr.g)
+                for sub in attr.graphs:
+                    yield from walk(sub)
+
+    yield from walk(model.graph)
+
+
+def load_external_data(model: onnx.ModelProto, folder: Path, model_name: str) -> None:
+    """Check each external-data location (inside `folder`, present, long enough), then load.
+
+    Checked here rather than left to onnx so that a bad location is refused before any file
+    is opened and the message names the tensor and the file.
+    """
+    external = [t for t in iter_tensors(model) if onnx.external_data_helper.uses_external_data(t)]
+    if not external:
+        return
+    base = folder.resolve()
+    for tensor in external:
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        where = f"tensor {tensor.name!r} of {model_name}"
+        if not location:
+            raise ModelError(f"{where} is marked as external data but names no file")
+        posix = PurePosixPath(location.replace("\\", "/"))
+        if posix.is_absolute() or PureWindowsPath(location).drive or ".." in posix.parts:
+            raise ModelError(
+                f"refusing external data location {location!r} for {where}: path traversal "
+                f"(locations must be relative paths inside the model's folder {base})"
+            )
+        file = (base / posix).resolve()
+        if not file.is_relative_to(base):
+            raise ModelError(
+                f"refusing external data location {location!r} for {where}: path traversal "
+                f"(it resolves to {file}, outside the model's folder {base})"
+            )
+        if not file.is_file():
+            raise ModelError(
+                f"external data file {location!r} for {where} is missing (looked for {file}); "
+                "copy it next to the model"
+            )
+        try:
+            offset = int(info.get("offset", 0))
+            length = int(info["length"]) if "length" in info else 0
+        except ValueError:
+            raise ModelError(f"{where} has a malformed external data offset/length") from None
+        size = file.stat().st_size
+        if offset + length > size:
+            raise ModelError(
+                f"external data file {location!r} is too short for {where}: it needs bytes "
+                f"{offset}..{offset + length} and has {size} (truncated file?)"
+            )
+    onnx.external_data_helper.load_external_data_for_model(model, str(base))
+
+
+def export_torch(module: Any, example_inputs: Any) -> onnx.ModelProto:
+    """Export a torch.nn.Module with torch.onnx.export into one in-memory ModelProto."""
+    if example_inputs is None:
+        raise ModelError(
+            f"{type(module).__name__} is a torch.nn.Module: pass example_inputs "
+            "(a tensor, a tuple of tensors or a dict of keyword tensors) to export it"
+        )
+    import torch
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    if isinstance(example_inputs, dict):
+        args, kwargs = (), dict(example_inputs)
+    elif isinstance(example_inputs, tuple | list):
+        args, kwargs = tuple(example_inputs), {}
+    else:
+        args, kwargs = (example_inputs,), {}
+    was_training = module.training
+    module.eval()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+            program = torch.onnx.export(
+                module, args, kwargs=kwargs, dynamo=True, external_data=False, verbose=False
+            )
+    except Exception as exc:  # the exporter raises many error types; keep type and message
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelError(
+            f"torch.onnx.export failed for {type(module).__name__}: {type(exc).__name__}: {first}"
+        ) from exc
+    finally:
+        module.train(was_training)
+    if program is None:
+        raise ModelError(f"torch.onnx.export returned no program for {type(module).__name__}")
+    return program.model_proto
+
+
+# --- checking -----------------------------------------------------------------------------
+
+
+def _all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _all_nodes(attr.g)
+            for sub in attr.graphs:
+                yield from _all_nodes(sub)
+
+
+def check_structure(model: onnx.ModelProto) -> None:
+    """Unknown standard-domain ops by name, then onnx.checker for everything else."""
+    functions = {(f.domain, f.name) for f in model.functions}
+    for node in _all_nodes(model.graph):
+        domain = node.domain or ""
+        if (domain, node.op_type) in functions or domain not in _STANDARD_DOMAINS:
+            continue  # other domains are checked by loading the model in ONNX Runtime
+        lookup = "" if domain == "ai.onnx" else domain
+        if not onnx.defs.has(node.op_type, lookup):
+            raise ModelError(
+                f"unknown operator {node.op_type!r} (domain {domain or 'ai.onnx'!r}) in node "
+                f"{node.name or '(unnamed)'!r}: ONNX defines no such op; re-export the model "
+                "with standard ops"
+            )
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ModelError(f"not a valid ONNX model: {first}; re-export it") from None
+
+
+def name_nodes(model: onnx.ModelProto) -> None:
+    """Give every top-level node a unique name ('<op>_<index>' for unnamed ones)."""
+    seen: set[str] = set()
+    for index, node in enumerate(model.graph.node):
+        name = node.name or f"{node.op_type}_{index}"
+        while name in seen:
+            name = f"{name}_{index}"
+        node.name = name
+        seen.add(name)
+
+
+def _fmt(dims: list[str]) -> str:
+    return "x".join(dims)
+
+
+def fix_input_shapes(
+    model: onnx.ModelProto, given: dict[str, tuple[int, ...]]
+) -> tuple[list[str], list[str]]:
+    """Write concrete input dims in place; return (notices, inputs whose batch was defaulted)."""
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [vi for vi in model.graph.input if vi.name not in inits]
+    names = [vi.name for vi in inputs]
+    for name in given:
+        if name not in names:
+            raise ShapeError(
+                f"--input-shape names {name!r}, but the model's inputs are {', '.join(names)}"
+            )
+    params: dict[str, int] = {}  # symbolic dim name -> value, shared across inputs
+    for vi in inputs:
+        if vi.name in given:
+            params.update(_check_given(vi, given[vi.name]))
+    notices: list[str] = []
+    batch: list[str] = []
+    for vi in inputs:
+        if not vi.type.HasField("tensor_type"):
+            raise ModelError(f"input {vi.name!r} is not a tensor; only tensor inputs are supported")
+        tensor_type = vi.type.tensor_type
+        if vi.name in given:
+            tensor_type.ClearField("shape")
+            for v in given[vi.name]:
+                tensor_type.shape.dim.add().dim_value = int(v)
+            continue
+        if not tensor_type.HasField("shape"):
+            raise ShapeError(
+                f"input {vi.name!r} has no shape; pass --input-shape {vi.name}=1x3x224x224 "
+                "with its real dimensions"
+            )
+        dims = tensor_type.shape.dim
+        for axis, dim in enumerate(dims):
+            kind = dim.WhichOneof("value")
+            if kind == "dim_value":
+                continue
+            param = dim.dim_param if kind == "dim_param" else ""
+            if param in params:
+                dim.dim_value = params[param]
+            elif axis == 0 and (len(dims) >= 2 or _BATCH_NAME.match(param)):
+                dim.dim_value = 1
+                batch.append(vi.name)
+                notices.append(
+                    f"batch dimension {param or '?'!r} of input {vi.name!r} set to 1 "
+                    f"(pass --input-shape {vi.name}=... to choose another)"
+                )
+            else:
+                example = [
+                    str(d.dim_value)
+                    if d.WhichOneof("value") == "dim_value"
+                    else ("1" if i == 0 and len(dims) >= 2 else f"<{d.dim_param or '?'}>")
+                    for i, d in enumerate(dims)
+                ]
+                raise ShapeError(
+                    f"input {vi.name!r} has symbolic dimension {param or '?'!r} (axis {axis}) "
+                    f"and no value was given; pass --input-shape {vi.name}={_fmt(example)} "
+                    f"(Python: input_shapes={{{vi.name!r}: (...)}})"
+                )
+    return notices, batch
+
+
+def _check_given(vi: onnx.ValueInfoProto, shape: tuple[int, ...]) -> dict[str, int]:
+    values = tuple(shape)
+    if not values or any(not isinstance(v, int | np.integer) or v <= 0 for v in values):
+        raise ShapeError(
+            f"--input-shape for {vi.name!r} must be positive integers like 1x3x224x224, "
+            f"got {values!r}"
+        )
+    tensor_type = vi.type.tensor_type
+    if not tensor_type.HasField("shape"):
+        return {}
+    dims = tensor_type.shape.dim
+    if len(dims) != len(values):
+        raise ShapeError(
+            f"input {vi.name!r} has rank {len(dims)}, but --input-shape gave "
+            f"{_fmt([str(v) for v in values])} (rank {len(values)})"
+        )
+    params: dict[str, int] = {}
+    for axis, (dim, v) in enumerate(zip(dims, values, strict=True)):
+        if dim.WhichOneof("value") == "dim_value" and dim.dim_value != v:
+            raise ShapeError(
+                f"input {vi.name!r} has fixed size {dim.dim_value} at axis {axis}, but "
+                f"--input-shape gave {v}"
+            )
+        if dim.WhichOneof("value") == "dim_param":
+            params[dim.dim_param] = int(v)
+    return params
+
+
+# --- shapes and the ONNX Runtime check ---------------------------------------------------
+
+
+def _concrete(vi: onnx.ValueInfoProto) -> bool:
+    t = vi.type.tensor_type
+    return (
+        vi.type.HasField("tensor_type")
+        and t.HasField("shape")
+        and all(d.WhichOneof("value") == "dim_value" for d in t.shape.dim)
+    )
+
+
+def infer_shapes(model: onnx.ModelProto) -> None:
+    """Concrete shapes for every tensor: onnx shape inference, then one ORT run for the rest."""
+    graph = model.graph
+    stale = [vi for vi in graph.value_info if not _concrete(vi)]
+    for vi in stale:
+        graph.value_info.remove(vi)
+    for out in graph.output:  # symbolic output dims are re-inferred from the concrete inputs
+        if out.type.HasField("tensor_type") and not _concrete(out):
+            out.type.tensor_type.ClearField("shape")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ShapeError(
+            f"shape inference failed with these input shapes: {first}; check --input-shape"
+        ) from None
+    model.CopyFrom(inferred)
+    _check_with_ort(model)
+
+
+def _ort_errors() -> tuple[type[BaseException], ...]:
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError",
+             "RuntimeException", "InvalidProtobuf", "ModelLoaded", "NotImplemented",
+             "InvalidGraph", "EPFail")  # fmt: skip
+    return tuple(getattr(state, n) for n in names if hasattr(state, n)) + (RuntimeError,)
+
+
+_OP_PATTERNS = (
+    re.compile(r"(?:[\w.]+:)?(?P<op>\w+)\([-\d]*\) is not a registered function/op"),
+    re.compile(r"implementation for (?P<op>\w+)\(\d+\) node"),
+    re.compile(r"No Op registered for (?P<op>\w+)"),
+)
+
+
+def _op_from_message(model: onnx.ModelProto, message: str) -> str | None:
+    """'operator 'Frob' (domain 'com.example') in node 'f1'' from an ORT load error."""
+    match = next((m for p in _OP_PATTERNS if (m := p.search(message))), None)
+    if match is None:
+        return None
+    op = match.group("op")
+    node = next((n for n in _all_nodes(model.graph) if n.op_type == op), None)
+    domain = (node.domain if node is not None else "") or "ai.onnx"
+    where = f" in node {node.name!r}" if node is not None and node.name else ""
+    return f"operator {op!r} (domain {domain!r}){where}"
+
+
+def _check_with_ort(model: onnx.ModelProto) -> None:
+    """Create a CPU session (proves ORT knows every op); run once if shapes are missing."""
+    if model.ByteSize() > _ORT_CHECK_MAX_BYTES:
+        return
+    import onnxruntime as ort
+
+    from advisor.model import tensor_specs
+
+    specs = tensor_specs(model)
+    outputs = {o.name for o in model.graph.output}
+    missing = [o for n in model.graph.node for o in n.output if o and o not in specs]
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    for name in missing:
+        if name not in outputs:
+            probe.graph.output.append(onnx.ValueInfoProto(name=name))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(
+            probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+    except _ort_errors() as exc:
+        text = str(exc)
+        op = _op_from_message(model, text)
+        if op:
+            raise ModelError(
+                f"ONNX Runtime does not know {op}; replace it with standard ops or use an "
+                "ONNX Runtime build that provides it"
+            ) from None
+        raise ModelError(f"ONNX Runtime cannot load the model: {text.strip()[:300]}") from None
+    if not missing:
+        return
+    from advisor.inputs import feeds_for
+
+    feeds = feeds_for(model, [specs[i.name] for i in session.get_inputs()], seed=0)
+    try:
+        values = session.run(missing, feeds)
+    except _ort_errors() as exc:
+        raise ModelError(
+            f"running the model once to find the shapes shape inference could not: {exc}"
+        ) from None
+    by_name = {o.name: o for o in model.graph.output}
+    for name, value in zip(missing, values, strict=True):
+        value = np.asarray(value)
+        vi = onnx.helper.make_tensor_value_info(
+            name, onnx.helper.np_dtype_to_tensor_dtype(value.dtype), value.shape
+        )
+        if name in by_name:
+            by_name[name].CopyFrom(vi)
+        else:
+            model.graph.value_info.append(vi)

@@ -1,0 +1,551 @@
+"""What a report says, independent of its format: `sections(advice)` -> a list of `Section`s.
+
+The content is built once from an `Advice` as plain strings, tables and charts (the blocks of
+`advisor.report_blocks`); the HTML and Markdown renderers in `advisor.report` only escape and
+lay it out, so both formats carry the same content. Every string here is untrusted text (names
+come from the model and the user); only `Chart.svg`, built by `advisor.charts` with every text
+escaped, is markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from advisor.charts import (
+    fidelity_metric,
+    layer_groups,
+    layers_chart_svg,
+    pareto_chart_svg,
+    stage_chart_svg,
+)
+from advisor.report_blocks import (
+    DASH,
+    Block,
+    Bullets,
+    Chart,
+    Code,
+    Heading,
+    Para,
+    Section,
+    Table,
+    ms,
+    num,
+    pct,
+    shape,
+    value,
+    yes,
+)
+
+if TYPE_CHECKING:
+    from advisor.advice import Advice, PlanResult
+
+__all__ = ["sections"]
+
+
+def _kv(rows: Iterable[tuple[str, str]], header: tuple[str, str] = ("field", "value")) -> Table:
+    return Table(header, tuple(rows))
+
+
+def _dict_table(data: Mapping[str, object], labels: dict[str, str] | None = None) -> Table:
+    labels = labels or {}
+    return _kv((labels.get(k, k), value(v)) for k, v in data.items())
+
+
+def _transfer(p: PlanResult) -> tuple[str, str]:
+    tr = [s for s in p.stages if s.kind == "transfer"]
+    if not tr:
+        return DASH, DASH
+    pred = [s.predicted.ms for s in tr if s.predicted is not None]
+    return (num(sum(pred)) if pred else DASH), num(sum(s.bytes or 0 for s in tr))
+
+
+# --- sections -----------------------------------------------------------------------------------
+
+
+def _decision(a: Advice) -> Section:
+    req, p = a.request, a.recommended_plan
+    counts = {
+        s: sum(q.status == s for q in a.plans)
+        for s in ("recommended", "candidate", "rejected", "skipped")
+    }
+    tally = Para(
+        f"{len(a.plans)} plans considered: "
+        + ", ".join(f"{n} {s}" for s, n in counts.items())
+        + "."
+    )
+    blocks: list[Block] = []
+    if p is not None:
+        acc = (
+            f" and the {req.accuracy_budget:g}-point accuracy budget"
+            if req.accuracy_budget is not None
+            else ""
+        )
+        blocks += [
+            Para(f"Recommended: {p.title} (plan {p.id}, kind {p.kind}).", strong=True),
+            Para(
+                f"It meets the {req.latency_ms:g} ms latency target{acc}: "
+                f"{ms(p.predicted)} ms predicted_target end to end."
+            ),
+            _figures(p, req.latency_ms),
+        ]
+        if p.rationale:
+            blocks.append(Para(p.rationale))
+    else:
+        blocks.append(
+            Para(
+                f"No plan met the target: none of the validated plans meets the "
+                f"{req.latency_ms:g} ms latency target and the fidelity limits.",
+                strong=True,
+            )
+        )
+        near = sorted(
+            (q for q in a.plans if q.predicted is not None and q.status != "skipped"),
+            key=lambda q: q.predicted.ms if q.predicted else 0.0,
+        )[:3]
+        if near:
+            blocks.append(Para("Closest plans (lowest predicted_target latency):"))
+            blocks.append(
+                Table(
+                    (
+                        "plan id",
+                        "plan",
+                        "predicted_target e2e (ms)",
+                        "measured_host e2e (ms)",
+                        "meets latency target",
+                        "meets accuracy",
+                        "why not",
+                    ),
+                    tuple(
+                        (
+                            q.id,
+                            q.title,
+                            ms(q.predicted),
+                            ms(q.measured_host),
+                            yes(q.meets_latency),
+                            yes(q.meets_accuracy),
+                            "; ".join(q.reasons) or DASH,
+                        )
+                        for q in near
+                    ),
+                )
+            )
+    blocks.append(tally)
+    if a.notices:
+        blocks += [Heading("Notices"), Bullets(tuple(a.notices))]
+    return Section("decision", "Decision summary", tuple(blocks))
+
+
+def _figures(p: PlanResult, target_ms: float) -> Table:
+    rows = [("latency target", f"{target_ms:g}", "ms", "requested", DASH)]
+    for lat in (p.predicted, p.measured_host, p.measured_target):
+        if lat is not None:
+            p90 = f" (p90 {num(lat.p90_ms)})" if lat.p90_ms is not None else ""
+            rows.append(("end-to-end latency", num(lat.ms) + p90, "ms", lat.kind, lat.method))
+    if p.prediction_error is not None:
+        rows.append(
+            (
+                "prediction error",
+                pct(p.prediction_error, 1),
+                "%",
+                "|predicted_target − measured_host| / measured_host",
+                DASH,
+            )
+        )
+    f = p.fidelity
+    if f is not None:
+        how = f"measured_host, {f.samples} samples vs FP32"
+        if f.accuracy is not None:
+            rows.append(("task accuracy", pct(f.accuracy), "%", how, DASH))
+        if f.accuracy_drop_points is not None:
+            rows.append(("accuracy drop", num(f.accuracy_drop_points), "points", how, DASH))
+        if f.top1_agreement is not None:
+            rows.append(("top-1 agreement", pct(f.top1_agreement), "%", how, DASH))
+        rows.append(("max abs error", num(f.max_abs_error), "output units", how, DASH))
+    if p.size_bytes is not None:
+        rows.append(("model on the device", num(p.size_bytes), "bytes", "file size", DASH))
+    return Table(("figure", "value", "unit", "kind", "method"), tuple(rows))
+
+
+def _inputs(a: Advice) -> Section:
+    m, r = a.model, a.request
+    model = _kv(
+        [
+            ("name", m.name),
+            ("source", m.source),
+            ("digest (sha256)", m.digest),
+            ("graph nodes", num(m.nodes)),
+            ("FLOPs (per inference)", num(m.flops)),
+            ("parameters (bytes)", num(m.params_bytes)),
+            *((f"input {k}", shape(v)) for k, v in m.inputs.items()),
+            *((f"output {k}", shape(v)) for k, v in m.outputs.items()),
+        ]
+    )
+    link = r.link or (
+        f"custom: up {num(r.up_mbps)} Mbps, down {num(r.down_mbps)} Mbps, RTT {num(r.rtt_ms)} ms"
+    )
+    asked = [
+        ("model", r.model),
+        ("end device", r.device),
+        ("edge server", r.edge or DASH),
+        ("cloud server", r.cloud or DASH),
+        ("link device ↔ server", link),
+    ]
+    if r.edge and r.cloud:
+        asked.append(("link edge ↔ cloud", r.cloud_link))
+    asked += [
+        ("latency target (ms)", f"{r.latency_ms:g}"),
+        ("accuracy budget (points)", num(r.accuracy_budget)),
+        ("min top-1 agreement without labels (%)", pct(r.min_agreement)),
+        ("data", r.data or DASH),
+        (
+            "input shapes given",
+            ", ".join(f"{k}={shape(v)}" for k, v in r.input_shapes.items()) or DASH,
+        ),
+        ("plan kinds", ", ".join(r.plans) if r.plans else "all registered"),
+        ("timed runs per measurement", num(r.runs)),
+        ("ORT intra-op threads", num(r.threads)),
+        ("max evaluation samples", num(r.max_eval_samples)),
+        ("device agent", r.device_agent or DASH),
+    ]
+    link_units = {
+        "up_mbps": "uplink (Mbps)",
+        "down_mbps": "downlink (Mbps)",
+        "rtt_ms": "round-trip time (ms)",
+    }
+    return Section(
+        "inputs",
+        "Inputs",
+        (
+            Heading("Model"),
+            model,
+            Heading("Request"),
+            _kv(asked),
+            Heading("Link used"),
+            _dict_table(a.link, link_units),
+        ),
+    )
+
+
+def _environment(a: Advice) -> Section:
+    blocks: list[Block] = [
+        Para("Where the measured_host figures were taken."),
+        Heading("Environment fingerprint"),
+        _dict_table(a.environment),
+        Heading("Host calibration (attained ceilings used for predicted_target)"),
+        _dict_table(a.calibration),
+    ]
+    if a.profile_self_check:
+        labels = {
+            "node_sum_ms": "sum of per-node medians, measured_host (ms)",
+            "end_to_end_basic_ms": "whole model at ORT_ENABLE_BASIC, measured_host (ms)",
+            "error": "relative difference",
+        }
+        blocks += [Heading("Profile self-check"), _dict_table(a.profile_self_check, labels)]
+    if a.stage_seconds:
+        blocks += [Heading("Advisor wall time per stage (s)"), _dict_table(a.stage_seconds)]
+    return Section("environment", "Environment and calibration", tuple(blocks))
+
+
+def _plans(a: Advice) -> Section:
+    shown = [p for p in a.plans if p.status != "skipped"]
+    with_target = any(p.measured_target for p in shown)
+    header = [
+        "plan id",
+        "plan",
+        "status",
+        "predicted_target e2e (ms)",
+        "measured_host e2e (ms)",
+        "measured_host p90 (ms)",
+    ]
+    header += ["measured_target e2e (ms)"] if with_target else []
+    header += [
+        "transfer predicted_target (ms)",
+        "bytes sent",
+        "device model (bytes)",
+        "accuracy (%)",
+        "top-1 agreement (%)",
+        "max abs error",
+        "meets latency target",
+        "meets accuracy",
+    ]
+    rows = []
+    for p in shown:
+        f = p.fidelity
+        t_ms, t_bytes = _transfer(p)
+        row = [
+            p.id,
+            p.title,
+            p.status,
+            ms(p.predicted),
+            ms(p.measured_host),
+            num(p.measured_host.p90_ms) if p.measured_host else DASH,
+        ]
+        row += [ms(p.measured_target)] if with_target else []
+        row += [
+            t_ms,
+            t_bytes,
+            num(p.size_bytes),
+            pct(f.accuracy) if f else DASH,
+            pct(f.top1_agreement) if f else DASH,
+            num(f.max_abs_error) if f else DASH,
+            yes(p.meets_latency),
+            yes(p.meets_accuracy),
+        ]
+        rows.append(tuple(row))
+    blocks: list[Block] = [
+        Para(
+            "predicted_target: each stage predicted on its target (host measurements scaled "
+            "to the target's roofline; transfers from the link model). measured_host: every "
+            "compute stage run here in ONNX Runtime, transfers from the same link model. "
+            "Skipped plans are listed under rejected and skipped plans."
+        ),
+        Table(tuple(header), tuple(rows), tuple(p.status for p in shown))
+        if rows
+        else Para("No plan was validated."),
+        Chart(stage_chart_svg(a)),
+    ]
+    return Section("plans", "Candidate plans", tuple(blocks))
+
+
+def _details(a: Advice) -> Section:
+    blocks: list[Block] = []
+    for p in a.plans:
+        if p.status == "skipped":
+            continue
+        blocks.append(Heading(f"{p.id} — {p.title} ({p.status})"))
+        if p.rationale:
+            blocks.append(Para(p.rationale))
+        rows = []
+        for s in p.stages:
+            meth = "; ".join(
+                dict.fromkeys(
+                    lat.method for lat in (s.predicted, s.measured_host, s.measured_target) if lat
+                )
+            )
+            rows.append(
+                (
+                    s.name,
+                    s.kind,
+                    s.target or DASH,
+                    ms(s.predicted),
+                    ms(s.measured_host),
+                    ms(s.measured_target),
+                    num(s.bytes),
+                    num(s.nodes),
+                    meth or DASH,
+                )
+            )
+        if rows:
+            blocks.append(
+                Table(
+                    (
+                        "stage",
+                        "type",
+                        "on",
+                        "predicted_target (ms)",
+                        "measured_host (ms)",
+                        "measured_target (ms)",
+                        "bytes",
+                        "graph nodes",
+                        "method",
+                    ),
+                    tuple(rows),
+                )
+            )
+        if p.params:
+            blocks.append(
+                Para("Parameters: " + ", ".join(f"{k}={value(v)}" for k, v in p.params.items()))
+            )
+        if p.artifacts:
+            blocks.append(Bullets(tuple(f"artifact: {x}" for x in p.artifacts)))
+    return Section("details", "Plan details", tuple(blocks) or (Para("No plan was validated."),))
+
+
+def _rejected(a: Advice) -> Section:
+    out = [p for p in a.plans if p.status in ("rejected", "skipped")]
+    missed = [p for p in a.plans if p.status == "candidate" and p.reasons]
+    blocks: list[Block] = []
+    if out:
+        blocks.append(
+            Table(
+                ("plan id", "plan", "kind", "status", "reasons"),
+                tuple((p.id, p.title, p.kind, p.status, "; ".join(p.reasons) or DASH) for p in out),
+                tuple(p.status for p in out),
+            )
+        )
+    else:
+        blocks.append(Para("No plan was rejected or skipped."))
+    if missed:
+        blocks += [
+            Heading("Valid candidates not recommended"),
+            Table(
+                ("plan id", "plan", "reasons"),
+                tuple((p.id, p.title, "; ".join(p.reasons)) for p in missed),
+            ),
+        ]
+    return Section("rejected", "Rejected and skipped plans", tuple(blocks))
+
+
+def _layers(a: Advice) -> Section:
+    groups = layer_groups(a)
+    server = a.request.edge or a.request.cloud
+    if not groups:
+        return Section("layers", "Per-layer profile", (Para("No per-layer profile recorded."),))
+    header = (
+        "#",
+        "layer",
+        "ops",
+        "nodes",
+        "last node",
+        "FLOPs",
+        "output (bytes)",
+        "measured_host (ms)",
+        f"predicted_target {a.request.device} (ms)",
+        f"predicted_target {server or 'server'} (ms)",
+    )
+    rows = tuple(
+        (
+            str(i),
+            g.layer,
+            ", ".join(g.ops),
+            num(g.nodes),
+            g.last_node,
+            num(g.flops),
+            num(g.output_bytes),
+            num(g.host_ms),
+            num(g.device_ms),
+            num(g.server_ms),
+        )
+        for i, g in enumerate(groups, 1)
+    )
+    return Section(
+        "layers",
+        "Per-layer profile",
+        (
+            Para(
+                "Consecutive graph nodes of one layer summed, in execution order. measured_host: "
+                "per-node medians from ONNX Runtime's profiler on this host (ORT_ENABLE_BASIC); "
+                "predicted_target: the advisor's per-node prediction on each target. Output bytes "
+                "are those of the layer's last node, i.e. what crosses a cut right after it."
+            ),
+            Chart(layers_chart_svg(a)),
+            Table(header, rows),
+        ),
+    )
+
+
+def _fidelity(a: Advice) -> Section:
+    metric, label = fidelity_metric(a)
+    shown = [p for p in a.plans if p.fidelity is not None]
+    rows = []
+    for p in shown:
+        f = p.fidelity
+        if f is None:
+            continue
+        rows.append(
+            (
+                p.id,
+                p.status,
+                num(f.samples),
+                pct(f.accuracy),
+                pct(f.baseline_accuracy),
+                num(f.accuracy_drop_points),
+                pct(f.top1_agreement),
+                num(f.max_abs_error),
+                f"{f.cosine:.6f}",
+                yes(p.meets_accuracy),
+            )
+        )
+    blocks: list[Block] = [
+        Para(
+            "Each plan's outputs compared with the FP32 model's on the same inputs, run here "
+            f"(measured_host). The trade-off chart uses {label}."
+        )
+    ]
+    if rows:
+        blocks.append(
+            Table(
+                (
+                    "plan id",
+                    "status",
+                    "samples",
+                    "accuracy (%)",
+                    "FP32 accuracy (%)",
+                    "accuracy drop (points)",
+                    "top-1 agreement (%)",
+                    "max abs error",
+                    "cosine to FP32",
+                    "meets accuracy",
+                ),
+                tuple(rows),
+                tuple(p.status for p in shown),
+            )
+        )
+    else:
+        blocks.append(Para("No fidelity was measured."))
+    blocks.append(Chart(pareto_chart_svg(a)))
+    front = ", ".join(a.pareto) or DASH
+    blocks.append(Para(f"Pareto front (predicted_target latency vs {metric}): {front}."))
+    return Section("fidelity", "Fidelity", tuple(blocks))
+
+
+def _citations(a: Advice) -> Section:
+    cited: dict[str, tuple[str, str, list[str]]] = {}
+    for p in a.plans:
+        for c in p.citations:
+            cited.setdefault(c.entry_id, (c.name, c.source, []))[2].append(p.id)
+    if not cited:
+        return Section(
+            "citations",
+            "Techniques cited",
+            (
+                Para(
+                    "No knowledge-base entry was cited (no entry matches these plan kinds, or the "
+                    "knowledge base was unavailable)."
+                ),
+            ),
+        )
+    rows = tuple(
+        (eid, name, src or DASH, ", ".join(dict.fromkeys(ids)))
+        for eid, (name, src, ids) in cited.items()
+    )
+    return Section(
+        "citations",
+        "Techniques cited",
+        (
+            Para(
+                "Entries of the EdgeDL knowledge base (from the survey “Convergence of Edge "
+                "Computing and Deep Learning”, Wang et al., IEEE COMST 2020) that the plans "
+                "implement; see them with `edgedl kb show ID`."
+            ),
+            Table(("entry id", "technique", "source", "cited by plans"), rows),
+        ),
+    )
+
+
+def _reproduce(a: Advice) -> Section:
+    blocks: list[Block] = [
+        Para(
+            f"Advice created {a.created}. Run this to reproduce it "
+            "(measurements vary with the host and its load):"
+        )
+    ]
+    blocks.append(Code(a.command) if a.command else Para("No command was recorded."))
+    return Section("reproduce", "Reproduce", tuple(blocks))
+
+
+def sections(advice: Advice) -> list[Section]:
+    """Every section of a report, in order."""
+    return [
+        _decision(advice),
+        _inputs(advice),
+        _environment(advice),
+        _plans(advice),
+        _rejected(advice),
+        _layers(advice),
+        _fidelity(advice),
+        _details(advice),
+        _citations(advice),
+        _reproduce(advice),
+    ]

@@ -1,0 +1,236 @@
+"""Past advice runs, stored in SQLite (sqlite-utils) so that any process can reopen them.
+
+`RunStore()` keeps its database at `cache_dir()/runs.sqlite` (or the path given). One row per
+run: id, time, the request and the whole Advice as JSON, the folder of its artifacts, and a few
+columns to list by. Every call opens its own short-lived connection, so one store object can
+be shared across threads (Streamlit sessions) and a run saved by one process is visible to
+another at once; the database is in WAL mode so readers do not block a writer.
+
+>>> store = RunStore("/tmp/runs.sqlite")   # doctest: +SKIP
+>>> run_id = store.save(advice, artifacts_dir="out/")   # doctest: +SKIP
+>>> [r.id for r in store.list()] == [run_id]   # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlite_utils
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from advisor.advice import Advice
+from advisor.errors import ReportError, UnknownIdError
+
+__all__ = ["RunStore", "RunSummary", "DB_NAME"]
+
+DB_NAME = "runs.sqlite"
+TABLE = "runs"
+_COLUMNS = {
+    "id": str,
+    "saved": str,
+    "created": str,
+    "model": str,
+    "device": str,
+    "edge": str,
+    "cloud": str,
+    "link": str,
+    "latency_ms": float,
+    "recommended": str,
+    "n_plans": int,
+    "artifacts_dir": str,
+    "request_json": str,
+    "advice_json": str,
+}
+_SUMMARY_COLUMNS = (
+    "id",
+    "saved",
+    "created",
+    "model",
+    "device",
+    "edge",
+    "cloud",
+    "link",
+    "latency_ms",
+    "recommended",
+    "n_plans",
+    "artifacts_dir",
+)
+MIN_PREFIX = 4
+
+
+def _artifacts_folder(advice: Advice) -> str | None:
+    """The request's out_dir, else the folder that holds every plan's artifacts."""
+    if advice.request.out_dir:
+        return str(Path(advice.request.out_dir).resolve())
+    files = [str(Path(a).resolve()) for p in advice.plans for a in p.artifacts]
+    if not files:
+        return None
+    folder = Path(os.path.commonpath(files))
+    return str(folder.parent if len(set(files)) == 1 else folder)
+
+
+class RunSummary(BaseModel):
+    """One stored run, as listed (the Advice itself comes from `RunStore.get`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    saved: str  # when it was stored (UTC, ISO 8601)
+    created: str  # when the advice was made
+    model: str  # the model's name (the request's model is in the Advice)
+    device: str
+    edge: str | None = None
+    cloud: str | None = None
+    link: str | None = None
+    latency_ms: float
+    recommended: str | None = None
+    n_plans: int
+    artifacts_dir: str | None = None
+
+
+class RunStore:
+    """Advice runs in one SQLite file; safe to share between threads and processes."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        if path is None:
+            from advisor.cache import cache_dir
+
+            path = cache_dir() / DB_NAME
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            try:
+                db.enable_wal()
+            except sqlite3.OperationalError:  # another process holds it mid-switch: fine
+                pass
+            db.table(TABLE).create(
+                _COLUMNS, pk="id", not_null={"id", "saved", "advice_json"}, if_not_exists=True
+            )
+            db.table(TABLE).create_index(["saved"], if_not_exists=True)
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.path)!r})"
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite_utils.Database]:
+        conn = sqlite3.connect(self.path, timeout=30.0)
+        try:
+            yield sqlite_utils.Database(conn)
+        except sqlite3.OperationalError:  # locked, disk full, ...: say it as it is
+            raise
+        except sqlite3.DatabaseError as exc:  # not a database, or a corrupt one
+            raise ReportError(
+                f"the runs database {self.path} cannot be used ({exc}); move it "
+                "away or delete it to start a fresh one"
+            ) from None
+        finally:
+            conn.close()
+
+    def save(self, advice: Advice, artifacts_dir: str | Path | None = None) -> str:
+        """Store a run; returns its new id (12 hex digits). `artifacts_dir` defaults to the
+        request's out_dir, else the folder holding every plan's artifact files."""
+        run_id = uuid.uuid4().hex[:12]
+        req = advice.request
+        row = {
+            "id": run_id,
+            "saved": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "created": advice.created,
+            "model": advice.model.name,
+            "device": req.device,
+            "edge": req.edge,
+            "cloud": req.cloud,
+            "link": req.link or "custom",
+            "latency_ms": req.latency_ms,
+            "recommended": advice.recommended,
+            "n_plans": len(advice.plans),
+            "artifacts_dir": str(Path(artifacts_dir).resolve())
+            if artifacts_dir
+            else _artifacts_folder(advice),
+            "request_json": req.model_dump_json(),
+            "advice_json": advice.model_dump_json(),
+        }
+        with self._db() as db:
+            db.table(TABLE).insert(row)  # sqlite-utils commits, so other processes see it now
+        return run_id
+
+    def list(self, limit: int | None = None) -> list[RunSummary]:
+        """Stored runs, newest first."""
+        sql = f"select {', '.join(_SUMMARY_COLUMNS)} from {TABLE} order by saved desc, rowid desc"
+        params: list[int] = []
+        if limit is not None:
+            sql += " limit ?"
+            params.append(limit)
+        with self._db() as db:
+            rows = [
+                dict(zip(_SUMMARY_COLUMNS, r, strict=True))
+                for r in db.execute(sql, params).fetchall()
+            ]
+        return [RunSummary(**r) for r in rows]
+
+    def resolve(self, run_id: str) -> str:
+        """The full id for `run_id`, a unique prefix of it (at least 4 characters), or
+        'latest' (the newest run)."""
+        key = run_id.strip()
+        if key == "latest":
+            newest = self.list(limit=1)
+            if not newest:
+                raise UnknownIdError(f"no runs stored in {self.path} yet; run `edgedl advise`")
+            return newest[0].id
+        with self._db() as db:
+            if db.execute(f"select 1 from {TABLE} where id = ?", [key]).fetchone():
+                return key
+            hits = []
+            if len(key) >= MIN_PREFIX and all(c in "0123456789abcdef" for c in key.lower()):
+                hits = [
+                    r[0]
+                    for r in db.execute(
+                        f"select id from {TABLE} where id like ? limit 2", [key.lower() + "%"]
+                    )
+                ]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise UnknownIdError(
+                f"run id prefix {key!r} is ambiguous; give more characters (see `edgedl runs list`)"
+            )
+        raise UnknownIdError(
+            f"unknown run id {key!r} in {self.path}; list the stored runs with `edgedl runs list`"
+        )
+
+    def summary(self, run_id: str) -> RunSummary:
+        """The listing row of one run."""
+        rid = self.resolve(run_id)
+        with self._db() as db:
+            row = db.table(TABLE).get(rid)
+        return RunSummary(**{k: row[k] for k in _SUMMARY_COLUMNS})
+
+    def get(self, run_id: str) -> Advice:
+        """The stored Advice of a run (id or unique prefix)."""
+        rid = self.resolve(run_id)
+        with self._db() as db:
+            text = db.table(TABLE).get(rid)["advice_json"]
+        try:
+            return Advice.model_validate_json(text)
+        except ValidationError as exc:
+            raise ReportError(
+                f"run {rid} was stored in a form this version cannot read "
+                f"({exc.error_count()} problem(s)); delete it with "
+                f"`edgedl runs delete {rid}`"
+            ) from None
+
+    def delete(self, run_id: str) -> None:
+        """Remove a run (its artifact files stay where they are)."""
+        rid = self.resolve(run_id)
+        with self._db() as db:
+            db.table(TABLE).delete(rid)
+
+    def __len__(self) -> int:
+        with self._db() as db:
+            return db.table(TABLE).count
