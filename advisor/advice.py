@@ -50,6 +50,11 @@ class AdviceRequest(_Model):
     max_eval_samples: int = Field(default=512, ge=1)
     out_dir: str | None = Field(default=None, description="folder for plan artifacts")
     device_agent: str | None = Field(default=None, description="URL of an agent on the device")
+    server_agent: str | None = Field(default=None, description="URL of an agent on the server")
+    validate_split: bool = Field(
+        default=False, description="run the recommended partition through the server agent")
+    emulate_link: bool = Field(
+        default=True, description="pace the split run at the request's link (else real network)")
     agent_token: str | None = Field(default=None, exclude=True, repr=False)
 
     @model_validator(mode="after")
@@ -61,6 +66,8 @@ class AdviceRequest(_Model):
             )
         if self.link is not None and any(v is not None for v in custom):
             raise ValueError("give either a link preset or a custom link, not both")
+        if self.validate_split and not self.server_agent:
+            raise ValueError("--validate split needs --server-agent URL")
         return self
 
 
@@ -147,6 +154,22 @@ class ModelSummary(_Model):
     outputs: dict[str, list[int]]
 
 
+class SplitValidation(_Model):
+    """The recommended partition run for real: head here, tail on the server agent."""
+
+    plan_id: str
+    server_agent: str
+    link: str  # 'emulated <id>' (paced on the client) or 'real'
+    repeats: int
+    end_to_end: Latency  # measured_target: the whole request, median
+    p90_ms: float
+    breakdown_ms: dict[str, float]  # head, serialize, network, tail, return, deserialize
+    planned_ms: float  # the plan's own figure for the same setting (measured_host + link model)
+    max_abs_error: float  # joined output vs the full model's
+    output_matches: bool
+
+
+
 class Advice(_Model):
     """The advisor's result: every plan tried, what was measured, and what is recommended."""
 
@@ -163,6 +186,7 @@ class Advice(_Model):
     notices: list[str] = Field(default_factory=list)
     command: str = ""
     stage_seconds: dict[str, float] = Field(default_factory=dict)
+    split_validation: SplitValidation | None = None
     created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def plan(self, plan_id: str) -> PlanResult:

@@ -81,6 +81,14 @@ def _reproduce(req: AdviceRequest) -> str:
         parts += ["--threads", str(req.threads)]
     for p in req.plans or []:
         parts += ["--plan", p]
+    if req.device_agent:
+        parts += ["--device-agent", req.device_agent]
+    if req.server_agent:
+        parts += ["--server-agent", req.server_agent]
+    if req.validate_split:
+        parts += ["--validate", "split"]
+        if not req.emulate_link:
+            parts += ["--no-emulate-link"]
     return shlex.join(parts)
 
 
@@ -360,6 +368,29 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
                               p.predicted.ms if p.predicted else float("inf")))
     front = pareto_front([p for p in final if p.status in ("recommended", "candidate")])
 
+    # --- measurements on the real target and the real split ------------------------------
+    split_validation = None
+    if request.device_agent:
+        report("measure on device agent", 0.975)
+        from advisor.onsite import measure_on_device_agent
+
+        final = measure_on_device_agent(final, request.device_agent, request.agent_token,
+                                        eval_inputs[0], request.runs)
+    if request.validate_split and request.server_agent:
+        report("validate split", 0.985)
+        from advisor.onsite import validate_split
+
+        parts = [p for p in final if p.status in ("recommended", "candidate")
+                 and sum(1 for s in p.stages if s.kind == "compute") >= 2]
+        if not parts:
+            notices.append("--validate split: no validated partition plan to run")
+        else:
+            chosen = next((p for p in parts if p.status == "recommended"), parts[0])
+            split_validation = validate_split(
+                chosen, request.server_agent, request.agent_token, eval_inputs[0],
+                reference[0], [t.name for t in graph.outputs],
+                link=link if request.emulate_link else None, threads=request.threads)
+
     layers = [LayerRow(name=n.name, op_type=n.op_type, layer=n.layer, flops=n.flops,
                        output_bytes=n.output_bytes,
                        host_ms=prof.nodes[n.name].median_ms if n.name in prof.nodes else 0.0,
@@ -381,7 +412,8 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
         profile_self_check={"node_sum_ms": prof.node_sum_ms,
                             "end_to_end_basic_ms": prof.end_to_end_basic_ms,
                             "error": prof.self_check_error},
-        notices=notices, command=_reproduce(request), stage_seconds={
+        notices=notices, command=_reproduce(request), split_validation=split_validation,
+        stage_seconds={
             k: v for k, v in stage_seconds.items() if isinstance(v, float) and v < 1e6},
     )
 

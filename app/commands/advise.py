@@ -48,7 +48,9 @@ class _Progress:
 
 
 def _table(advice) -> str:
-    rows = [("plan", "status", "predicted_target ms", "measured_host ms", "fidelity", "meets")]
+    on_target = any(p.measured_target for p in advice.plans)
+    rows = [("plan", "status", "predicted_target ms", "measured_host ms",
+             *(("measured_target ms",) if on_target else ()), "fidelity", "meets")]
     for p in advice.plans:
         f = p.fidelity
         fid = "—"
@@ -56,8 +58,10 @@ def _table(advice) -> str:
             fid = (f"acc {f.accuracy * 100:.2f}%" if f.accuracy is not None else
                    f"top1 {f.top1_agreement * 100:.1f}%" if f.top1_agreement is not None else
                    f"cos {f.cosine:.4f}")
+        target = ((f"{p.measured_target.ms:.3f}" if p.measured_target else "—",)
+                  if on_target else ())
         rows.append((p.id, p.status, f"{p.predicted.ms:.3f}" if p.predicted else "—",
-                     f"{p.measured_host.ms:.3f}" if p.measured_host else "—", fid,
+                     f"{p.measured_host.ms:.3f}" if p.measured_host else "—", *target, fid,
                      "yes" if p.meets_latency and p.meets_accuracy else
                      ("no" if p.predicted else "—")))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
@@ -88,12 +92,22 @@ def _table(advice) -> str:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for plan artifacts.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Also write a design-review report (.html, .md or .json).")
+@click.option("--device-agent", metavar="URL",
+              help="Agent on the real device (`edgedl agent serve`): adds measured_target figures.")
+@click.option("--server-agent", metavar="URL", help="Agent on the server, for --validate split.")
+@click.option("--token", envvar="EDGEDL_AGENT_TOKEN", help="Agents' bearer token "
+              "(or EDGEDL_AGENT_TOKEN).")
+@click.option("--validate", "validate_mode", type=click.Choice(["split"]),
+              help="split: run the recommended partition end to end through --server-agent.")
+@click.option("--emulate-link/--no-emulate-link", default=True, show_default=True,
+              help="Pace the split run at the request's link (else the real network as it is).")
 @input_shape_option
 @json_option
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def advise_command(model, device, edge, cloud, link, up_mbps, down_mbps, rtt_ms, cloud_link,
                    latency_ms, accuracy_budget, min_agreement, data, plans, runs, threads, out_dir,
-                   report_path, input_shapes, as_json, quiet) -> None:
+                   report_path, device_agent, server_agent, token, validate_mode, emulate_link,
+                   input_shapes, as_json, quiet) -> None:
     """Recommend partition and compression plans for MODEL (an .onnx path or a zoo id),
     each built and run in ONNX Runtime. Exit 0 with a recommendation, 1 when no plan meets
     the target, 2 on bad input."""
@@ -108,7 +122,9 @@ def advise_command(model, device, edge, cloud, link, up_mbps, down_mbps, rtt_ms,
             down_mbps=down_mbps, rtt_ms=rtt_ms, cloud_link=cloud_link, latency_ms=latency_ms,
             accuracy_budget=accuracy_budget, min_agreement=min_agreement, data=data,
             plans=list(plans) or None, runs=runs, threads=threads, out_dir=out_dir,
-            input_shapes=parse_shapes(input_shapes))
+            input_shapes=parse_shapes(input_shapes), device_agent=device_agent,
+            server_agent=server_agent, agent_token=token,
+            validate_split=validate_mode == "split", emulate_link=emulate_link)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
@@ -136,6 +152,12 @@ def advise_command(model, device, edge, cloud, link, up_mbps, down_mbps, rtt_ms,
         for n in advice.notices:
             click.echo(f"note: {n}")
         click.echo(_table(advice))
+        sv = advice.split_validation
+        if sv is not None:
+            click.echo(f"split run of {sv.plan_id} via {sv.server_agent} ({sv.link}): "
+                       f"{sv.end_to_end.ms:.3f} ms measured_target median of {sv.repeats} "
+                       f"(plan's figure {sv.planned_ms:.3f} ms); output max abs error "
+                       f"{sv.max_abs_error:.2g} — {'matches' if sv.output_matches else 'MISMATCH'}")
         rec = advice.recommended_plan
         if rec:
             click.echo(f"\nrecommended: {rec.id} — {rec.rationale}")
