@@ -61,3 +61,12 @@ def test_quick_start_and_ci_agree():
     assert "make test" in ci
     makefile = (ROOT / "Makefile").read_text()
     assert "pip install --quiet torch==2.13.0" in makefile
+
+
+def test_cli_reference_is_generated_from_help():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, str(ROOT / "docs" / "cli_reference.py"), "--check"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
