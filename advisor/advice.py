@@ -37,7 +37,9 @@ class AdviceRequest(_Model):
     cloud_link: str = Field(default="ethernet", description="link preset for edge <-> cloud")
     latency_ms: float = Field(gt=0, description="end-to-end latency target in ms")
     accuracy_budget: float | None = Field(
-        default=None, ge=0, le=100,
+        default=None,
+        ge=0,
+        le=100,
         description="max allowed drop in task accuracy, in percentage points (needs labels)",
     )
     min_agreement: float = Field(
@@ -52,9 +54,11 @@ class AdviceRequest(_Model):
     device_agent: str | None = Field(default=None, description="URL of an agent on the device")
     server_agent: str | None = Field(default=None, description="URL of an agent on the server")
     validate_split: bool = Field(
-        default=False, description="run the recommended partition through the server agent")
+        default=False, description="run the recommended partition through the server agent"
+    )
     emulate_link: bool = Field(
-        default=True, description="pace the split run at the request's link (else real network)")
+        default=True, description="pace the split run at the request's link (else real network)"
+    )
     agent_token: str | None = Field(default=None, exclude=True, repr=False)
 
     @model_validator(mode="after")
@@ -167,7 +171,6 @@ class SplitValidation(_Model):
     planned_ms: float  # the plan's own figure for the same setting (measured_host + link model)
     max_abs_error: float  # joined output vs the full model's
     output_matches: bool
-
 
 
 class Advice(_Model):

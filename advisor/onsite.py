@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+
 from advisor.advice import Latency, PlanResult, SplitValidation
 from advisor.errors import AgentError
 
@@ -27,8 +28,9 @@ def _device_stage_models(plan: PlanResult) -> list[tuple[int, str]]:
     return out
 
 
-def measure_on_device_agent(plans: list[PlanResult], url: str, token: str | None,
-                            inputs: dict[str, np.ndarray], runs: int) -> list[PlanResult]:
+def measure_on_device_agent(
+    plans: list[PlanResult], url: str, token: str | None, inputs: dict[str, np.ndarray], runs: int
+) -> list[PlanResult]:
     """Time every validated plan's device-side models on the device agent.
 
     Adds `measured_target` to each device compute stage and to the plan: the device stages as
@@ -55,48 +57,77 @@ def measure_on_device_agent(plans: list[PlanResult], url: str, token: str | None
         for idx, path in device_parts:
             sess = make_session(path)
             feeds = {i.name: env[i.name] for i in sess.get_inputs()}
-            env.update(dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds),
-                                strict=True)))
+            env.update(
+                dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
+            )
             if path not in cache:
                 prof = measure_on_agent(client, onnx.load(path), runs=runs, inputs=feeds)
                 cache[path] = prof.end_to_end_ms
                 fp_key = prof.fingerprint.cpu_model or ""
             ms = cache[path]
             s = stages[idx]
-            stages[idx] = s.model_copy(update={"measured_target": Latency(
-                ms=ms, kind="measured_target", target=s.target,
-                method=f"ORT on the device agent {url}{' (' + fp_key + ')' if fp_key else ''}, "
-                       f"median of {runs} runs")})
+            stages[idx] = s.model_copy(
+                update={
+                    "measured_target": Latency(
+                        ms=ms,
+                        kind="measured_target",
+                        target=s.target,
+                        method=f"ORT on the device agent {url}"
+                        f"{' (' + fp_key + ')' if fp_key else ''}, median of {runs} runs",
+                    )
+                }
+            )
             pred_dev += s.predicted.ms if s.predicted else 0.0
             meas_dev += ms
-        total = sum((s.measured_target or s.predicted).ms for s in stages
-                    if (s.measured_target or s.predicted) is not None)
+        best_known = [s.measured_target or s.predicted for s in stages]
+        total = sum(lat.ms for lat in best_known if lat is not None)
         server_part = any(s.kind == "compute" and not s.name.startswith("device") for s in stages)
-        method = "device compute measured on the device agent" + (
-            "; server compute predicted_target" if server_part else "") + (
-            "; transfers from the link model" if any(s.kind == "transfer" for s in stages) else "")
+        method = (
+            "device compute measured on the device agent"
+            + ("; server compute predicted_target" if server_part else "")
+            + (
+                "; transfers from the link model"
+                if any(s.kind == "transfer" for s in stages)
+                else ""
+            )
+        )
         err = abs(pred_dev - meas_dev) / meas_dev if meas_dev > 0 else None
-        done.append(p.model_copy(update={
-            "stages": stages,
-            "measured_target": Latency(ms=total, kind="measured_target", method=method,
-                                       target=stages[0].target),
-            "prediction_error": err,
-            "extra": {**p.extra, "device_prediction_error": err},
-        }))
+        done.append(
+            p.model_copy(
+                update={
+                    "stages": stages,
+                    "measured_target": Latency(
+                        ms=total, kind="measured_target", method=method, target=stages[0].target
+                    ),
+                    "prediction_error": err,
+                    "extra": {**p.extra, "device_prediction_error": err},
+                }
+            )
+        )
     return done
 
 
-def validate_split(plan: PlanResult, url: str, token: str | None, inputs: dict[str, np.ndarray],
-                   reference: list[np.ndarray], output_names: list[str], link=None,
-                   repeats: int = 15, threads: int = 1) -> SplitValidation:
+def validate_split(
+    plan: PlanResult,
+    url: str,
+    token: str | None,
+    inputs: dict[str, np.ndarray],
+    reference: list[np.ndarray],
+    output_names: list[str],
+    link=None,
+    repeats: int = 15,
+    threads: int = 1,
+) -> SplitValidation:
     """Run `plan` (a partition) with its device part here and the rest on the server agent."""
     from advisor.agent import AgentClient, EmulatedLink
     from advisor.split import SplitRunner
 
     computes = [s for s in plan.stages if s.kind == "compute"]
     if len(computes) < 2 or not computes[0].name.startswith("device"):
-        raise AgentError(f"plan {plan.id} is not a partition (it has no server part to run "
-                         "remotely); pick a partition plan")
+        raise AgentError(
+            f"plan {plan.id} is not a partition (it has no server part to run "
+            "remotely); pick a partition plan"
+        )
     client = AgentClient(url, token)
     client.health()
     parts = [onnx.load(Path(a)) for a in plan.artifacts]
@@ -106,16 +137,22 @@ def validate_split(plan: PlanResult, url: str, token: str | None, inputs: dict[s
     runner = SplitRunner.build(parts, agents, links, outputs=output_names, threads=threads)
     m = runner.measure(inputs, repeats=repeats)
     got = runner.run(inputs).outputs
-    err = max(float(np.max(np.abs(got[n].astype(np.float64) - r.astype(np.float64))))
-              for n, r in zip(output_names, reference, strict=True))
+    err = max(
+        float(np.max(np.abs(got[n].astype(np.float64) - r.astype(np.float64))))
+        for n, r in zip(output_names, reference, strict=True)
+    )
     med = m.median_ms
     return SplitValidation(
-        plan_id=plan.id, server_agent=url,
+        plan_id=plan.id,
+        server_agent=url,
         link=f"emulated {link.id}" if link is not None else "real",
         repeats=repeats,
-        end_to_end=Latency(ms=med["total_ms"], kind="measured_target", p90_ms=m.p90_total_ms,
-                           method=f"split runner: head here, tail on {url}; median of {repeats} "
-                                  "requests"),
+        end_to_end=Latency(
+            ms=med["total_ms"],
+            kind="measured_target",
+            p90_ms=m.p90_total_ms,
+            method=f"split runner: head here, tail on {url}; median of {repeats} requests",
+        ),
         p90_ms=m.p90_total_ms,
         breakdown_ms={k.removesuffix("_ms"): round(v, 4) for k, v in med.items()},
         planned_ms=plan.measured_host.ms if plan.measured_host else float("nan"),

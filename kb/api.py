@@ -56,8 +56,9 @@ class Comparison(BaseModel):
     rows: list[tuple[str, list[str]]]
 
     def to_markdown(self) -> str:
-        return _export.markdown_table(["attribute", *self.names],
-                                      [[a, *vals] for a, vals in self.rows])
+        return _export.markdown_table(
+            ["attribute", *self.names], [[a, *vals] for a, vals in self.rows]
+        )
 
     def to_csv(self) -> str:
         import csv
@@ -71,9 +72,14 @@ class Comparison(BaseModel):
         return buf.getvalue()
 
     def to_json(self) -> str:
-        return json.dumps({"ids": self.ids, "names": self.names,
-                           "rows": {a: dict(zip(self.ids, v, strict=True)) for a, v in self.rows}},
-                          indent=2)
+        return json.dumps(
+            {
+                "ids": self.ids,
+                "names": self.names,
+                "rows": {a: dict(zip(self.ids, v, strict=True)) for a, v in self.rows},
+            },
+            indent=2,
+        )
 
 
 def _fts_query(text: str) -> str:
@@ -96,8 +102,9 @@ class KnowledgeBase:
 
     # --- construction -------------------------------------------------------------
     @classmethod
-    def open(cls, data_dir: Path | str | None = None, cache_dir: Path | str | None = None
-             ) -> KnowledgeBase:
+    def open(
+        cls, data_dir: Path | str | None = None, cache_dir: Path | str | None = None
+    ) -> KnowledgeBase:
         """Open the knowledge base in `data_dir` (bundled data by default).
 
         The SQLite database is (re)built atomically when the data changed since it was last
@@ -116,8 +123,12 @@ class KnowledgeBase:
     def data(self) -> KBData:
         if self._data is not None:
             return self._data
-        cats = [Category.model_validate(dict(r)) for r in
-                self._conn.execute("SELECT id, name, parent, description, section FROM categories")]
+        cats = [
+            Category.model_validate(dict(r))
+            for r in self._conn.execute(
+                "SELECT id, name, parent, description, section FROM categories"
+            )
+        ]
         rows = self._conn.execute("SELECT id, file, data FROM entries ORDER BY rowid").fetchall()
         entries = tuple(Entry.model_validate_json(r["data"]) for r in rows)
         source = self._conn.execute("SELECT value FROM meta WHERE key='source'").fetchone()[0]
@@ -138,7 +149,10 @@ class KnowledgeBase:
 
     # --- lookups ------------------------------------------------------------------
     def _unknown(self, ident: str) -> UnknownIdError:
-        ids = [r[0] for r in self._conn.execute("SELECT id FROM entries UNION SELECT id FROM categories")]
+        ids = [
+            r[0]
+            for r in self._conn.execute("SELECT id FROM entries UNION SELECT id FROM categories")
+        ]
         return UnknownIdError(ident, difflib.get_close_matches(ident, ids, n=3, cutoff=0.6))
 
     def get(self, ident: str) -> Entry:
@@ -165,8 +179,9 @@ class KnowledgeBase:
 
     def by_action(self, action: str) -> list[Entry]:
         """Entries whose technique the advisor plan kind `action` executes."""
-        rows = self._conn.execute("SELECT data FROM entries WHERE advisor_action = ? ORDER BY year",
-                                  (action,))
+        rows = self._conn.execute(
+            "SELECT data FROM entries WHERE advisor_action = ? ORDER BY year", (action,)
+        )
         return [Entry.model_validate_json(r["data"]) for r in rows]
 
     # --- search -------------------------------------------------------------------
@@ -186,8 +201,11 @@ class KnowledgeBase:
         if category is not None and category not in self._category_ids():
             raise self._unknown(category)
         if kind is not None and kind not in {k.value for k in EntryKind}:
-            raise ValueError(f"unknown kind {kind!r}; use one of {', '.join(k.value for k in EntryKind)}")
-        where, params = [], []
+            raise ValueError(
+                f"unknown kind {kind!r}; use one of {', '.join(k.value for k in EntryKind)}"
+            )
+        where: list[str] = []
+        params: list[object] = []
         if category:
             where.append("e.id IN (SELECT entry_id FROM entry_categories WHERE category_id = ?)")
             params.append(category)
@@ -198,7 +216,9 @@ class KnowledgeBase:
             where.append("e.year >= ?")
             params.append(since)
         if model_family:
-            where.append("(EXISTS (SELECT 1 FROM json_each(e.model_families) WHERE value IN (?, 'any')))")
+            where.append(
+                "(EXISTS (SELECT 1 FROM json_each(e.model_families) WHERE value IN (?, 'any')))"
+            )
             params.append(model_family)
         if tier:
             where.append("(EXISTS (SELECT 1 FROM json_each(e.tiers) WHERE value = ?))")
@@ -226,9 +246,16 @@ class KnowledgeBase:
             rows = self._conn.execute(sql, [*params, limit]).fetchall()
         cats = self._direct_categories([r["id"] for r in rows])
         return [
-            SearchHit(id=r["id"], name=r["name"], kind=r["kind"], year=r["year"],
-                      categories=cats.get(r["id"], []), advisor_action=r["advisor_action"],
-                      score=round(-float(r["rank"]), 4), snippet=r["snip"] or "")
+            SearchHit(
+                id=r["id"],
+                name=r["name"],
+                kind=r["kind"],
+                year=r["year"],
+                categories=cats.get(r["id"], []),
+                advisor_action=r["advisor_action"],
+                score=round(-float(r["rank"]), 4),
+                snippet=r["snip"] or "",
+            )
             for r in rows
         ]
 
@@ -241,7 +268,8 @@ class KnowledgeBase:
         marks = ",".join("?" * len(ids))
         out: dict[str, list[str]] = {}
         for r in self._conn.execute(
-            f"SELECT entry_id, category_id FROM entry_categories WHERE direct = 1 AND entry_id IN ({marks})",
+            "SELECT entry_id, category_id FROM entry_categories "
+            f"WHERE direct = 1 AND entry_id IN ({marks})",
             ids,
         ):
             out.setdefault(r[0], []).append(r[1])
@@ -260,8 +288,10 @@ class KnowledgeBase:
                 return TreeNode(id=n, name=a["name"], type="entry", count=1)
             kids = [v for v in G.successors(n) if G.edges[n, v]["type"] == _graph.CONTAINS]
             cat_kids = [node(v) for v in kids if G.nodes[v]["type"] == "category"]
-            entry_kids = sorted((v for v in kids if G.nodes[v]["type"] == "entry"),
-                                key=lambda v: G.nodes[v]["name"].lower())
+            entry_kids = sorted(
+                (v for v in kids if G.nodes[v]["type"] == "entry"),
+                key=lambda v: G.nodes[v]["name"].lower(),
+            )
             count = len({v for v in _graph.subtree(G, n) if G.nodes[v]["type"] == "entry"})
             children = cat_kids + ([node(v) for v in entry_kids] if with_entries else [])
             return TreeNode(id=n, name=a["name"], type="category", count=count, children=children)
@@ -274,16 +304,21 @@ class KnowledgeBase:
             raise self._unknown(ident)
         return _graph.path_to_root(self.graph, ident)
 
-    def related(self, ident: str, depth: int = 1, types: list[str] | None = None
-                ) -> list[tuple[Entry, int]]:
+    def related(
+        self, ident: str, depth: int = 1, types: list[str] | None = None
+    ) -> list[tuple[Entry, int]]:
         """Entries within `depth` relation hops, nearest first."""
         if ident not in self._entries:
             raise self._unknown(ident)
         found = _graph.related(self.graph, ident, depth=depth, types=types)
         return [(self._entries[i], d) for i, d in sorted(found.items(), key=lambda x: (x[1], x[0]))]
 
-    def applicable(self, family: str | None = None, tier: str | None = None,
-                   constraints: list[str] | tuple[str, ...] = ()) -> list[Entry]:
+    def applicable(
+        self,
+        family: str | None = None,
+        tier: str | None = None,
+        constraints: list[str] | tuple[str, ...] = (),
+    ) -> list[Entry]:
         return [self._entries[i] for i in _graph.applicable(self.graph, family, tier, constraints)]
 
     def compare(self, ids: list[str]) -> Comparison:
@@ -296,11 +331,14 @@ class KnowledgeBase:
             return [f(e) for e in es]
 
         def claims(e: Entry) -> str:
-            return "; ".join(
-                f"{c.metric}: {c.value:g} {c.unit} ({c.source.paper}"
-                f"{', ' + c.source.location if c.source.location else ''})"
-                for c in e.claims
-            ) or "—"
+            return (
+                "; ".join(
+                    f"{c.metric}: {c.value:g} {c.unit} ({c.source.paper}"
+                    f"{', ' + c.source.location if c.source.location else ''})"
+                    for c in e.claims
+                )
+                or "—"
+            )
 
         rows = [
             ("kind", col(lambda e: e.kind.value)),
@@ -308,14 +346,28 @@ class KnowledgeBase:
             ("year", col(lambda e: str(e.year or "—"))),
             ("venue", col(lambda e: e.venue or "—")),
             ("authors", col(lambda e: e.authors or "—")),
-            ("model families", col(lambda e: ", ".join(f.value for f in e.applicability.model_families))),
+            (
+                "model families",
+                col(lambda e: ", ".join(f.value for f in e.applicability.model_families)),
+            ),
             ("tiers", col(lambda e: ", ".join(t.value for t in e.applicability.tiers) or "—")),
             ("needs retraining", col(lambda e: "yes" if e.requirements.retraining else "no")),
             ("needs a server", col(lambda e: "yes" if e.requirements.server else "no")),
             ("needs labelled data", col(lambda e: "yes" if e.requirements.labelled_data else "no")),
-            ("needs special hardware", col(lambda e: "yes" if e.requirements.special_hardware else "no")),
-            ("advisor action", col(lambda e: e.advisor_action.value if e.advisor_action
-                                   else f"advice only: {e.advice_only_reason}")),
+            (
+                "needs special hardware",
+                col(lambda e: "yes" if e.requirements.special_hardware else "no"),
+            ),
+            (
+                "advisor action",
+                col(
+                    lambda e: (
+                        e.advisor_action.value
+                        if e.advisor_action
+                        else f"advice only: {e.advice_only_reason}"
+                    )
+                ),
+            ),
             ("summary", col(lambda e: e.summary)),
             ("claims", col(claims)),
         ]

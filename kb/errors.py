@@ -1,8 +1,8 @@
 """Errors raised by the knowledge base.
 
-    KBError                      base class; catch this at a program's edge
-    ├── DataError                a data file is malformed or inconsistent (names file and entry)
-    └── UnknownIdError           an id asked for does not exist (names the id, suggests near ones)
+KBError                      base class; catch this at a program's edge
+├── DataError                a data file is malformed or inconsistent (names file and entry)
+└── UnknownIdError           an id asked for does not exist (names the id, suggests near ones)
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ class DataError(KBError):
     """A file under data/ is malformed, or its entries contradict each other."""
 
     def __init__(self, message: str, *, file: str | None = None, entry: str | None = None):
-        where = ", ".join(p for p in (f"file {file}" if file else "", f"entry {entry!r}" if entry else "") if p)
+        where = ", ".join(
+            p for p in (f"file {file}" if file else "", f"entry {entry!r}" if entry else "") if p
+        )
         super().__init__(f"{where}: {message}" if where else message)
         self.file = file
         self.entry = entry

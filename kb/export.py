@@ -12,19 +12,38 @@ from kb.schema import Entry
 
 FORMATS = ("json", "csv", "bibtex", "md")
 
-CSV_FIELDS = ["id", "name", "kind", "categories", "year", "venue", "authors", "title",
-              "model_families", "tiers", "advisor_action", "n_claims", "summary"]
+CSV_FIELDS = [
+    "id",
+    "name",
+    "kind",
+    "categories",
+    "year",
+    "venue",
+    "authors",
+    "title",
+    "model_families",
+    "tiers",
+    "advisor_action",
+    "n_claims",
+    "summary",
+]
 
 
 def _flat(e: Entry) -> dict[str, object]:
     return {
-        "id": e.id, "name": e.name, "kind": e.kind.value, "categories": ";".join(e.categories),
-        "year": e.year or "", "venue": e.venue or "", "authors": e.authors or "",
+        "id": e.id,
+        "name": e.name,
+        "kind": e.kind.value,
+        "categories": ";".join(e.categories),
+        "year": e.year or "",
+        "venue": e.venue or "",
+        "authors": e.authors or "",
         "title": e.title or "",
         "model_families": ";".join(f.value for f in e.applicability.model_families),
         "tiers": ";".join(t.value for t in e.applicability.tiers),
         "advisor_action": e.advisor_action.value if e.advisor_action else "",
-        "n_claims": len(e.claims), "summary": e.summary,
+        "n_claims": len(e.claims),
+        "summary": e.summary,
     }
 
 
@@ -48,9 +67,13 @@ def _bib_escape(text: str) -> str:
 def bibtex_record(e: Entry) -> str:
     """One BibTeX record per entry: @inproceedings when it has a venue, else @misc."""
     kind = "inproceedings" if e.venue else "misc"
-    fields = {"title": e.title or e.name, "author": e.authors, "year": e.year,
-              "booktitle" if e.venue else "note": e.venue or e.summary.split(". ")[0],
-              "url": e.url}
+    fields = {
+        "title": e.title or e.name,
+        "author": e.authors,
+        "year": e.year,
+        "booktitle" if e.venue else "note": e.venue or e.summary.split(". ")[0],
+        "url": e.url,
+    }
     body = ",\n".join(
         f"  {k} = {{{_bib_escape(str(v))}}}" for k, v in fields.items() if v not in (None, "")
     )
@@ -66,8 +89,10 @@ def _md_cell(v: object) -> str:
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |",
-             "|" + "|".join("---" for _ in header) + "|"]
+    lines = [
+        "| " + " | ".join(_md_cell(h) for h in header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
     lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 

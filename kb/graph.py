@@ -39,7 +39,11 @@ def build_graph(data: KBData) -> nx.DiGraph:
             G.add_edge(c.parent, c.id, type=CONTAINS)
     for e in data.entries:
         G.add_node(
-            e.id, type="entry", name=e.name, kind=e.kind.value, year=e.year,
+            e.id,
+            type="entry",
+            name=e.name,
+            kind=e.kind.value,
+            year=e.year,
             families=[f.value for f in e.applicability.model_families],
             tiers=[t.value for t in e.applicability.tiers],
             requirements=e.requirements.model_dump(),

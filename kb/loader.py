@@ -118,7 +118,9 @@ def load(data_dir: Path | str | None = None) -> KBData:
             raise DataError(f"unknown branch {ef.branch!r}", file=path.name)
         for e in ef.entries:
             if e.id in entries:
-                raise DataError(f"duplicate id (first defined in {origin[e.id]})", file=path.name, entry=e.id)
+                raise DataError(
+                    f"duplicate id (first defined in {origin[e.id]})", file=path.name, entry=e.id
+                )
             if e.id in cats:
                 raise DataError("id is also a category id", file=path.name, entry=e.id)
             for cid in e.categories:

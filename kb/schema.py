@@ -81,7 +81,9 @@ class Category(_Frozen):
     @classmethod
     def _slug(cls, v: str) -> str:
         if not SLUG.match(v):
-            raise ValueError(f"category id {v!r} must be lower-case letters, digits, '.', '_' or '-'")
+            raise ValueError(
+                f"category id {v!r} must be lower-case letters, digits, '.', '_' or '-'"
+            )
         return v
 
 

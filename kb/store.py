@@ -35,30 +35,52 @@ def db_path_for(digest: str, cache_dir: Path | None = None) -> Path:
 def _rows(data: KBData):
     parents = {c.id: c.parent for c in data.categories}
     categories = [
-        {"id": c.id, "name": c.name, "parent": c.parent, "description": c.description,
-         "section": c.section}
+        {
+            "id": c.id,
+            "name": c.name,
+            "parent": c.parent,
+            "description": c.description,
+            "section": c.section,
+        }
         for c in data.categories
     ]
     entries, claims, relations, memberships = [], [], [], []
     for e in data.entries:
-        entries.append({
-            "id": e.id, "name": e.name, "kind": e.kind.value, "year": e.year, "venue": e.venue,
-            "authors": e.authors, "title": e.title, "url": e.url, "summary": e.summary,
-            "mechanism": e.mechanism,
-            "model_families": json.dumps([f.value for f in e.applicability.model_families]),
-            "tiers": json.dumps([t.value for t in e.applicability.tiers]),
-            "advisor_action": e.advisor_action.value if e.advisor_action else None,
-            "executable": int(e.executable),
-            "n_claims": len(e.claims),
-            "file": data.entry_files[e.id],
-            "data": e.model_dump_json(),
-        })
+        entries.append(
+            {
+                "id": e.id,
+                "name": e.name,
+                "kind": e.kind.value,
+                "year": e.year,
+                "venue": e.venue,
+                "authors": e.authors,
+                "title": e.title,
+                "url": e.url,
+                "summary": e.summary,
+                "mechanism": e.mechanism,
+                "model_families": json.dumps([f.value for f in e.applicability.model_families]),
+                "tiers": json.dumps([t.value for t in e.applicability.tiers]),
+                "advisor_action": e.advisor_action.value if e.advisor_action else None,
+                "executable": int(e.executable),
+                "n_claims": len(e.claims),
+                "file": data.entry_files[e.id],
+                "data": e.model_dump_json(),
+            }
+        )
         for i, c in enumerate(e.claims):
-            claims.append({
-                "entry_id": e.id, "idx": i, "metric": c.metric, "value": c.value, "unit": c.unit,
-                "baseline": c.baseline, "setting": c.setting, "source_paper": c.source.paper,
-                "source_location": c.source.location,
-            })
+            claims.append(
+                {
+                    "entry_id": e.id,
+                    "idx": i,
+                    "metric": c.metric,
+                    "value": c.value,
+                    "unit": c.unit,
+                    "baseline": c.baseline,
+                    "setting": c.setting,
+                    "source_paper": c.source.paper,
+                    "source_location": c.source.location,
+                }
+            )
         for r in e.relations:
             relations.append({"source": e.id, "type": r.type.value, "target": r.target})
         # membership in each listed category and all its ancestors, for facet filtering
@@ -67,7 +89,9 @@ def _rows(data: KBData):
             cur: str | None = cid
             while cur and cur not in seen:
                 seen.add(cur)
-                memberships.append({"entry_id": e.id, "category_id": cur, "direct": int(cur == cid)})
+                memberships.append(
+                    {"entry_id": e.id, "category_id": cur, "direct": int(cur == cid)}
+                )
                 cur = parents.get(cur)
     return categories, entries, claims, relations, memberships
 
@@ -81,16 +105,19 @@ def build(data: KBData, path: Path) -> Path:
     try:
         db = sqlite_utils.Database(tmp, recreate=True)
         categories, entries, claims, relations, memberships = _rows(data)
-        db["meta"].insert_all([{"key": "digest", "value": data.digest},
-                               {"key": "source", "value": data.source}], pk="key")
-        db["categories"].insert_all(categories, pk="id")
-        db["entries"].insert_all(entries, pk="id")
-        db["claims"].insert_all(claims, pk=("entry_id", "idx"),
-                                foreign_keys=[("entry_id", "entries", "id")])
-        db["relations"].insert_all(relations, foreign_keys=[("source", "entries", "id")])
-        db["entry_categories"].insert_all(memberships, pk=("entry_id", "category_id"))
-        db["entry_categories"].create_index(["category_id"])
-        db["entries"].enable_fts(FTS_COLUMNS, tokenize="porter", create_triggers=False)
+        db.table("meta").insert_all(
+            [{"key": "digest", "value": data.digest}, {"key": "source", "value": data.source}],
+            pk="key",
+        )
+        db.table("categories").insert_all(categories, pk="id")
+        db.table("entries").insert_all(entries, pk="id")
+        db.table("claims").insert_all(
+            claims, pk=("entry_id", "idx"), foreign_keys=[("entry_id", "entries", "id")]
+        )
+        db.table("relations").insert_all(relations, foreign_keys=[("source", "entries", "id")])
+        db.table("entry_categories").insert_all(memberships, pk=("entry_id", "category_id"))
+        db.table("entry_categories").create_index(["category_id"])
+        db.table("entries").enable_fts(FTS_COLUMNS, tokenize="porter", create_triggers=False)
         db.conn.commit()
         db.close()
         os.replace(tmp, path)

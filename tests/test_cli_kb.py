@@ -65,9 +65,13 @@ def test_stats_json():
 
 def test_unknown_id_exits_2_with_one_line(tmp_path):
     """Through a real process: one line on stderr, no traceback, exit code 2."""
-    p = subprocess.run([sys.executable, "-m", "app.cli", "kb", "show", "no-such-thing"],
-                       capture_output=True, text=True, timeout=60,
-                       env={"EDGEDL_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    p = subprocess.run(
+        [sys.executable, "-m", "app.cli", "kb", "show", "no-such-thing"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"EDGEDL_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
     assert p.returncode == 2
     assert p.stderr.strip().count("\n") == 0 and "unknown id 'no-such-thing'" in p.stderr
     assert "Traceback" not in p.stderr

@@ -67,6 +67,11 @@ def test_cli_reference_is_generated_from_help():
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, str(ROOT / "docs" / "cli_reference.py"), "--check"],
-                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "cli_reference.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout + r.stderr

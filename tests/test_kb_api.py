@@ -16,12 +16,41 @@ from kb.store import db_path_for
 
 # The systems the survey names for each branch (issue 2, item 4): each must be findable by name.
 NAMED_SYSTEMS = [
-    "DeepX", "DeepMon", "NetAdapt", "AMC", "HAQ", "Once-for-All",
-    "Neurosurgeon", "JointDNN", "DADS", "JALAD", "MoDNN", "MeDNN", "DeepThings",
-    "BranchyNet", "DDNN", "Edgent", "SPINN",
-    "Cachier", "FoggyCache", "DeepCache", "Precog", "Mainstream",
-    "NoScope", "Chameleon", "NestDNN", "KubeEdge", "EdgeX", "FedAvg",
-    "TensorFlow Lite", "Core ML", "ncnn", "MNN", "ONNX Runtime", "Edge TPU", "Jetson",
+    "DeepX",
+    "DeepMon",
+    "NetAdapt",
+    "AMC",
+    "HAQ",
+    "Once-for-All",
+    "Neurosurgeon",
+    "JointDNN",
+    "DADS",
+    "JALAD",
+    "MoDNN",
+    "MeDNN",
+    "DeepThings",
+    "BranchyNet",
+    "DDNN",
+    "Edgent",
+    "SPINN",
+    "Cachier",
+    "FoggyCache",
+    "DeepCache",
+    "Precog",
+    "Mainstream",
+    "NoScope",
+    "Chameleon",
+    "NestDNN",
+    "KubeEdge",
+    "EdgeX",
+    "FedAvg",
+    "TensorFlow Lite",
+    "Core ML",
+    "ncnn",
+    "MNN",
+    "ONNX Runtime",
+    "Edge TPU",
+    "Jetson",
 ]
 
 
@@ -31,8 +60,15 @@ def base(tmp_path_factory) -> KnowledgeBase:
 
 
 def test_public_surface():
-    assert kb.__all__ == ["KnowledgeBase", "SearchHit", "Comparison", "Entry", "KBError",
-                          "DataError", "UnknownIdError"]
+    assert kb.__all__ == [
+        "KnowledgeBase",
+        "SearchHit",
+        "Comparison",
+        "Entry",
+        "KBError",
+        "DataError",
+        "UnknownIdError",
+    ]
 
 
 def test_stats_meet_the_bar(base):
@@ -69,8 +105,11 @@ def test_named_system_found_by_name(base, name):
 
 def test_facets(base):
     hits = base.search("", category="inference.early-exit", limit=200)
-    assert hits and all(base.path_to_root(h.id)[-1] == "inference" or
-                        any(c.startswith("inference.early-exit") for c in h.categories) for h in hits)
+    assert hits and all(
+        base.path_to_root(h.id)[-1] == "inference"
+        or any(c.startswith("inference.early-exit") for c in h.categories)
+        for h in hits
+    )
     assert all(h.kind == "system" for h in base.search("", kind="system", limit=300))
     assert all((h.year or 0) >= 2019 for h in base.search("", since=2019, limit=300))
     ex = base.search("", executable=True, limit=300)
@@ -91,8 +130,14 @@ def test_get_unknown_suggests(base):
 
 def test_tree_and_paths(base):
     roots = base.tree()
-    assert {r.id for r in roots} >= {"applications", "inference", "edge-computing", "training",
-                                     "optimizing-edge", "challenges"}
+    assert {r.id for r in roots} >= {
+        "applications",
+        "inference",
+        "edge-computing",
+        "training",
+        "optimizing-edge",
+        "challenges",
+    }
     assert base.path_to_root("neurosurgeon")[-1] == "inference"
     sub = base.tree("inference.early-exit", with_entries=True)[0]
     assert {c.id for c in sub.children} >= {"branchynet", "edgent"}
@@ -104,7 +149,9 @@ def test_related(base):
 
 
 def test_applicable(base):
-    cnn_dev = {e.id for e in base.applicable(family="CNN", tier="device", constraints=["no-retraining"])}
+    cnn_dev = {
+        e.id for e in base.applicable(family="CNN", tier="device", constraints=["no-retraining"])
+    }
     assert cnn_dev
     for i in cnn_dev:
         assert not base.get(i).requirements.retraining

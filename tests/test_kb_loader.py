@@ -22,9 +22,14 @@ TAXONOMY = {
 
 def entry(ident: str, **over) -> dict:
     e = {
-        "id": ident, "name": ident.title(), "kind": "technique", "categories": ["root.leaf"],
-        "summary": "A summary that is long enough.", "mechanism": "A mechanism long enough here.",
-        "advisor_action": None, "advice_only_reason": "test entry",
+        "id": ident,
+        "name": ident.title(),
+        "kind": "technique",
+        "categories": ["root.leaf"],
+        "summary": "A summary that is long enough.",
+        "mechanism": "A mechanism long enough here.",
+        "advisor_action": None,
+        "advice_only_reason": "test entry",
     }
     e.update(over)
     return e
@@ -47,26 +52,58 @@ def test_valid_minimal(tmp_path):
 BAD = [
     # (files, expected substrings in the message)
     ({"a.yaml": "branch: root\nentries: [\n  - id: x"}, ["file a.yaml", "not valid YAML"]),
-    ({"a.yaml": {"branch": "root", "entries": [entry("alpha", relations=[{"type": "extends", "target": "ghost"}])]}},
-     ["file a.yaml", "entry 'alpha'", "unknown entry 'ghost'"]),
-    ({"a.yaml": {"branch": "root", "entries": [entry("alpha")]},
-      "b.yaml": {"branch": "root", "entries": [entry("alpha")]}},
-     ["file b.yaml", "entry 'alpha'", "duplicate id", "a.yaml"]),
-    ({"a.yaml": {"branch": "root", "entries": [entry("alpha", colour="red")]}},
-     ["file a.yaml", "entry 'alpha'", "colour", "Extra inputs"]),
-    ({"a.yaml": {"branch": "root", "entries": [entry("alpha", kind="gadget")]}},
-     ["entry 'alpha'", "kind"]),
-    ({"a.yaml": {"branch": "root", "entries": [entry("alpha", categories=["nowhere"])]}},
-     ["entry 'alpha'", "unknown category 'nowhere'"]),
-    ({"a.yaml": {"branch": "root", "entries": [entry("alpha", advice_only_reason=None)]}},
-     ["entry 'alpha'", "advice_only_reason"]),
-    ({"a.yaml": {"branch": "root", "entries": [entry("alpha", advisor_action="teleport")]}},
-     ["entry 'alpha'", "advisor_action"]),
-    ({"a.yaml": {"branch": "root", "entries": [
-        entry("alpha", claims=[{"metric": "speedup", "value": 2, "unit": "x"}])]}},
-     ["entry 'alpha'", "source", "Field required"]),
+    (
+        {
+            "a.yaml": {
+                "branch": "root",
+                "entries": [entry("alpha", relations=[{"type": "extends", "target": "ghost"}])],
+            }
+        },
+        ["file a.yaml", "entry 'alpha'", "unknown entry 'ghost'"],
+    ),
+    (
+        {
+            "a.yaml": {"branch": "root", "entries": [entry("alpha")]},
+            "b.yaml": {"branch": "root", "entries": [entry("alpha")]},
+        },
+        ["file b.yaml", "entry 'alpha'", "duplicate id", "a.yaml"],
+    ),
+    (
+        {"a.yaml": {"branch": "root", "entries": [entry("alpha", colour="red")]}},
+        ["file a.yaml", "entry 'alpha'", "colour", "Extra inputs"],
+    ),
+    (
+        {"a.yaml": {"branch": "root", "entries": [entry("alpha", kind="gadget")]}},
+        ["entry 'alpha'", "kind"],
+    ),
+    (
+        {"a.yaml": {"branch": "root", "entries": [entry("alpha", categories=["nowhere"])]}},
+        ["entry 'alpha'", "unknown category 'nowhere'"],
+    ),
+    (
+        {"a.yaml": {"branch": "root", "entries": [entry("alpha", advice_only_reason=None)]}},
+        ["entry 'alpha'", "advice_only_reason"],
+    ),
+    (
+        {"a.yaml": {"branch": "root", "entries": [entry("alpha", advisor_action="teleport")]}},
+        ["entry 'alpha'", "advisor_action"],
+    ),
+    (
+        {
+            "a.yaml": {
+                "branch": "root",
+                "entries": [
+                    entry("alpha", claims=[{"metric": "speedup", "value": 2, "unit": "x"}])
+                ],
+            }
+        },
+        ["entry 'alpha'", "source", "Field required"],
+    ),
     ({"a.yaml": ["not", "a", "mapping"]}, ["file a.yaml", "mapping"]),
-    ({"a.yaml": {"branch": "nope", "entries": [entry("alpha")]}}, ["file a.yaml", "unknown branch"]),
+    (
+        {"a.yaml": {"branch": "nope", "entries": [entry("alpha")]}},
+        ["file a.yaml", "unknown branch"],
+    ),
 ]
 
 
@@ -82,8 +119,10 @@ def test_bad_data_names_file_and_entry(tmp_path, files, expected):
 
 def test_empty_leaf_category_is_an_error(tmp_path):
     tax = dict(TAXONOMY)
-    tax["categories"] = [*TAXONOMY["categories"],
-                         {"id": "root.empty", "name": "E", "parent": "root", "description": "d"}]
+    tax["categories"] = [
+        *TAXONOMY["categories"],
+        {"id": "root.empty", "name": "E", "parent": "root", "description": "d"},
+    ]
     write(tmp_path, {"a.yaml": {"branch": "root", "entries": [entry("alpha")]}})
     (tmp_path / "taxonomy.yaml").write_text(yaml.safe_dump(tax))
     with pytest.raises(DataError, match="root.empty"):

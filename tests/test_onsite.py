@@ -6,9 +6,9 @@ import json
 
 import onnx
 import pytest
+from _agent_fixtures import TOKEN, agent_server, residual_block_model
 from click.testing import CliRunner
 
-from _agent_fixtures import TOKEN, agent_server, residual_block_model
 from advisor import Advice, AdviceRequest, advise
 from app.cli import cli
 
@@ -26,14 +26,41 @@ def agent(tmp_path_factory):
 
 def test_device_agent_adds_measured_target(agent, tmp_path):
     report = tmp_path / "r.html"
-    r = CliRunner().invoke(cli, [
-        "advise", "digits_cnn", "--device", "rpi4", "--edge", "edge_t4", "--link", "wifi",
-        "--latency-ms", "5", "--runs", "5", "--quiet", "--json", "--out", str(tmp_path / "a"),
-        "--plan", "baseline.device", "--plan", "quantize.static_int8",
-        "--plan", "compress.boundary_int8", "--device-agent", agent, "--token", TOKEN,
-        "--report", str(report)])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "advise",
+            "digits_cnn",
+            "--device",
+            "rpi4",
+            "--edge",
+            "edge_t4",
+            "--link",
+            "wifi",
+            "--latency-ms",
+            "5",
+            "--runs",
+            "5",
+            "--quiet",
+            "--json",
+            "--out",
+            str(tmp_path / "a"),
+            "--plan",
+            "baseline.device",
+            "--plan",
+            "quantize.static_int8",
+            "--plan",
+            "compress.boundary_int8",
+            "--device-agent",
+            agent,
+            "--token",
+            TOKEN,
+            "--report",
+            str(report),
+        ],
+    )
     assert r.exit_code in (0, 1), r.output
-    advice = Advice.model_validate_json(r.output[r.output.index("{"):])
+    advice = Advice.model_validate_json(r.output[r.output.index("{") :])
     measured = [p for p in advice.plans if p.measured_target is not None]
     assert {p.id for p in measured} >= {"baseline.device", "quantize.static_int8"}
     for p in measured:
@@ -49,11 +76,23 @@ def test_device_agent_adds_measured_target(agent, tmp_path):
 def test_validate_split_runs_partition_through_server(agent, tmp_path):
     path = tmp_path / "res.onnx"
     onnx.save(residual_block_model(), path)
-    a = advise(AdviceRequest(
-        model=str(path), device="rpi4", edge="edge_t4", up_mbps=50, down_mbps=50, rtt_ms=2,
-        latency_ms=1000, runs=3, out_dir=str(tmp_path / "out"),
-        plans=["baseline.device", "compress.boundary_int8", "partition.dag"],
-        server_agent=agent, agent_token=TOKEN, validate_split=True))
+    a = advise(
+        AdviceRequest(
+            model=str(path),
+            device="rpi4",
+            edge="edge_t4",
+            up_mbps=50,
+            down_mbps=50,
+            rtt_ms=2,
+            latency_ms=1000,
+            runs=3,
+            out_dir=str(tmp_path / "out"),
+            plans=["baseline.device", "compress.boundary_int8", "partition.dag"],
+            server_agent=agent,
+            agent_token=TOKEN,
+            validate_split=True,
+        )
+    )
     sv = a.split_validation
     assert sv is not None and sv.output_matches
     assert sv.end_to_end.kind == "measured_target" and sv.end_to_end.ms > 0
@@ -66,8 +105,28 @@ def test_validate_split_runs_partition_through_server(agent, tmp_path):
 
 
 def test_unreachable_agent_is_a_clear_error(tmp_path):
-    r = CliRunner().invoke(cli, [
-        "advise", "digits_cnn", "--device", "rpi4", "--link", "wifi", "--latency-ms", "5",
-        "--runs", "3", "--quiet", "--plan", "baseline.device", "--out", str(tmp_path),
-        "--device-agent", "http://127.0.0.1:9", "--token", "x"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "advise",
+            "digits_cnn",
+            "--device",
+            "rpi4",
+            "--link",
+            "wifi",
+            "--latency-ms",
+            "5",
+            "--runs",
+            "3",
+            "--quiet",
+            "--plan",
+            "baseline.device",
+            "--out",
+            str(tmp_path),
+            "--device-agent",
+            "http://127.0.0.1:9",
+            "--token",
+            "x",
+        ],
+    )
     assert r.exit_code == 2 and "127.0.0.1:9" in r.output

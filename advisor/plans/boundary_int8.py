@@ -21,7 +21,11 @@ def boundary_int8(ctx: PlanContext) -> list[Candidate] | Skip:
     if top is None:
         return Skip("compress.boundary_int8", "the model has no inner cut")
     c = partition_candidate(
-        ctx, "compress.boundary_int8",
+        ctx,
+        "compress.boundary_int8",
         f"Cut after {g.nodes[top.position - 1].layer}, boundary sent as INT8 "
-        f"({top.bytes / 1024:.1f} KiB)", top.position, int8=True)
+        f"({top.bytes / 1024:.1f} KiB)",
+        top.position,
+        int8=True,
+    )
     return [c]

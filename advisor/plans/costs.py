@@ -34,10 +34,16 @@ class CutCost:
         return len(self.tensors) <= 1
 
     def as_row(self) -> dict[str, object]:
-        return {"position": self.position, "tensors": list(self.tensors), "bytes": self.bytes,
-                "device_ms": round(self.device_ms, 4), "up_ms": round(self.up_ms, 4),
-                "server_ms": round(self.server_ms, 4), "down_ms": round(self.down_ms, 4),
-                "total_ms": round(self.total_ms, 4)}
+        return {
+            "position": self.position,
+            "tensors": list(self.tensors),
+            "bytes": self.bytes,
+            "device_ms": round(self.device_ms, 4),
+            "up_ms": round(self.up_ms, 4),
+            "server_ms": round(self.server_ms, 4),
+            "down_ms": round(self.down_ms, 4),
+            "total_ms": round(self.total_ms, 4),
+        }
 
 
 def output_bytes(graph: ModelGraph) -> int:
@@ -65,8 +71,13 @@ def _itemsize(dtype: str) -> int:
     return {"float32": 4, "float16": 2, "float64": 8}.get(dtype, 1)
 
 
-def prefix_costs(graph: ModelGraph, device_ms: dict[str, float], server_ms: dict[str, float],
-                 link: Link, int8_boundary: bool = False) -> list[CutCost]:
+def prefix_costs(
+    graph: ModelGraph,
+    device_ms: dict[str, float],
+    server_ms: dict[str, float],
+    link: Link,
+    int8_boundary: bool = False,
+) -> list[CutCost]:
     """Cost of every prefix cut: position 0 (all on the server, the input uploaded), each
     enumerated cut, and position N (all on the device, nothing sent)."""
     names = [n.name for n in graph.nodes]
@@ -81,8 +92,9 @@ def prefix_costs(graph: ModelGraph, device_ms: dict[str, float], server_ms: dict
 
     def cost(pos: int, tensors: tuple[str, ...]) -> CutCost:
         b = boundary_bytes(graph, tensors, int8_boundary)
-        return CutCost(pos, tensors, b, dev_prefix[pos], transfer_ms(b, link, "up"),
-                       srv_suffix[pos], down)
+        return CutCost(
+            pos, tensors, b, dev_prefix[pos], transfer_ms(b, link, "up"), srv_suffix[pos], down
+        )
 
     rows = [cost(0, tuple(t.name for t in graph.inputs))]
     rows += [cost(c.position, c.tensors) for c in graph.cuts() if 0 < c.position < n]
@@ -90,8 +102,13 @@ def prefix_costs(graph: ModelGraph, device_ms: dict[str, float], server_ms: dict
     return rows
 
 
-def best(rows: list[CutCost], *, single_only: bool = False, proper_only: bool = False,
-         n_nodes: int | None = None) -> CutCost | None:
+def best(
+    rows: list[CutCost],
+    *,
+    single_only: bool = False,
+    proper_only: bool = False,
+    n_nodes: int | None = None,
+) -> CutCost | None:
     """The cheapest row; ties go to the earlier position (less on the device)."""
     pool = [r for r in rows if (r.single or not single_only)]
     if proper_only:

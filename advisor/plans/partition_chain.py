@@ -13,8 +13,14 @@ from advisor.plans import Candidate, Compute, PlanContext, Skip, Transfer, plann
 from advisor.plans.costs import best, prefix_costs
 
 
-def partition_candidate(ctx: PlanContext, kind: str, title: str, position: int,
-                        int8: bool = False, extra: dict | None = None) -> Candidate:
+def partition_candidate(
+    ctx: PlanContext,
+    kind: str,
+    title: str,
+    position: int,
+    int8: bool = False,
+    extra: dict | None = None,
+) -> Candidate:
     """Head = first `position` nodes on the device, tail on the server."""
     g = ctx.graph
     if ctx.server is None:
@@ -23,17 +29,28 @@ def partition_candidate(ctx: PlanContext, kind: str, title: str, position: int,
     head, tail, crossing = split_model(g, head_nodes)
     tier = ctx.server_tier or "edge"
     return Candidate(
-        kind=kind, title=title,
+        kind=kind,
+        title=title,
         steps=[
             Compute("device compute", "device", ctx.device, head, nodes=head_nodes),
             Transfer("uplink transfer", ctx.link, "up", crossing, int8=int8),
-            Compute(f"{tier} compute", tier, ctx.server, tail,
-                    nodes=frozenset(n.name for n in g.nodes[position:])),
+            Compute(
+                f"{tier} compute",
+                tier,
+                ctx.server,
+                tail,
+                nodes=frozenset(n.name for n in g.nodes[position:]),
+            ),
             Transfer("downlink transfer", ctx.link, "down", tuple(t.name for t in g.outputs)),
         ],
-        params={"position": position, "cut_after": g.nodes[position - 1].name,
-                "cut_layer": g.nodes[position - 1].layer, "tensors": list(crossing)},
-        extra=extra or {}, speed_claim=False,
+        params={
+            "position": position,
+            "cut_after": g.nodes[position - 1].name,
+            "cut_layer": g.nodes[position - 1].layer,
+            "tensors": list(crossing),
+        },
+        extra=extra or {},
+        speed_claim=False,
     )
 
 
@@ -43,18 +60,25 @@ def chain(ctx: PlanContext) -> list[Candidate] | Skip:
         return Skip("partition.chain", "no edge or cloud target given (--edge / --cloud)")
     g = ctx.graph
     rows = prefix_costs(g, ctx.device_ms, ctx.server_ms, ctx.link)
-    table = {"cuts": [r.as_row() for r in rows if r.single]}
+    table: dict[str, object] = {"cuts": [r.as_row() for r in rows if r.single]}
     top = best(rows, single_only=True)
     n = len(g.nodes)
     if top is None:
         return Skip("partition.chain", "the model has no single-tensor cut", table)
     if top.position in (0, n):
         where = "all on the server" if top.position == 0 else "all on the device"
-        return Skip("partition.chain",
-                    f"the cheapest single-tensor cut is an endpoint ({where}, predicted "
-                    f"{top.total_ms:.3g} ms): the matching baseline covers it",
-                    {**table, "chosen_position": top.position})
-    return [partition_candidate(
-        ctx, "partition.chain",
-        f"Cut after {g.nodes[top.position - 1].layer} ({top.bytes / 1024:.1f} KiB sent)",
-        top.position, extra={**table, "chosen_position": top.position})]
+        return Skip(
+            "partition.chain",
+            f"the cheapest single-tensor cut is an endpoint ({where}, predicted "
+            f"{top.total_ms:.3g} ms): the matching baseline covers it",
+            {**table, "chosen_position": top.position},
+        )
+    return [
+        partition_candidate(
+            ctx,
+            "partition.chain",
+            f"Cut after {g.nodes[top.position - 1].layer} ({top.bytes / 1024:.1f} KiB sent)",
+            top.position,
+            extra={**table, "chosen_position": top.position},
+        )
+    ]

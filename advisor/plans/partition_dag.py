@@ -21,8 +21,13 @@ from advisor.plans import Candidate, Compute, PlanContext, Skip, Transfer, plann
 SRC, SNK = "__device__", "__server__"
 
 
-def min_cut_head(graph: ModelGraph, device_ms: dict[str, float], server_ms: dict[str, float],
-                 up_ms_per_byte: float, down_ms_per_byte: float) -> tuple[float, frozenset[str]]:
+def min_cut_head(
+    graph: ModelGraph,
+    device_ms: dict[str, float],
+    server_ms: dict[str, float],
+    up_ms_per_byte: float,
+    down_ms_per_byte: float,
+) -> tuple[float, frozenset[str]]:
     """The set of nodes to keep on the device that minimises compute + bandwidth time.
 
     >>> # see tests/test_plans.py for worked examples on residual models
@@ -69,24 +74,35 @@ def dag(ctx: PlanContext) -> list[Candidate] | Skip:
     n = len(g.nodes)
     if len(head) in (0, n):
         where = "on the server" if not head else "on the device"
-        return Skip("partition.dag", f"the minimum cut keeps the whole model {where} (the link's "
-                    "round trip aside): the matching baseline covers it", {"cut_value_ms": value})
+        return Skip(
+            "partition.dag",
+            f"the minimum cut keeps the whole model {where} (the link's "
+            "round trip aside): the matching baseline covers it",
+            {"cut_value_ms": value},
+        )
     head_model, tail_model, crossing = split_model(g, head)
     tier = ctx.server_tier or "edge"
     nbytes = sum(g.tensor(t).nbytes for t in crossing)
     rtt = transfer_ms(0, ctx.link, "up") + transfer_ms(0, ctx.link, "down")
-    return [Candidate(
-        kind="partition.dag",
-        title=f"Min-cut split: {len(head)} of {n} nodes on the device, "
-              f"{len(crossing)} tensor(s), {nbytes / 1024:.1f} KiB sent",
-        steps=[
-            Compute("device compute", "device", ctx.device, head_model, nodes=head),
-            Transfer("uplink transfer", ctx.link, "up", crossing),
-            Compute(f"{tier} compute", tier, ctx.server, tail_model,
-                    nodes=frozenset(x.name for x in g.nodes) - head),
-            Transfer("downlink transfer", ctx.link, "down", tuple(t.name for t in g.outputs)),
-        ],
-        params={"head_nodes": len(head), "tensors": list(crossing)},
-        extra={"cut_value_ms": round(value, 4), "rtt_ms": rtt},
-        speed_claim=False,
-    )]
+    return [
+        Candidate(
+            kind="partition.dag",
+            title=f"Min-cut split: {len(head)} of {n} nodes on the device, "
+            f"{len(crossing)} tensor(s), {nbytes / 1024:.1f} KiB sent",
+            steps=[
+                Compute("device compute", "device", ctx.device, head_model, nodes=head),
+                Transfer("uplink transfer", ctx.link, "up", crossing),
+                Compute(
+                    f"{tier} compute",
+                    tier,
+                    ctx.server,
+                    tail_model,
+                    nodes=frozenset(x.name for x in g.nodes) - head,
+                ),
+                Transfer("downlink transfer", ctx.link, "down", tuple(t.name for t in g.outputs)),
+            ],
+            params={"head_nodes": len(head), "tensors": list(crossing)},
+            extra={"cut_value_ms": round(value, 4), "rtt_ms": rtt},
+            speed_claim=False,
+        )
+    ]

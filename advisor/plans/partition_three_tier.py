@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from advisor.cuts import crossing_tensors, split_model
 from advisor.hardware import transfer_ms
-from advisor.plans import Candidate, Compute, PlanContext, Skip, Transfer, planner
+from advisor.plans import Candidate, Compute, PlanContext, Skip, Step, Transfer, planner
 from advisor.plans.costs import boundary_bytes, output_bytes
 from advisor.plans.segments import extract_segment
 
@@ -17,7 +17,9 @@ from advisor.plans.segments import extract_segment
 @planner("partition.three_tier", "device → edge → cloud with two cuts (vertical collaboration)")
 def three_tier(ctx: PlanContext) -> list[Candidate] | Skip:
     if ctx.edge is None or ctx.cloud is None or ctx.cloud_link is None:
-        return Skip("partition.three_tier", "needs both an edge and a cloud target (--edge, --cloud)")
+        return Skip(
+            "partition.three_tier", "needs both an edge and a cloud target (--edge, --cloud)"
+        )
     g = ctx.graph
     names = [n.name for n in g.nodes]
     n = len(names)
@@ -38,8 +40,8 @@ def three_tier(ctx: PlanContext) -> list[Candidate] | Skip:
     down = transfer_ms(out_b, ctx.cloud_link, "down") + transfer_ms(out_b, ctx.link, "down")
     best_cost, best_pair = float("inf"), None
     for a, i in enumerate(positions):
-        for j in positions[a + 1:]:
-            cost = (dev[i] + up1[i] + (edge[j] - edge[i]) + up2[j] + (cloud[n] - cloud[j]) + down)
+        for j in positions[a + 1 :]:
+            cost = dev[i] + up1[i] + (edge[j] - edge[i]) + up2[j] + (cloud[n] - cloud[j]) + down
             if cost < best_cost:
                 best_cost, best_pair = cost, (i, j)
     if best_pair is None:
@@ -53,7 +55,7 @@ def three_tier(ctx: PlanContext) -> list[Candidate] | Skip:
     head = split_model(g, head_nodes)[0] if head_nodes else None
     mid = extract_segment(g, mid_nodes)
     tail = split_model(g, head_nodes | mid_nodes)[1]
-    steps = []
+    steps: list[Step] = []
     if head is not None:
         steps.append(Compute("device compute", "device", ctx.device, head, nodes=head_nodes))
     steps += [
@@ -63,11 +65,19 @@ def three_tier(ctx: PlanContext) -> list[Candidate] | Skip:
         Compute("cloud compute", "cloud", ctx.cloud, tail, nodes=tail_nodes),
         Transfer("cloud→device transfer", ctx.link, "down", tuple(t.name for t in g.outputs)),
     ]
-    return [Candidate(
-        kind="partition.three_tier",
-        title=f"Device {len(head_nodes)} / edge {len(mid_nodes)} / cloud {len(tail_nodes)} nodes",
-        steps=steps,
-        params={"cut1_position": i, "cut2_position": j, "tensors_1": list(c1), "tensors_2": list(c2)},
-        extra={"cost_model_ms": round(best_cost, 4)}, speed_claim=False,
-    )]
-
+    return [
+        Candidate(
+            kind="partition.three_tier",
+            title=f"Device {len(head_nodes)} / edge {len(mid_nodes)} / "
+            f"cloud {len(tail_nodes)} nodes",
+            steps=steps,
+            params={
+                "cut1_position": i,
+                "cut2_position": j,
+                "tensors_1": list(c1),
+                "tensors_2": list(c2),
+            },
+            extra={"cost_model_ms": round(best_cost, 4)},
+            speed_claim=False,
+        )
+    ]

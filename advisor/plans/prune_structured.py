@@ -21,18 +21,30 @@ DEFAULT_RATIO = 0.5
 FINE_TUNE_EPOCHS = 8
 
 
-def prune_and_finetune(module, example, x_train: np.ndarray, y_train: np.ndarray,
-                       ratio: float = DEFAULT_RATIO, epochs: int = FINE_TUNE_EPOCHS, seed: int = 0):
+def prune_and_finetune(
+    module,
+    example,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    ratio: float = DEFAULT_RATIO,
+    epochs: int = FINE_TUNE_EPOCHS,
+    seed: int = 0,
+):
     """Prune `ratio` of the channels of every prunable layer, then fine-tune; returns the module."""
     import torch
     import torch_pruning as tp
 
     torch.manual_seed(seed)
     module.eval()
-    classifier = [m for m in module.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv2d)][-1]
+    classifier = [m for m in module.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv2d)][
+        -1
+    ]
     pruner = tp.pruner.MagnitudePruner(
-        module, example, importance=tp.importance.MagnitudeImportance(p=1),
-        pruning_ratio=ratio, ignored_layers=[classifier],
+        module,
+        example,
+        importance=tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=ratio,
+        ignored_layers=[classifier],
     )
     pruner.step()
     opt = torch.optim.Adam(module.parameters(), lr=1e-3)
@@ -41,7 +53,7 @@ def prune_and_finetune(module, example, x_train: np.ndarray, y_train: np.ndarray
     for _ in range(epochs):
         perm = torch.randperm(len(xt))
         for i in range(0, len(xt), 64):
-            idx = perm[i:i + 64]
+            idx = perm[i : i + 64]
             opt.zero_grad()
             loss = torch.nn.functional.cross_entropy(module(xt[idx]), yt[idx])
             loss.backward()
@@ -56,9 +68,15 @@ def export_like(module, example, graph) -> onnx.ModelProto:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pruned.onnx"
-        torch.onnx.export(module, (example,), str(path), input_names=[t.name for t in graph.inputs],
-                          output_names=[t.name for t in graph.outputs], external_data=False,
-                          dynamo=True)
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            input_names=[t.name for t in graph.inputs],
+            output_names=[t.name for t in graph.outputs],
+            external_data=False,
+            dynamo=True,
+        )
         return onnx.load(path)
 
 
@@ -66,24 +84,33 @@ def export_like(module, example, graph) -> onnx.ModelProto:
 def prune_structured(ctx: PlanContext) -> list[Candidate] | Skip:
     src = ctx.torch_source
     if src is None:
-        return Skip("prune.structured", "pruning needs the model's torch definition, weights and "
-                    "training data; this model is ONNX-only (zoo models trained here have them)")
+        return Skip(
+            "prune.structured",
+            "pruning needs the model's torch definition, weights and "
+            "training data; this model is ONNX-only (zoo models trained here have them)",
+        )
     import torch
 
     from advisor.zoo import torch_model, training_data
 
-    module = torch_model(src)
-    x_train, y_train = training_data(src)
+    module = torch_model(src)  # type: ignore[arg-type]  # a ZooModel, set by advisor.api
+    x_train, y_train = training_data(src)  # type: ignore[arg-type]
     example = torch.from_numpy(x_train[:1])
     params_before = sum(p.numel() for p in module.parameters())
     module = prune_and_finetune(module, example, x_train, y_train)
     params_after = sum(p.numel() for p in module.parameters())
     model = export_like(module, example, ctx.graph)
-    return [Candidate(
-        kind="prune.structured",
-        title=f"Channels pruned by {int(DEFAULT_RATIO * 100)}% (L1), fine-tuned "
-              f"{FINE_TUNE_EPOCHS} epochs",
-        steps=[Compute("device compute", "device", ctx.device, model)],
-        params={"ratio": DEFAULT_RATIO, "epochs": FINE_TUNE_EPOCHS,
-                "params_before": params_before, "params_after": params_after},
-    )]
+    return [
+        Candidate(
+            kind="prune.structured",
+            title=f"Channels pruned by {int(DEFAULT_RATIO * 100)}% (L1), fine-tuned "
+            f"{FINE_TUNE_EPOCHS} epochs",
+            steps=[Compute("device compute", "device", ctx.device, model)],
+            params={
+                "ratio": DEFAULT_RATIO,
+                "epochs": FINE_TUNE_EPOCHS,
+                "params_before": params_before,
+                "params_after": params_after,
+            },
+        )
+    ]

@@ -38,8 +38,9 @@ def _preprocess(src: Path, dst: Path) -> Path:
         return src
 
 
-def static_int8(model: onnx.ModelProto, calib: list[dict[str, np.ndarray]],
-                per_channel: bool = True) -> onnx.ModelProto:
+def static_int8(
+    model: onnx.ModelProto, calib: list[dict[str, np.ndarray]], per_channel: bool = True
+) -> onnx.ModelProto:
     """QDQ INT8 (signed activations and weights), per-channel weights, calibrated (MinMax)."""
     if not calib:
         raise ModelError("static INT8 needs calibration inputs; pass --data FILE.npz")
@@ -50,8 +51,12 @@ def static_int8(model: onnx.ModelProto, calib: list[dict[str, np.ndarray]],
         pre = _preprocess(src, Path(tmp) / "pre.onnx")
         out = Path(tmp) / "int8.onnx"
         quantize_static(
-            str(pre), str(out), _Reader(calib, names), quant_format=QuantFormat.QDQ,
-            per_channel=per_channel, activation_type=QuantType.QInt8,
+            str(pre),
+            str(out),
+            _Reader(calib, names),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
         )
         return onnx.load(out)

@@ -12,16 +12,24 @@ from advisor.plans import Candidate, Compute, PlanContext, Skip, planner
 from advisor.plans.quantize_common import dynamic_int8
 
 
-@planner("quantize.dynamic_int8", "dynamic INT8 on the device (weights INT8, activations at run time)")
+@planner(
+    "quantize.dynamic_int8", "dynamic INT8 on the device (weights INT8, activations at run time)"
+)
 def quantize_dynamic(ctx: PlanContext) -> list[Candidate] | Skip:
     g = ctx.graph
     ops = {n.op_type for n in g.nodes}
     if not ops & {"Conv", "MatMul", "Gemm"}:
         return Skip("quantize.dynamic_int8", "no Conv, MatMul or Gemm to quantize")
     convs = sum(1 for n in g.nodes if n.op_type == "Conv")
-    return [Candidate(
-        kind="quantize.dynamic_int8", title="Dynamic INT8 on the device",
-        steps=[Compute("device compute", "device", ctx.device, dynamic_int8(g.model),
-                       precision="int8")],
-        params={"weight_type": "QInt8", "conv_layers": convs},
-    )]
+    return [
+        Candidate(
+            kind="quantize.dynamic_int8",
+            title="Dynamic INT8 on the device",
+            steps=[
+                Compute(
+                    "device compute", "device", ctx.device, dynamic_int8(g.model), precision="int8"
+                )
+            ],
+            params={"weight_type": "QInt8", "conv_layers": convs},
+        )
+    ]

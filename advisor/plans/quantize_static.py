@@ -12,9 +12,16 @@ def quantize_static(ctx: PlanContext) -> list[Candidate] | Skip:
     if not any(n.op_type in ("Conv", "MatMul", "Gemm", "ConvTranspose") for n in g.nodes):
         return Skip("quantize.static_int8", "no Conv, MatMul or Gemm to quantize")
     model = static_int8(g.model, ctx.calib_inputs)
-    return [Candidate(
-        kind="quantize.static_int8", title="Static INT8 (QDQ, per-channel) on the device",
-        steps=[Compute("device compute", "device", ctx.device, model, precision="int8")],
-        params={"format": "QDQ", "per_channel": True, "calibration_samples": len(ctx.calib_inputs),
-                "calibration": "MinMax"},
-    )]
+    return [
+        Candidate(
+            kind="quantize.static_int8",
+            title="Static INT8 (QDQ, per-channel) on the device",
+            steps=[Compute("device compute", "device", ctx.device, model, precision="int8")],
+            params={
+                "format": "QDQ",
+                "per_channel": True,
+                "calibration_samples": len(ctx.calib_inputs),
+                "calibration": "MinMax",
+            },
+        )
+    ]

@@ -14,13 +14,19 @@ def quantized_head(ctx: PlanContext) -> list[Candidate] | Skip:
     if ctx.server is None:
         return Skip("combo.quantized_head_partition", "no edge or cloud target given")
     g = ctx.graph
-    top = best(prefix_costs(g, ctx.device_ms, ctx.server_ms, ctx.link), single_only=True,
-               proper_only=True, n_nodes=len(g.nodes))
+    top = best(
+        prefix_costs(g, ctx.device_ms, ctx.server_ms, ctx.link),
+        single_only=True,
+        proper_only=True,
+        n_nodes=len(g.nodes),
+    )
     if top is None:
         return Skip("combo.quantized_head_partition", "the model has no inner single-tensor cut")
-    if not any(n.op_type in ("Conv", "MatMul", "Gemm") for n in g.nodes[:top.position]):
-        return Skip("combo.quantized_head_partition",
-                    "the best cut's head has no Conv, MatMul or Gemm to quantize")
+    if not any(n.op_type in ("Conv", "MatMul", "Gemm") for n in g.nodes[: top.position]):
+        return Skip(
+            "combo.quantized_head_partition",
+            "the best cut's head has no Conv, MatMul or Gemm to quantize",
+        )
     base = partition_candidate(ctx, "combo.quantized_head_partition", "", top.position)
     head = base.steps[0]
     if not isinstance(head, Compute):

@@ -29,8 +29,13 @@ def segment_io(graph: ModelGraph, nodes: Collection[str]) -> tuple[list[str], li
             for t in n.inputs:
                 if t and t not in produced_in and t not in inits and t not in ins:
                     ins.append(t)
-    outs = [o for n in graph.nodes if n.name in inside for o in n.outputs
-            if o in consumed_out or o in graph_outputs]
+    outs = [
+        o
+        for n in graph.nodes
+        if n.name in inside
+        for o in n.outputs
+        if o in consumed_out or o in graph_outputs
+    ]
     return ins, outs
 
 

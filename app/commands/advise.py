@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from app.commands._common import EXIT_NO_PLAN, echo_json, json_option
+from app.commands._common import EXIT_NO_PLAN, json_option
 
 
 def parse_shapes(values: tuple[str, ...]) -> dict[str, list[int]]:
@@ -19,13 +19,19 @@ def parse_shapes(values: tuple[str, ...]) -> dict[str, list[int]]:
                 raise ValueError
             out[name] = [int(d) for d in dims.lower().split("x")]
         except ValueError:
-            raise click.BadParameter(f"{v!r}: use NAME=1x3x224x224", param_hint="--input-shape") from None
+            raise click.BadParameter(
+                f"{v!r}: use NAME=1x3x224x224", param_hint="--input-shape"
+            ) from None
     return out
 
 
 input_shape_option = click.option(
-    "--input-shape", "input_shapes", multiple=True, metavar="NAME=DIMS",
-    help="Value for a symbolic input shape, e.g. input_ids=1x128 (repeatable).")
+    "--input-shape",
+    "input_shapes",
+    multiple=True,
+    metavar="NAME=DIMS",
+    help="Value for a symbolic input shape, e.g. input_ids=1x128 (repeatable).",
+)
 
 
 class _Progress:
@@ -49,21 +55,40 @@ class _Progress:
 
 def _table(advice) -> str:
     on_target = any(p.measured_target for p in advice.plans)
-    rows = [("plan", "status", "predicted_target ms", "measured_host ms",
-             *(("measured_target ms",) if on_target else ()), "fidelity", "meets")]
+    rows = [
+        (
+            "plan",
+            "status",
+            "predicted_target ms",
+            "measured_host ms",
+            *(("measured_target ms",) if on_target else ()),
+            "fidelity",
+            "meets",
+        )
+    ]
     for p in advice.plans:
         f = p.fidelity
         fid = "—"
         if f is not None:
-            fid = (f"acc {f.accuracy * 100:.2f}%" if f.accuracy is not None else
-                   f"top1 {f.top1_agreement * 100:.1f}%" if f.top1_agreement is not None else
-                   f"cos {f.cosine:.4f}")
-        target = ((f"{p.measured_target.ms:.3f}" if p.measured_target else "—",)
-                  if on_target else ())
-        rows.append((p.id, p.status, f"{p.predicted.ms:.3f}" if p.predicted else "—",
-                     f"{p.measured_host.ms:.3f}" if p.measured_host else "—", *target, fid,
-                     "yes" if p.meets_latency and p.meets_accuracy else
-                     ("no" if p.predicted else "—")))
+            fid = (
+                f"acc {f.accuracy * 100:.2f}%"
+                if f.accuracy is not None
+                else f"top1 {f.top1_agreement * 100:.1f}%"
+                if f.top1_agreement is not None
+                else f"cos {f.cosine:.4f}"
+            )
+        target = (f"{p.measured_target.ms:.3f}" if p.measured_target else "—",) if on_target else ()
+        rows.append(
+            (
+                p.id,
+                p.status,
+                f"{p.predicted.ms:.3f}" if p.predicted else "—",
+                f"{p.measured_host.ms:.3f}" if p.measured_host else "—",
+                *target,
+                fid,
+                "yes" if p.meets_latency and p.meets_accuracy else ("no" if p.predicted else "—"),
+            )
+        )
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -79,35 +104,87 @@ def _table(advice) -> str:
 @click.option("--up-mbps", type=float, help="Custom link: uplink bandwidth in Mbit/s.")
 @click.option("--down-mbps", type=float, help="Custom link: downlink bandwidth in Mbit/s.")
 @click.option("--rtt-ms", type=float, help="Custom link: round-trip time in ms.")
-@click.option("--cloud-link", default="ethernet", show_default=True, help="Link preset edge <-> cloud.")
+@click.option(
+    "--cloud-link", default="ethernet", show_default=True, help="Link preset edge <-> cloud."
+)
 @click.option("--latency-ms", type=float, required=True, help="End-to-end latency target in ms.")
-@click.option("--accuracy-budget", type=float,
-              help="Max accuracy drop in points (labelled data); default 1.0.")
-@click.option("--min-agreement", type=float, default=0.99, show_default=True,
-              help="Min top-1 agreement with FP32 when there are no labels.")
+@click.option(
+    "--accuracy-budget",
+    type=float,
+    help="Max accuracy drop in points (labelled data); default 1.0.",
+)
+@click.option(
+    "--min-agreement",
+    type=float,
+    default=0.99,
+    show_default=True,
+    help="Min top-1 agreement with FP32 when there are no labels.",
+)
 @click.option("--data", type=click.Path(dir_okay=False), help=".npz with inputs (and labels y).")
 @click.option("--plan", "plans", multiple=True, help="Only this plan kind (repeatable).")
 @click.option("--runs", type=int, default=20, show_default=True, help="Timed runs per measurement.")
 @click.option("--threads", type=int, default=1, show_default=True, help="ORT intra-op threads.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for plan artifacts.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False),
-              help="Also write a design-review report (.html, .md or .json).")
-@click.option("--device-agent", metavar="URL",
-              help="Agent on the real device (`edgedl agent serve`): adds measured_target figures.")
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False), help="Folder for plan artifacts."
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False),
+    help="Also write a design-review report (.html, .md or .json).",
+)
+@click.option(
+    "--device-agent",
+    metavar="URL",
+    help="Agent on the real device (`edgedl agent serve`): adds measured_target figures.",
+)
 @click.option("--server-agent", metavar="URL", help="Agent on the server, for --validate split.")
-@click.option("--token", envvar="EDGEDL_AGENT_TOKEN", help="Agents' bearer token "
-              "(or EDGEDL_AGENT_TOKEN).")
-@click.option("--validate", "validate_mode", type=click.Choice(["split"]),
-              help="split: run the recommended partition end to end through --server-agent.")
-@click.option("--emulate-link/--no-emulate-link", default=True, show_default=True,
-              help="Pace the split run at the request's link (else the real network as it is).")
+@click.option(
+    "--token", envvar="EDGEDL_AGENT_TOKEN", help="Agents' bearer token (or EDGEDL_AGENT_TOKEN)."
+)
+@click.option(
+    "--validate",
+    "validate_mode",
+    type=click.Choice(["split"]),
+    help="split: run the recommended partition end to end through --server-agent.",
+)
+@click.option(
+    "--emulate-link/--no-emulate-link",
+    default=True,
+    show_default=True,
+    help="Pace the split run at the request's link (else the real network as it is).",
+)
 @input_shape_option
 @json_option
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def advise_command(model, device, edge, cloud, link, up_mbps, down_mbps, rtt_ms, cloud_link,
-                   latency_ms, accuracy_budget, min_agreement, data, plans, runs, threads, out_dir,
-                   report_path, device_agent, server_agent, token, validate_mode, emulate_link,
-                   input_shapes, as_json, quiet) -> None:
+def advise_command(
+    model,
+    device,
+    edge,
+    cloud,
+    link,
+    up_mbps,
+    down_mbps,
+    rtt_ms,
+    cloud_link,
+    latency_ms,
+    accuracy_budget,
+    min_agreement,
+    data,
+    plans,
+    runs,
+    threads,
+    out_dir,
+    report_path,
+    device_agent,
+    server_agent,
+    token,
+    validate_mode,
+    emulate_link,
+    input_shapes,
+    as_json,
+    quiet,
+) -> None:
     """Recommend partition and compression plans for MODEL (an .onnx path or a zoo id),
     each built and run in ONNX Runtime. Exit 0 with a recommendation, 1 when no plan meets
     the target, 2 on bad input."""
@@ -118,17 +195,36 @@ def advise_command(model, device, edge, cloud, link, up_mbps, down_mbps, rtt_ms,
 
     try:
         req = AdviceRequest(
-            model=model, device=device, edge=edge, cloud=cloud, link=link, up_mbps=up_mbps,
-            down_mbps=down_mbps, rtt_ms=rtt_ms, cloud_link=cloud_link, latency_ms=latency_ms,
-            accuracy_budget=accuracy_budget, min_agreement=min_agreement, data=data,
-            plans=list(plans) or None, runs=runs, threads=threads, out_dir=out_dir,
-            input_shapes=parse_shapes(input_shapes), device_agent=device_agent,
-            server_agent=server_agent, agent_token=token,
-            validate_split=validate_mode == "split", emulate_link=emulate_link)
+            model=model,
+            device=device,
+            edge=edge,
+            cloud=cloud,
+            link=link,
+            up_mbps=up_mbps,
+            down_mbps=down_mbps,
+            rtt_ms=rtt_ms,
+            cloud_link=cloud_link,
+            latency_ms=latency_ms,
+            accuracy_budget=accuracy_budget,
+            min_agreement=min_agreement,
+            data=data,
+            plans=list(plans) or None,
+            runs=runs,
+            threads=threads,
+            out_dir=out_dir,
+            input_shapes=parse_shapes(input_shapes),
+            device_agent=device_agent,
+            server_agent=server_agent,
+            agent_token=token,
+            validate_split=validate_mode == "split",
+            emulate_link=emulate_link,
+        )
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
-        raise RequestError(f"{loc + ': ' if loc else ''}{err['msg']}".replace("Value error, ", "")) from None
+        raise RequestError(
+            f"{loc + ': ' if loc else ''}{err['msg']}".replace("Value error, ", "")
+        ) from None
     advice = advise(req, progress=_Progress(not quiet))
     if report_path:
         from advisor.report import write_report
@@ -139,31 +235,39 @@ def advise_command(model, device, edge, cloud, link, up_mbps, down_mbps, rtt_ms,
         from advisor.runs import RunStore
 
         run_id = RunStore().save(advice)
-        click.echo(f"run stored as {run_id} (edgedl report {run_id} --format html -o FILE)", err=True)
+        click.echo(
+            f"run stored as {run_id} (edgedl report {run_id} --format html -o FILE)", err=True
+        )
     except ImportError:
         pass
     if as_json:
         click.echo(advice.model_dump_json(indent=2))
     else:
-        click.echo(f"{advice.model.name}: {advice.model.nodes} nodes, "
-                   f"{advice.model.flops / 1e6:.1f} MFLOPs · device {device}"
-                   f"{' · edge ' + edge if edge else ''}{' · cloud ' + cloud if cloud else ''}"
-                   f" · target {latency_ms:g} ms")
+        click.echo(
+            f"{advice.model.name}: {advice.model.nodes} nodes, "
+            f"{advice.model.flops / 1e6:.1f} MFLOPs · device {device}"
+            f"{' · edge ' + edge if edge else ''}{' · cloud ' + cloud if cloud else ''}"
+            f" · target {latency_ms:g} ms"
+        )
         for n in advice.notices:
             click.echo(f"note: {n}")
         click.echo(_table(advice))
         sv = advice.split_validation
         if sv is not None:
-            click.echo(f"split run of {sv.plan_id} via {sv.server_agent} ({sv.link}): "
-                       f"{sv.end_to_end.ms:.3f} ms measured_target median of {sv.repeats} "
-                       f"(plan's figure {sv.planned_ms:.3f} ms); output max abs error "
-                       f"{sv.max_abs_error:.2g} — {'matches' if sv.output_matches else 'MISMATCH'}")
+            click.echo(
+                f"split run of {sv.plan_id} via {sv.server_agent} ({sv.link}): "
+                f"{sv.end_to_end.ms:.3f} ms measured_target median of {sv.repeats} "
+                f"(plan's figure {sv.planned_ms:.3f} ms); output max abs error "
+                f"{sv.max_abs_error:.2g} — {'matches' if sv.output_matches else 'MISMATCH'}"
+            )
         rec = advice.recommended_plan
         if rec:
             click.echo(f"\nrecommended: {rec.id} — {rec.rationale}")
         else:
-            click.echo("\nno plan meets the latency target and the accuracy budget; "
-                       "every plan and why is listed above")
+            click.echo(
+                "\nno plan meets the latency target and the accuracy budget; "
+                "every plan and why is listed above"
+            )
         for p in advice.plans:
             if p.status in ("rejected", "skipped") and p.reasons:
                 click.echo(f"  {p.status} {p.id}: {p.reasons[0]}")

@@ -16,9 +16,19 @@ def app_command(port: int, host: str) -> None:
     """Start the web app (Streamlit) on localhost."""
     page = Path(__file__).resolve().parent.parent / "streamlit_app.py"
     cmd = [
-        sys.executable, "-m", "streamlit", "run", str(page),
-        "--server.address", host, "--server.port", str(port),
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(page),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
     ]
     click.echo(f"EdgeDL Advisor app on http://{host}:{port}  (Ctrl-C to stop)")
     raise SystemExit(subprocess.call(cmd))

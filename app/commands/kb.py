@@ -23,20 +23,36 @@ def kb() -> None:
 
 @kb.command("search")
 @click.argument("query", required=False, default="")
-@click.option("--category", help="Only entries in this category or below it (an id from `kb tree`).")
-@click.option("--kind", help="technique, system, framework, library, hardware, benchmark, application, challenge.")
+@click.option(
+    "--category", help="Only entries in this category or below it (an id from `kb tree`)."
+)
+@click.option(
+    "--kind",
+    help="technique, system, framework, library, hardware, benchmark, application, challenge.",
+)
 @click.option("--since", type=int, help="Only entries from this year on.")
 @click.option("--family", "model_family", help="Model family: CNN, RNN, Transformer, MLP, GNN.")
 @click.option("--tier", type=click.Choice(["device", "edge", "cloud"]), help="Deployment tier.")
-@click.option("--executable/--advice-only", default=None, help="Only techniques the advisor runs / only advice.")
+@click.option(
+    "--executable/--advice-only",
+    default=None,
+    help="Only techniques the advisor runs / only advice.",
+)
 @click.option("--limit", default=20, show_default=True, help="Most results to show.")
 @json_option
 def search(query, category, kind, since, model_family, tier, executable, limit, as_json) -> None:
     """Full-text search over names, titles, summaries and mechanisms."""
     try:
-        hits = _open().search(query, category=category, kind=kind, since=since,
-                              model_family=model_family, tier=tier, executable=executable,
-                              limit=limit)
+        hits = _open().search(
+            query,
+            category=category,
+            kind=kind,
+            since=since,
+            model_family=model_family,
+            tier=tier,
+            executable=executable,
+            limit=limit,
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if as_json:
@@ -58,31 +74,50 @@ def show(ident: str, as_json: bool) -> None:
     base = _open()
     e = base.get(ident)
     if as_json:
-        echo_json({**e.model_dump(mode="json"),
-                   "path": base.path_to_root(ident),
-                   "related": [{"id": r.id, "name": r.name, "distance": d}
-                               for r, d in base.related(ident)]})
+        echo_json(
+            {
+                **e.model_dump(mode="json"),
+                "path": base.path_to_root(ident),
+                "related": [
+                    {"id": r.id, "name": r.name, "distance": d} for r, d in base.related(ident)
+                ],
+            }
+        )
         return
     meta = ", ".join(str(x) for x in (e.authors, e.venue, e.year) if x)
     click.echo(f"{e.name}  [{e.kind.value}]  {meta}")
     if e.title:
-        click.echo(f"  \"{e.title}\"")
+        click.echo(f'  "{e.title}"')
     click.echo(f"  in: {' > '.join(reversed(base.path_to_root(ident)[1:]))}")
     for label, text in (("Summary", e.summary), ("Mechanism", e.mechanism)):
-        click.echo(f"\n{label}:\n" + textwrap.fill(text, 96, initial_indent="  ", subsequent_indent="  "))
+        click.echo(
+            f"\n{label}:\n" + textwrap.fill(text, 96, initial_indent="  ", subsequent_indent="  ")
+        )
     req = [k.replace("_", " ") for k, v in e.requirements.model_dump().items() if v]
     click.echo(f"\nNeeds: {', '.join(req) or 'nothing special'}")
-    click.echo(f"Applies to: {', '.join(f.value for f in e.applicability.model_families)}"
-               f" on {', '.join(t.value for t in e.applicability.tiers) or 'any tier'}")
-    click.echo("Advisor: " + (f"runs it as plan `{e.advisor_action.value}`" if e.advisor_action
-                              else f"advice only ({e.advice_only_reason})"))
+    click.echo(
+        f"Applies to: {', '.join(f.value for f in e.applicability.model_families)}"
+        f" on {', '.join(t.value for t in e.applicability.tiers) or 'any tier'}"
+    )
+    click.echo(
+        "Advisor: "
+        + (
+            f"runs it as plan `{e.advisor_action.value}`"
+            if e.advisor_action
+            else f"advice only ({e.advice_only_reason})"
+        )
+    )
     if e.claims:
         click.echo("\nClaims (as reported by the source, not measured here):")
         for c in e.claims:
-            extra = "; ".join(x for x in (f"vs {c.baseline}" if c.baseline else "", c.setting or "") if x)
+            extra = "; ".join(
+                x for x in (f"vs {c.baseline}" if c.baseline else "", c.setting or "") if x
+            )
             loc = f", {c.source.location}" if c.source.location else ""
-            click.echo(f"  - {c.metric}: {c.value:g} {c.unit}{' (' + extra + ')' if extra else ''}"
-                       f"  [{c.source.paper}{loc}]")
+            click.echo(
+                f"  - {c.metric}: {c.value:g} {c.unit}{' (' + extra + ')' if extra else ''}"
+                f"  [{c.source.paper}{loc}]"
+            )
     if e.relations:
         click.echo("\nRelations:")
         for r in e.relations:
@@ -112,7 +147,9 @@ def tree(ident: str | None, with_entries: bool, as_json: bool) -> None:
 
 @kb.command("compare")
 @click.argument("ids", nargs=-1, required=True)
-@click.option("--format", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True
+)
 def compare(ids: tuple[str, ...], fmt: str) -> None:
     """Entries side by side: attributes, requirements, advisor action and claims."""
     if len(ids) < 2:
@@ -123,7 +160,9 @@ def compare(ids: tuple[str, ...], fmt: str) -> None:
 
 @kb.command("export")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv", "bibtex", "md"]), required=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to a file.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to a file."
+)
 def export(fmt: str, output: str | None) -> None:
     """The whole knowledge base as JSON, CSV, BibTeX or Markdown."""
     text = _open().export(fmt)
@@ -143,8 +182,10 @@ def stats(as_json: bool) -> None:
     if as_json:
         echo_json(s)
         return
-    click.echo(f"entries {s['entries']}  (with sourced claims {s['entries_with_claims']}, "
-               f"advisor-executable {s['executable_entries']})")
+    click.echo(
+        f"entries {s['entries']}  (with sourced claims {s['entries_with_claims']}, "
+        f"advisor-executable {s['executable_entries']})"
+    )
     click.echo(f"claims {s['claims']}  relations {s['relations']}  categories {s['categories']}")
     click.echo("per kind: " + json.dumps(s["per_kind"]))
     if s["empty_categories"]:
