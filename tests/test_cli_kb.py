@@ -80,3 +80,16 @@ def test_unknown_id_exits_2_with_one_line(tmp_path):
 def test_bad_kind_is_usage_error():
     r = CliRunner().invoke(cli, ["kb", "search", "x", "--kind", "gadget"])
     assert r.exit_code == 2 and "unknown kind" in r.output
+
+
+def test_unexpected_failure_is_one_line_exit_3(monkeypatch):
+    """A bug inside a command still reaches the user as one line, exit 3, no traceback."""
+    import kb
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(kb.KnowledgeBase, "open", boom)
+    r = CliRunner().invoke(cli, ["kb", "stats"])
+    assert r.exit_code == 3 and "internal error: RuntimeError: simulated bug" in r.output
+    assert "Traceback" not in r.output

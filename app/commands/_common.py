@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +13,7 @@ import click
 EXIT_OK = 0
 EXIT_NO_PLAN = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 3  # a bug in edgedl itself; EDGEDL_DEBUG=1 shows the traceback
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
@@ -21,16 +23,10 @@ def echo_json(data: Any) -> None:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
+    from advisor.errors import AdvisorError
     from kb.errors import KBError
 
-    errors: list[type[BaseException]] = [KBError]
-    try:
-        from advisor.errors import AdvisorError
-
-        errors.append(AdvisorError)
-    except ImportError:  # advisor not built yet in a partial checkout
-        pass
-    return tuple(errors)
+    return (KBError, AdvisorError)
 
 
 def run_guarded(fn: Callable[[], Any]) -> Any:
@@ -46,3 +42,14 @@ def run_guarded(fn: Callable[[], Any]) -> Any:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        raise  # usage errors and clean exits: click prints and exits as it should
+    except Exception as exc:  # noqa: BLE001 - the edge: a one-line message, never a traceback
+        if os.environ.get("EDGEDL_DEBUG"):
+            raise
+        click.echo(
+            f"internal error: {type(exc).__name__}: {exc} — this is a bug in edgedl; rerun "
+            "with EDGEDL_DEBUG=1 for the traceback and report it",
+            err=True,
+        )
+        sys.exit(EXIT_INTERNAL)

@@ -29,6 +29,8 @@ def app_command(port: int, host: str) -> None:
         "true",
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",
+        "minimal",
     ]
     click.echo(f"EdgeDL Advisor app on http://{host}:{port}  (Ctrl-C to stop)")
     raise SystemExit(subprocess.call(cmd))
