@@ -47,6 +47,11 @@ class AdviceRequest(_Model):
     )
     data: str | None = Field(default=None, description=".npz with inputs (and labels y)")
     plans: list[str] | None = Field(default=None, description="only these plan kinds")
+    exits: list[str] | None = Field(
+        default=None,
+        description="outputs that are early exits, shallowest first and the final one last "
+        "(a multi-exit model; zoo models declare theirs)",
+    )
     runs: int = Field(default=20, ge=3, le=1000, description="timed runs per measurement")
     threads: int = Field(default=1, ge=1, le=256, description="ORT intra-op threads")
     max_eval_samples: int = Field(default=512, ge=1)

@@ -25,7 +25,7 @@ from advisor.advice import (
     PlanResult,
 )
 from advisor.errors import AdvisorError, InputDataError, RequestError
-from advisor.plans import Candidate, PlanContext, Skip, load_builtins
+from advisor.plans import Candidate, Exit, PlanContext, Skip, load_builtins
 
 Progress = Callable[[str, float], None]
 DEFAULT_ACCURACY_BUDGET = 1.0  # percentage points, when labels are given and no budget is
@@ -81,6 +81,8 @@ def _reproduce(req: AdviceRequest) -> str:
         parts += ["--threads", str(req.threads)]
     for p in req.plans or []:
         parts += ["--plan", p]
+    for e in req.exits or []:
+        parts += ["--exit", e]
     if req.device_agent:
         parts += ["--device-agent", req.device_agent]
     if req.server_agent:
@@ -150,10 +152,29 @@ def _rationale(p: PlanResult, req: AdviceRequest, base_ms: float | None) -> str:
             bits.append(f"Top-1 agreement with FP32 {f.top1_agreement * 100:.1f}% on {f.samples} "
                         "samples.")
         bits.append(f"Max abs error vs FP32 {f.max_abs_error:.2g}, cosine {f.cosine:.6f}.")
+    bits += _exit_notes(p)
     if p.citations:
         bits.append("Implements: " + "; ".join(
             f"{c.name} ({c.source})" if c.source else c.name for c in p.citations) + ".")
     return " ".join(bits)
+
+
+def _exit_notes(p: PlanResult) -> list[str]:
+    """What an early-exit plan's figures mean (its outputs are an exit's, not the model's)."""
+    out = []
+    check = p.extra.get("exit_check")
+    if isinstance(check, dict):
+        out.append("Its prediction comes from an early exit, so the error and cosine above "
+                   "compare that exit with the model's final output; the exit's own logits match "
+                   "the full model's same output to a max abs error of "
+                   f"{check['max_abs_error_vs_full_model']:.2g}.")
+    cascade = p.extra.get("cascade")
+    if isinstance(cascade, dict):
+        shares = ", ".join(f"{x['exit']} {x['share'] * 100:.1f}%" for x in cascade["paths"])
+        out.append(f"Inputs leaving at each exit (measured): {shares}. The latency is the "
+                   "expectation over these shares; an input that reaches the last exit takes "
+                   f"{cascade['worst_path_predicted_ms']:.3g} ms predicted_target.")
+    return out
 
 
 def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
@@ -194,6 +215,7 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
         zoo_entry = None
     if zoo_entry is not None and Path(request.model).suffix == ".onnx":
         zoo_entry = None  # a path, not a zoo id
+    graph, exits = _declared_exits(graph, request, zoo_entry)
     notices = list(graph.notices)
     data_path = request.data
     if data_path is None and zoo_entry is not None and zoo_entry.labelled_data:
@@ -260,6 +282,8 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
         calib_inputs=calib, work_dir=out_dir, calibration=cal,
         torch_source=zoo_entry if zoo_entry is not None and zoo_entry.trained
         and zoo_entry.torch_builder and zoo_entry.training_data else None,
+        exits=exits, eval_inputs=eval_inputs, labels=labels, latency_ms=request.latency_ms,
+        threads=request.threads,
     )
 
     # --- plan -------------------------------------------------------------------------------
@@ -288,8 +312,10 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
     # --- validate ---------------------------------------------------------------------------
     timed("validate", 0.3)
     reference = reference_outputs(graph, eval_inputs, request.threads)
-    base_acc = accuracy([r[0] for r in reference], labels) if labels is not None else None
-    ev = EvalSet(eval_inputs, labels, reference, base_acc)
+    out_names = [t.name for t in graph.outputs]
+    primary = out_names.index(exits[-1]) if exits else 0  # a multi-exit model's final exit
+    base_acc = accuracy([r[primary] for r in reference], labels) if labels is not None else None
+    ev = EvalSet(eval_inputs, labels, reference, base_acc, primary)
     validated: dict[str, tuple[Candidate, PlanResult]] = {}
     for n, (pid, cand) in enumerate(candidates):
         report(f"validate {pid}", 0.3 + 0.65 * n / max(1, len(candidates)))
@@ -380,8 +406,13 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
         report("validate split", 0.985)
         from advisor.onsite import validate_split
 
+        own_outputs = {pid for pid, c in candidates if c.prediction is None
+                       and not any(isinstance(s, Exit) for s in c.steps)}
         parts = [p for p in final if p.status in ("recommended", "candidate")
-                 and sum(1 for s in p.stages if s.kind == "compute") >= 2]
+                 and sum(1 for s in p.stages if s.kind == "compute") >= 2 and p.id in own_outputs]
+        if recommended and recommended not in own_outputs:
+            notices.append(f"--validate split: {recommended} ends at an early exit, which the "
+                           "split runner does not check; a partition of the full model is run")
         if not parts:
             notices.append("--validate split: no validated partition plan to run")
         else:
@@ -416,6 +447,18 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
         stage_seconds={
             k: v for k, v in stage_seconds.items() if isinstance(v, float) and v < 1e6},
     )
+
+
+def _declared_exits(graph, request: AdviceRequest, zoo_entry):
+    """(graph, its exits): declared by the request, else by the zoo manifest, else by the
+    model's own metadata (advisor.exits)."""
+    from advisor.exits import declare_exits, exits_of
+
+    names = request.exits or ([e.output for e in zoo_entry.exits]
+                              if zoo_entry is not None and zoo_entry.exits else None)
+    if names and tuple(names) != exits_of(graph):
+        graph = declare_exits(graph, names)
+    return graph, exits_of(graph)
 
 
 def _default_out(graph) -> Path:

@@ -81,9 +81,14 @@ def measure_on_device_agent(
             meas_dev += ms
         best_known = [s.measured_target or s.predicted for s in stages]
         total = sum(lat.ms for lat in best_known if lat is not None)
+        cascade = p.extra.get("cascade")
+        if isinstance(cascade, dict) and cascade.get("paths"):  # early exit: expected latency
+            ms_of = [lat.ms if lat is not None else 0.0 for lat in best_known]
+            total = sum(x["share"] * sum(ms_of[i] for i in x["stages"]) for x in cascade["paths"])
         server_part = any(s.kind == "compute" and not s.name.startswith("device") for s in stages)
         method = (
-            "device compute measured on the device agent"
+            ("expected over the measured exit shares: " if cascade else "")
+            + "device compute measured on the device agent"
             + ("; server compute predicted_target" if server_part else "")
             + (
                 "; transfers from the link model"

@@ -36,6 +36,7 @@ from advisor.report_blocks import (
     value,
     yes,
 )
+from advisor.report_exits import early_exit_section
 
 if TYPE_CHECKING:
     from advisor.advice import Advice, PlanResult
@@ -567,6 +568,7 @@ def sections(advice: Advice) -> list[Section]:
         _layers(advice),
         _fidelity(advice),
         _details(advice),
+        *([ee] if (ee := early_exit_section(advice)) else []),
         *([sv] if (sv := _split_run(advice)) else []),
         _citations(advice),
         _reproduce(advice),

@@ -10,16 +10,17 @@ from the bytes that actually cross and the link model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import onnx
 
 from advisor.advice import Fidelity, Latency, PlanResult, Stage
+from advisor.exits import entropy
 from advisor.hardware import transfer_ms
 from advisor.model import ModelGraph
-from advisor.plans import Candidate, Compute, PlanContext, Transfer
+from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
 from advisor.predict import node_time_ratio
 from advisor.profile import make_session, measure_latency
 
@@ -32,6 +33,8 @@ class EvalSet:
     labels: np.ndarray | None
     reference: list[list[np.ndarray]]  # FP32 outputs per sample, in graph output order
     baseline_accuracy: float | None
+    primary: int = 0  # the output standing for the model's prediction (a multi-exit model's
+    # final exit), used for top-1 agreement and accuracy
 
 
 def int8_roundtrip(x: np.ndarray) -> np.ndarray:
@@ -49,17 +52,31 @@ def _feeds(session, env: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def run_pipeline(steps, sessions, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run compute and transfer steps in order; returns every tensor produced."""
+    """Run compute and transfer steps in order; returns every tensor produced. Exit steps
+    do not stop it: every step runs (see `run_cascade`)."""
+    return run_cascade(steps, sessions, inputs, stop=False)[0]
+
+
+def run_cascade(steps, sessions, inputs: dict[str, np.ndarray], stop: bool = True
+                ) -> tuple[dict[str, np.ndarray], int | None]:
+    """Run the steps in order until an Exit step lets the input leave (entropy of its
+    softmax below the threshold, or the plan's last Exit). Returns (every tensor produced,
+    index among the plan's Exit steps of the exit taken, or None without Exit steps)."""
     env = dict(inputs)
     it = iter(sessions)
+    exit_index = -1
     for step in steps:
         if isinstance(step, Compute):
             sess = next(it)
             outs = sess.run(None, _feeds(sess, env))
             env.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
+        elif isinstance(step, Exit):
+            exit_index += 1
+            if stop and float(entropy(env[step.tensor]).reshape(-1)[0]) < step.threshold:
+                return env, exit_index
         elif step.int8:
             env.update({t: int8_roundtrip(env[t]) for t in step.tensors})
-    return env
+    return env, (exit_index if exit_index >= 0 else None)
 
 
 def reference_outputs(graph: ModelGraph, inputs: list[dict[str, np.ndarray]], threads: int
@@ -82,16 +99,17 @@ def fidelity(outputs: list[list[np.ndarray]], ev: EvalSet) -> Fidelity:
     max_err = max(float(np.max(np.abs(o.astype(np.float64) - r.astype(np.float64))))
                   for got, ref in zip(outputs, ev.reference, strict=True)
                   for o, r in zip(got, ref, strict=True))
-    a = np.concatenate([g[0].astype(np.float64).ravel() for g in outputs])
-    b = np.concatenate([r[0].astype(np.float64).ravel() for r in ev.reference[:n]])
+    k = ev.primary
+    a = np.concatenate([g[k].astype(np.float64).ravel() for g in outputs])
+    b = np.concatenate([r[k].astype(np.float64).ravel() for r in ev.reference[:n]])
     denom = float(np.linalg.norm(a) * np.linalg.norm(b))
     cosine = float(a @ b / denom) if denom else 1.0
     top1 = acc = drop = None
-    if _is_classifier(ev.reference[0][0]):
-        top1 = float(np.mean([np.argmax(g[0]) == np.argmax(r[0])
+    if _is_classifier(ev.reference[0][k]):
+        top1 = float(np.mean([np.argmax(g[k]) == np.argmax(r[k])
                               for g, r in zip(outputs, ev.reference, strict=False)]))
         if ev.labels is not None:
-            acc = accuracy([g[0] for g in outputs], ev.labels)
+            acc = accuracy([g[k] for g in outputs], ev.labels)
             if ev.baseline_accuracy is not None:
                 drop = round((ev.baseline_accuracy - acc) * 100, 4)
     return Fidelity(samples=n, max_abs_error=max_err, cosine=cosine, top1_agreement=top1,
@@ -118,26 +136,42 @@ def validate(ctx: PlanContext, cand: Candidate, plan_id: str, ev: EvalSet, out_d
     plan_dir.mkdir(parents=True, exist_ok=True)
     artifacts, sessions = [], []
     computes = [s for s in cand.steps if isinstance(s, Compute)]
-    for i, step in enumerate(computes):
-        path = plan_dir / f"{i}_{step.tier}_{step.precision}.onnx"
-        onnx.save(step.model, path)
-        artifacts.append(str(path))
-        sessions.append(make_session(str(path), threads=threads))
+    for i, comp in enumerate(computes):
+        file = plan_dir / f"{i}_{comp.tier}_{comp.precision}.onnx"
+        onnx.save(comp.model, file)
+        artifacts.append(str(file))
+        sessions.append(make_session(str(file), threads=threads))
 
-    outputs, first_env = [], None
-    names = [t.name for t in g.outputs]
-    for x in ev.inputs:
-        env = run_pipeline(cand.steps, sessions, x)
-        first_env = first_env or env
-        outputs.append([env[n] for n in names])
-    fid = fidelity(outputs, ev)
+    run = _run_eval(cand, sessions, ev, [t.name for t in g.outputs])
+    first_env = run.first_env
+    fid = fidelity(run.outputs, run.compare)
 
     stages: list[Stage] = []
     pred_total = meas_total = 0.0
     all_host = True
     env0 = dict(ev.inputs[0])
     sess_it = iter(zip(computes, sessions, artifacts, strict=True))
+    paths: list[tuple[str, float, float]] = []  # per Exit step: (exit, predicted, measured)
+    path_stages: list[list[int]] = []  # per Exit step: indices of the stages on its path
+    exit_downs: set[int] = set()  # downlink stages that belong to one exit's path only
     for step in cand.steps:
+        if isinstance(step, Exit):
+            down = 0.0
+            on_path = [i for i in range(len(stages)) if i not in exit_downs]
+            if step.link is not None:  # the exit is on the server: its logits go back down
+                arr = env0.get(step.tensor)
+                nbytes = int(arr.nbytes) if arr is not None else g.tensor(step.tensor).nbytes
+                down = transfer_ms(nbytes, step.link, "down")
+                stages.append(Stage(
+                    name=f"downlink transfer (leaving at {step.name})", kind="transfer",
+                    target=step.link.id, bytes=nbytes, predicted=Latency(
+                        ms=down, kind="predicted_target", method=LINK_METHOD,
+                        target=step.link.id)))
+                exit_downs.add(len(stages) - 1)
+                on_path.append(len(stages) - 1)
+            paths.append((step.name, pred_total + down, meas_total + down))
+            path_stages.append(on_path)
+            continue
         if isinstance(step, Transfer):
             nbytes = 0
             for t in step.tensors:
@@ -182,19 +216,83 @@ def validate(ctx: PlanContext, cand: Candidate, plan_id: str, ev: EvalSet, out_d
         pred_total += pred
         meas_total += stats.median_ms
     has_transfer = any(s.kind == "transfer" for s in stages)
-    predicted = Latency(ms=pred_total, kind="predicted_target",
-                        method="sum of stage predictions", target=ctx.device.id)
-    measured = Latency(ms=meas_total, kind="measured_host",
-                       method="compute measured on this host" + (
-                           "; transfers from the link model" if has_transfer else ""))
+    extra = dict(cand.extra)
+    pred_method, meas_method = "sum of stage predictions", "compute measured on this host" + (
+        "; transfers from the link model" if has_transfer else "")
+    if run.taken is not None:  # a cascade: the expected latency over the measured exit shares
+        shares = run.taken / max(1, run.taken.sum())
+        pred_total = float(np.dot(shares, [p[1] for p in paths]))
+        meas_total = float(np.dot(shares, [p[2] for p in paths]))
+        pred_method = ("expected over the measured exit shares: sum of share × path latency, "
+                       "each path the sum of stage predictions up to its exit")
+        meas_method = "expected over the measured exit shares: " + meas_method
+        extra["cascade"] = {
+            "samples": int(run.taken.sum()),
+            "paths": [{"exit": e, "share": float(sh), "inputs": int(n), "stages": idx,
+                       "predicted": Latency(ms=p, kind="predicted_target", target=ctx.device.id,
+                                            method="sum of stage predictions up to the exit"
+                                            ).model_dump(),
+                       "measured_host": Latency(ms=m, kind="measured_host",
+                                                method="sum of stage latencies measured on "
+                                                       "this host up to the exit; transfers "
+                                                       "from the link model").model_dump()}
+                      for (e, p, m), sh, n, idx in zip(paths, shares, run.taken, path_stages,
+                                                       strict=True)],
+            "worst_path_predicted_ms": max(p[1] for p in paths),
+        }
+    if run.prediction_error is not None:
+        extra["exit_check"] = {
+            "max_abs_error_vs_full_model": run.prediction_error,
+            "what": "the plan's exit logits against the same output of the full multi-exit "
+                    "model, on every evaluation sample"}
+    predicted = Latency(ms=pred_total, kind="predicted_target", method=pred_method,
+                        target=ctx.device.id)
+    measured = Latency(ms=meas_total, kind="measured_host", method=meas_method)
     err = abs(pred_total - meas_total) / meas_total if all_host and meas_total > 0 else None
     device_bytes = sum(Path(a).stat().st_size for a, s in zip(artifacts, computes, strict=True)
                        if s.tier == "device")
     return PlanResult(
         id=plan_id, kind=cand.kind, title=cand.title, params=cand.params, status="candidate",
         stages=stages, predicted=predicted, measured_host=measured, prediction_error=err,
-        fidelity=fid, size_bytes=device_bytes, artifacts=artifacts, extra=cand.extra,
+        fidelity=fid, size_bytes=device_bytes, artifacts=artifacts, extra=extra,
     )
+
+
+@dataclass(frozen=True)
+class _EvalRun:
+    outputs: list[list[np.ndarray]]
+    compare: EvalSet  # the reference the outputs line up with
+    first_env: dict[str, np.ndarray]
+    taken: np.ndarray | None  # inputs leaving at each Exit step (cascades only)
+    prediction_error: float | None  # exit logits vs the full model's same output
+
+
+def _run_eval(cand: Candidate, sessions, ev: EvalSet, names: list[str]) -> _EvalRun:
+    """Run the plan on every evaluation input. A plan that stands for the model with one
+    tensor (an early exit, or a cascade's exit taken per input) is compared on that tensor
+    against the model's prediction output."""
+    exits = [s for s in cand.steps if isinstance(s, Exit)]
+    single = cand.prediction is not None or bool(exits)
+    taken = np.zeros(len(exits), dtype=np.int64) if exits else None
+    outputs, first_env, err = [], None, None
+    for i, x in enumerate(ev.inputs):
+        env, k = run_cascade(cand.steps, sessions, x)
+        first_env = first_env or env
+        if not single:
+            outputs.append([env[n] for n in names])
+            continue
+        name = exits[k].tensor if taken is not None and k is not None else cand.prediction
+        if taken is not None and k is not None:
+            taken[k] += 1
+        got = env[str(name)]
+        outputs.append([got])
+        if name in names:
+            ref = ev.reference[i][names.index(str(name))]
+            e = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64))))
+            err = e if err is None else max(err, e)
+    compare = ev if not single else replace(
+        ev, reference=[[r[ev.primary]] for r in ev.reference], primary=0)
+    return _EvalRun(outputs, compare, first_env or {}, taken, err)
 
 
 

@@ -5,9 +5,10 @@ pydantic. Accuracy figures are measured by that script in ONNX Runtime on the sh
 held-out split; untrained models say so (`trained` is False, `accuracy` is None).
 `torch_model(entry)` rebuilds an entry as a torch module (weights loaded) and
 `training_data(entry)` returns what a trained entry was trained on, for fine-tuning.
+A multi-exit model lists its `exits` (outputs, shallowest first, with each exit's accuracy).
 
 >>> [m.id for m in list_zoo()]
-['digits_cnn', 'resnet_style', 'mobilenetv2_style', 'transformer_encoder']
+['digits_cnn', 'resnet_style', 'mobilenetv2_style', 'transformer_encoder', 'digits_multiexit']
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from advisor.errors import CatalogError, UnknownIdError
 
 __all__ = [
     "ZOO_DIR",
+    "ExitEntry",
     "ZooEntry",
     "ZooManifest",
     "ZooModel",
@@ -46,6 +48,18 @@ class TensorEntry(BaseModel):
     name: str
     shape: list[int | str]  # strings are symbolic dims ('batch')
     dtype: str
+
+
+class ExitEntry(BaseModel):
+    """One exit of a multi-exit model: the output it writes and its measured accuracy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    output: str  # the graph output holding this exit's logits
+    branch: str  # where the side branch leaves the trunk and what it is
+    accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+    accuracy_method: str | None = None
 
 
 class ZooEntry(BaseModel):
@@ -73,6 +87,7 @@ class ZooEntry(BaseModel):
     torch_builder: str = Field(pattern=r"^[\w.]+:\w+$")
     torch_weights: str | None = None
     training_data: str | None = Field(default=None, pattern=r"^[\w.]+:\w+$")
+    exits: list[ExitEntry] | None = None  # shallowest first, the final exit last
     notes: str
 
     @model_validator(mode="after")
@@ -81,6 +96,23 @@ class ZooEntry(BaseModel):
             raise ValueError(f"{self.id}: an accuracy needs a trained model and labelled data")
         if self.accuracy is not None and not self.accuracy_method:
             raise ValueError(f"{self.id}: say how the accuracy was measured (accuracy_method)")
+        if self.exits is not None:
+            outputs = {t.name for t in self.outputs}
+            if len(self.exits) < 2:
+                raise ValueError(f"{self.id}: a multi-exit model lists at least two exits")
+            for e in self.exits:
+                if e.output not in outputs:
+                    raise ValueError(
+                        f"{self.id}: exit {e.name!r} writes {e.output!r}, which is "
+                        "not one of the model's outputs"
+                    )
+                if e.accuracy is not None and not (
+                    self.trained and self.labelled_data and e.accuracy_method
+                ):
+                    raise ValueError(
+                        f"{self.id}: exit {e.name!r} has an accuracy without a "
+                        "trained model, labelled data and accuracy_method"
+                    )
         return self
 
 
@@ -125,6 +157,7 @@ class ZooModel:
     outputs: tuple[TensorEntry, ...] = ()
     notes: str = ""
     training_data: str | None = None  # 'module:function' returning (x_train, y_train)
+    exits: tuple[ExitEntry, ...] = ()  # multi-exit models: shallowest first, final last
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -132,6 +165,7 @@ class ZooModel:
             data[key] = str(data[key]) if data[key] is not None else None
         data["inputs"] = [t.model_dump() for t in self.inputs]
         data["outputs"] = [t.model_dump() for t in self.outputs]
+        data["exits"] = [e.model_dump() for e in self.exits]
         return data
 
 
@@ -179,6 +213,7 @@ def _to_model(entry: ZooEntry, folder: Path) -> ZooModel:
         outputs=tuple(entry.outputs),
         notes=entry.notes,
         training_data=entry.training_data,
+        exits=tuple(entry.exits or ()),
     )
 
 

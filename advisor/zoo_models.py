@@ -5,6 +5,7 @@ them through each zoo entry's `torch_builder` ('advisor.zoo_models:<name>'), a c
 returns the module (the factories re-create the untrained models' exact initialization).
 
     DigitsCNN            8x8 digits classifier (trained by the build script)
+    MultiExitDigitsCNN   DigitsCNN's trunk with two side-branch exits (BranchyNet-style)
     resnet_style()       ResNet-18 topology (basic blocks, skip connections) at 1/4 width
     mobilenetv2_style()  MobileNetV2 topology (inverted residuals, depthwise convs) at 0.35 width
     transformer_encoder() 2-layer Transformer encoder over token ids with an attention mask
@@ -42,6 +43,37 @@ class DigitsCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.relu2(self.conv2(self.relu1(self.conv1(x)))))
         return self.fc2(self.relu3(self.fc1(self.flatten(x))))
+
+
+class MultiExitDigitsCNN(nn.Module):
+    """DigitsCNN's trunk with two early exits (side-branch classifiers), BranchyNet-style.
+
+    `forward` returns (logits, exit1, exit2): the final classifier first, so the model's
+    prediction stays output 0, then the early exits, shallowest first. exit1 hangs off the
+    first conv stage (pool 2x2, linear), exit2 off the pooled second stage (linear).
+    """
+
+    EXITS = ("exit1", "exit2", "logits")  # depth order, final last
+
+    def __init__(self, classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 64, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(64, 128, 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(128 * 4 * 4, 128)
+        self.relu3 = nn.ReLU()
+        self.fc2 = nn.Linear(128, classes)
+        self.branch1 = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 4 * 4, classes))
+        self.branch2 = nn.Sequential(nn.Flatten(), nn.Linear(128 * 4 * 4, classes))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h1 = self.relu1(self.conv1(x))
+        h2 = self.pool(self.relu2(self.conv2(h1)))
+        logits = self.fc2(self.relu3(self.fc1(self.flatten(h2))))
+        return logits, self.branch1(h1), self.branch2(h2)
 
 
 # --- ResNet-style -------------------------------------------------------------------------

@@ -193,6 +193,17 @@ def show(advice: Advice, run_id: str | None = None) -> None:
     pareto = charts.pareto_chart(advice, kind)
     if pareto is not None:
         right.altair_chart(pareto, width="stretch")
+    exits = charts.exit_cut_chart(advice)
+    if exits is not None:
+        st.subheader("Early exit × cut")
+        st.altair_chart(exits)
+        with st.expander("Exit × cut table"):
+            table = charts.exit_cut_frame(advice).drop(columns=["accuracy label", "ms label"])
+            st.dataframe(table, hide_index=True)
+        thresholds = charts.threshold_frame(advice)
+        if not thresholds.empty:
+            with st.expander("Entropy-threshold cascade (BranchyNet): accuracy, exit shares"):
+                st.dataframe(thresholds, hide_index=True)
     layers = charts.layers_chart(advice)
     if layers is not None:
         st.altair_chart(layers, width="stretch")

@@ -322,6 +322,99 @@ def pareto_chart(advice: Advice, kind: ChartKind = "predicted_target") -> alt.La
     )
 
 
+def exit_cut_frame(advice: Advice) -> pd.DataFrame:
+    """The early-exit plan's exit × cut table: one row per (exit, cut) pair, empty without."""
+    plan = next((p for p in advice.plans if p.kind == "early_exit.partition"), None)
+    rows = (plan.extra.get("exit_cut_table") or []) if plan is not None else []
+    if not rows:
+        return pd.DataFrame()
+    chosen = plan.extra.get("chosen") or {}  # type: ignore[union-attr]
+    frame = pd.DataFrame(
+        [
+            {
+                "exit": r["exit"],
+                "exit index": r["exit_index"],
+                "cut position": r["position"],
+                "placement": r["placement"],
+                "cut after": r["cut_after"] or "—",
+                "predicted_target (ms)": r["predicted_ms"],
+                "accuracy (%)": round(100 * r["accuracy"], 2),
+                "meets target": r["meets"],
+                "chosen": chosen.get("exit") == r["exit"]
+                and chosen.get("position") == r["position"],
+            }
+            for r in rows
+        ]
+    )
+    frame["accuracy label"] = [f"{a:.1f}%" for a in frame["accuracy (%)"]]
+    frame["ms label"] = [f"{ms:.3g} ms" for ms in frame["predicted_target (ms)"]]
+    return frame
+
+
+def exit_cut_chart(advice: Advice) -> alt.LayerChart | None:
+    """Heat map of predicted latency over exit × cut position, labelled with each exit's
+    measured accuracy; pairs that meet the target outlined, the chosen one in black."""
+    frame = exit_cut_frame(advice)
+    if frame.empty:
+        return None
+    order = list(dict.fromkeys(frame.sort_values("exit index")["exit"]))
+    base = alt.Chart(frame).encode(
+        x=alt.X("cut position:O", title="cut position in the exit's sub-model (0: all on server)"),
+        y=alt.Y("exit:N", sort=order, title="exit (shallowest first)"),
+    )
+    tiles = base.mark_rect().encode(
+        color=alt.Color(
+            "predicted_target (ms):Q",
+            scale=alt.Scale(type="log", scheme="orangered"),
+            title="predicted_target (ms)",
+        ),
+        stroke=alt.condition("datum.chosen", alt.value("black"), alt.value(None)),
+        strokeWidth=alt.condition("datum.chosen", alt.value(3), alt.value(0)),
+        opacity=alt.condition("datum['meets target']", alt.value(1.0), alt.value(0.45)),
+        tooltip=[
+            "exit",
+            "cut position",
+            "placement",
+            "cut after",
+            alt.Tooltip("predicted_target (ms):Q", format=".4g"),
+            alt.Tooltip("accuracy (%):Q", format=".2f"),
+            "meets target",
+            "chosen",
+        ],
+    )
+    acc = base.mark_text(fontSize=11, dy=-7).encode(text="accuracy label:N")
+    lat = base.mark_text(fontSize=9, dy=7).encode(text="ms label:N")
+    return alt.layer(tiles, acc, lat).properties(
+        height=alt.Step(44),
+        width=alt.Step(64),
+        title=alt.TitleParams(
+            "Exit × cut: predicted_target latency (ms) and measured accuracy",
+            subtitle=f"target {advice.request.latency_ms:g} ms; faded: misses it; outlined: "
+            "chosen (most accurate pair that meets it)",
+        ),
+    )
+
+
+def threshold_frame(advice: Advice) -> pd.DataFrame:
+    """The entropy-threshold table of the early-exit cascade planner, empty without one."""
+    plan = next((p for p in advice.plans if p.kind == "early_exit.threshold"), None)
+    rows = (plan.extra.get("threshold_table") or []) if plan is not None else []
+    return pd.DataFrame(
+        [
+            {
+                "threshold (nats)": r["threshold"],
+                "placement": r["placement"],
+                "accuracy (%)": round(100 * r["accuracy"], 2),
+                **{f"leave at {e} (%)": round(100 * v, 1) for e, v in r["shares"].items()},
+                "expected predicted_target (ms)": r["expected_ms"],
+                "slowest path predicted_target (ms)": r["worst_path_ms"],
+                "meets target": r["meets"],
+            }
+            for r in rows
+        ]
+    )
+
+
 def artifacts_zip(plan: PlanResult) -> bytes | None:
     """A zip of the plan's artifact files (folders included), or None when none exist."""
     files: list[tuple[Path, str]] = []

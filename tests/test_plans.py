@@ -38,8 +38,7 @@ def digits_advice(tmp_path_factory) -> Advice:
 
 def test_every_plan_kind_is_registered():
     load_builtins()
-    early = {PlanKind.early_exit_partition.value, PlanKind.early_exit_threshold.value}
-    assert {k.value for k in PlanKind} - early <= set(PLANNERS)
+    assert {k.value for k in PlanKind} <= set(PLANNERS)
 
 
 def test_digits_advice_ranks_with_measured_accuracy(digits_advice):

@@ -45,7 +45,19 @@ class Transfer:
     int8: bool = False  # boundary compressed to 8 bits before sending (JALAD-style)
 
 
-Step = Compute | Transfer
+@dataclass(frozen=True)
+class Exit:
+    """Early exit (BranchyNet): an input leaves here when the entropy of softmax(`tensor`) is
+    below `threshold`; a plan's last Exit always lets it leave (threshold inf). With `link`, the
+    exit happens on the server and `tensor` is sent back to the device over it."""
+
+    name: str
+    tensor: str
+    threshold: float
+    link: Link | None = None
+
+
+Step = Compute | Transfer | Exit
 
 
 @dataclass
@@ -56,6 +68,8 @@ class Candidate:
     params: dict[str, object] = field(default_factory=dict)
     extra: dict[str, object] = field(default_factory=dict)
     speed_claim: bool = True  # a compression plan claims to be faster than FP32: guard it
+    prediction: str | None = None  # the tensor standing for the model's prediction (an early
+    # exit's logits), when the plan does not produce the model's own outputs
 
 
 @dataclass(frozen=True)
@@ -86,6 +100,11 @@ class PlanContext:
     calibration: Calibration
     torch_source: object | None = None  # zoo entry with a torch builder, for pruning
     precision_ok: Callable[[Target, str], bool] = lambda t, p: p in t.precisions
+    exits: tuple[str, ...] = ()  # declared exit outputs, shallowest first (advisor.exits)
+    eval_inputs: list[dict[str, np.ndarray]] = field(default_factory=list)  # labelled split
+    labels: np.ndarray | None = None
+    latency_ms: float | None = None  # the request's latency target
+    threads: int = 1
 
 
 Planner = Callable[[PlanContext], "list[Candidate] | Skip"]
@@ -116,7 +135,7 @@ def planner(kind: str, summary: str) -> Callable[[Planner], Planner]:
 _BUILTINS = (
     "baseline", "partition_chain", "partition_dag", "partition_three_tier",
     "quantize_static", "quantize_dynamic", "convert_fp16", "prune_structured",
-    "quantized_head", "boundary_int8",
+    "quantized_head", "boundary_int8", "early_exit_partition", "early_exit_threshold",
 )
 
 
@@ -127,4 +146,4 @@ def load_builtins() -> dict[str, PlannerSpec]:
 
 
 __all__ = ["PLANNERS", "planner", "load_builtins", "PlanContext", "Candidate", "Skip",
-           "Compute", "Transfer", "Step"]
+           "Compute", "Transfer", "Exit", "Step"]

@@ -122,6 +122,13 @@ def _table(advice) -> str:
 )
 @click.option("--data", type=click.Path(dir_okay=False), help=".npz with inputs (and labels y).")
 @click.option("--plan", "plans", multiple=True, help="Only this plan kind (repeatable).")
+@click.option(
+    "--exit",
+    "exits",
+    multiple=True,
+    metavar="OUTPUT",
+    help="An output that is an early exit, shallowest first, the final one last (repeatable).",
+)
 @click.option("--runs", type=int, default=20, show_default=True, help="Timed runs per measurement.")
 @click.option("--threads", type=int, default=1, show_default=True, help="ORT intra-op threads.")
 @click.option(
@@ -172,6 +179,7 @@ def advise_command(
     min_agreement,
     data,
     plans,
+    exits,
     runs,
     threads,
     out_dir,
@@ -209,6 +217,7 @@ def advise_command(
             min_agreement=min_agreement,
             data=data,
             plans=list(plans) or None,
+            exits=list(exits) or None,
             runs=runs,
             threads=threads,
             out_dir=out_dir,

@@ -72,6 +72,8 @@ def show_cmd(zoo_id: str, as_json: bool) -> None:
         click.echo(f"  output:      {t.name} {'x'.join(map(str, t.shape))} {t.dtype}")
     click.echo(f"  accuracy:    {_accuracy(entry.accuracy)}"
                + (f" ({entry.accuracy_method})" if entry.accuracy_method else ""))  # fmt: skip
+    for e in entry.exits:
+        click.echo(f"  exit:        {e.name} -> {e.output}, {_accuracy(e.accuracy)} ({e.branch})")
     click.echo(
         f"  graph:       {summary['nodes']} nodes, {graph.total_flops / 1e6:,.1f} MFLOPs, "
         f"{graph.total_params_bytes / 1e6:.2f} MB params, {summary['cuts']} cuts "

@@ -6,11 +6,15 @@
     resnet_style         ResNet-18 topology at 1/4 width, 224x224, untrained (seeded init)
     mobilenetv2_style    MobileNetV2 topology at 0.35 width, 224x224, untrained (seeded init)
     transformer_encoder  2-layer encoder, int64 token ids + attention mask, seq 128, untrained
+    digits_multiexit     the digits CNN's trunk with two side-branch exits, all exits trained
+                         jointly (BranchyNet) on the same split; each exit's accuracy measured
+                         in ONNX Runtime on the held-out split
 
 Every model is exported with torch.onnx.export (dynamo, one file) with a symbolic batch
 dimension, and checked against torch on the same input. Writes zoo.json (the manifest read
-by advisor.zoo), digits_test.npz (x float32 NCHW, y int64), digits_calib.npz (x) and
-digits_cnn.pt (the trained state_dict).
+by advisor.zoo), digits_test.npz (x float32 NCHW, y int64), digits_calib.npz (x),
+digits_cnn.pt and digits_multiexit.pt (the trained state_dicts). Models are built in manifest
+order and each seeds its own generators, so adding one leaves the others byte-identical.
 """
 
 from __future__ import annotations
@@ -28,12 +32,15 @@ import sklearn
 import torch
 
 from advisor import zoo_models
+from advisor.exits import export_multi_exit, train_multi_exit
 from advisor.model import load_model
 from advisor.zoo import MANIFEST_NAME, ZooManifest, digits_split
 
 HERE = Path(__file__).resolve().parent
 SEED = 0
 EPOCHS = 40
+#: BranchyNet's joint loss: weights of (final, exit1, exit2), the final exit weighted most
+EXIT_WEIGHTS = (1.0, 0.3, 0.3)
 CALIB_SAMPLES = 128
 UNTRAINED = (
     "weights are untrained (seeded deterministic init, batch-norm statistics from seeded random "
@@ -120,6 +127,45 @@ def entry(zoo_id: str, path: Path, **fields) -> dict:
     }
 
 
+def build_multiexit() -> dict:
+    """The multi-exit digits CNN: trained jointly, exported with every exit an output."""
+    x_train, y_train, x_test, y_test = digits_split(SEED)
+    torch.manual_seed(SEED)
+    model = zoo_models.MultiExitDigitsCNN()
+    train_multi_exit(model, x_train, y_train, weights=EXIT_WEIGHTS, epochs=EPOCHS, lr=3e-3,
+                     seed=SEED)
+    path = HERE / "digits_multiexit.onnx"
+    outputs = ["logits", "exit1", "exit2"]  # the order forward() returns them
+    err = export_multi_exit(model, (torch.from_numpy(x_test[:2]),), path, input_names=["x"],
+                            output_names=outputs, exits=list(model.EXITS))
+    torch.save(model.state_dict(), HERE / "digits_multiexit.pt")
+    values = dict(zip(outputs, _session(path).run(outputs, {"x": x_test}), strict=True))
+    acc = {name: float((v.argmax(1) == y_test).mean()) for name, v in values.items()}
+    branches = {"exit1": "after conv1+ReLU (64x8x8): max-pool 2x2, linear 1024->10",
+                "exit2": "after conv2+ReLU+max-pool (128x4x4): linear 2048->10",
+                "logits": "the final classifier (fc1, ReLU, fc2), as in digits_cnn"}
+    n_test = len(y_test)
+    method = f"top-1 on digits_test.npz ({n_test} held-out images), ONNX Runtime CPU"
+    print("digits_multiexit: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items())
+          + f", export err {err:.1e}")
+    return entry(
+        "digits_multiexit", path,
+        name="Digits CNN with early exits",
+        task="image classification (10 digits, 8x8 grayscale)", family="CNN",
+        description="The digits CNN's trunk with two side-branch classifiers (after each conv "
+        "stage); every exit is an output, the final classifier first.",
+        trained=True, accuracy=acc["logits"], accuracy_method=method,
+        labelled_data="digits_test.npz", calibration_data="digits_calib.npz",
+        torch_builder="advisor.zoo_models:MultiExitDigitsCNN",
+        torch_weights="digits_multiexit.pt", training_data="advisor.zoo:digits_train",
+        exits=[{"name": e, "output": e, "branch": branches[e], "accuracy": acc[e],
+                "accuracy_method": method} for e in model.EXITS],
+        notes=f"trained jointly {EPOCHS} epochs on the weighted sum of exit losses (final "
+        f"{EXIT_WEIGHTS[0]:g}, exit1 {EXIT_WEIGHTS[1]:g}, exit2 {EXIT_WEIGHTS[2]:g}), Adam "
+        f"lr 3e-3, seed {SEED}; export max abs err {err:.1e}",
+    )  # fmt: skip
+
+
 def main() -> None:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -183,6 +229,8 @@ def main() -> None:
         notes=f"{UNTRAINED}; export max abs err {err:.1e}",
     ))  # fmt: skip
     print(f"transformer_encoder: {path.stat().st_size / 1e6:.2f} MB, export err {err:.1e}")
+
+    models.append(build_multiexit())
 
     manifest = ZooManifest.model_validate({
         "version": 1, "seed": SEED, "models": models,

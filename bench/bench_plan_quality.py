@@ -1,0 +1,470 @@
+"""Plan quality against a measured oracle: regret of the advisor and of three baselines.
+
+    python -m bench.bench_plan_quality [--full]
+
+The emulated setting (both sides measured for real, on this host):
+- device = this host, ONNX Runtime CPU, 1 intra-op thread, ORT_ENABLE_ALL;
+- server = this host's measured time for the server-side part divided by SPEED (10× by
+  default: an emulated faster server; --full adds 3× and 30×);
+- link = each preset of data/hardware.yaml, costed with advisor.hardware.transfer_ms
+  (RTT/2 + bytes / bandwidth per direction), the link model the planners use.
+
+The oracle measures, for every enumerated cut of the model (and every non-prefix head any
+method picked), the real head and tail sub-models (advisor.cuts.split_model), round-robin in
+shuffled order so machine drift hits every cut alike; a placement's oracle latency is
+median(head) + up(bytes crossing) + median(tail) / SPEED + down(output bytes). All-on-device
+is the whole model's median; all-on-server uploads the input. The oracle's best is the true
+optimum under the link model; regret = oracle latency of a method's choice / oracle best - 1.
+
+Methods, all given the same emulated setting:
+- advisor: the registered planners baseline.device, baseline.server, partition.chain and
+  partition.dag run on a PlanContext whose per-node costs are this host's per-node profile
+  (advisor.profile at ORT_ENABLE_BASIC, what advise(device='host') predicts with) on the
+  device and the same divided by SPEED on the server; the candidate with the lowest predicted
+  latency wins, as advise() ranks FP32 partitions;
+- Neurosurgeon-style: per-op-type linear regression of per-node latency on FLOPs, input bytes
+  and output bytes, fitted on the per-node profiles of the OTHER zoo models
+  (leave-one-model-out; op types unseen there use a regression pooled over all types);
+  chain (single-tensor) cuts and the two endpoints only, scanned with the same cost model;
+- all on the device; all on the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import (
+    fresh_cache,
+    load_average,
+    md_table,
+    median,
+    pct,
+    quiet_libraries,
+    write_section,
+)
+from bench.neurosurgeon import fit_layer_regression, neurosurgeon_choice, node_features
+
+LINKS = ("3g", "4g", "5g", "wifi", "ethernet")
+PARTITION_KINDS = ("baseline.device", "baseline.server", "partition.chain", "partition.dag")
+METHODS = ("advisor", "neurosurgeon", "all_device", "all_server")
+# a diagnosis, not the product: the advisor's planners fed the per-node profile scaled by the
+# model's whole-run ALL/BASIC ratio (profile.end_to_end_ms / node_sum_ms); no verdict uses it
+WHATIF = "advisor_whatif"
+SUMMARY_METHODS = (*METHODS, WHATIF)
+TOLERANCE = 0.05  # done-when: median advisor regret <= 5%
+
+
+# --- regret --------------------------------------------------------------------------------
+
+
+def regrets(oracle_ms: dict[str, float], chosen: dict[str, str]) -> dict[str, float]:
+    """Per method: oracle latency of its choice / the oracle's best - 1.
+
+    >>> regrets({"a": 10.0, "b": 12.0}, {"m1": "a", "m2": "b"})
+    {'m1': 0.0, 'm2': 0.19999999999999996}
+    """
+    best = min(oracle_ms.values())
+    return {m: oracle_ms[p] / best - 1 for m, p in chosen.items()}
+
+
+# --- placements, choices, measurements ---------------------------------------------------------
+
+
+def _describe(graph, head: frozenset[str]) -> str:
+    n = len(graph.nodes)
+    if not head:
+        return "all-server"
+    if len(head) == n:
+        return "all-device"
+    names = [x.name for x in graph.nodes]
+    if head == frozenset(names[: len(head)]):
+        return f"cut@{len(head)} ({graph.nodes[len(head) - 1].layer})"
+    return f"min-cut head {len(head)}/{n} nodes"
+
+
+def _context(graph, host, link, device_ms, speed: float, work_dir: Path):
+    from advisor.plans import PlanContext
+    from advisor.predict import calibrate
+
+    server_ms = {k: v / speed for k, v in device_ms.items()}
+    return PlanContext(
+        graph=graph, device=host, server=host, server_tier="edge", edge=host, cloud=None,
+        link=link, cloud_link=None, device_ms=device_ms, server_ms=server_ms, edge_ms=server_ms,
+        cloud_ms={}, calib_inputs=[], work_dir=work_dir, calibration=calibrate(threads=1),
+    )  # fmt: skip
+
+
+def _predicted(ctx, cand) -> float:
+    """A candidate's predicted latency, as advisor.validate sums it for FP32 stages."""
+    from advisor.hardware import transfer_ms
+    from advisor.plans import Compute
+
+    g, total = ctx.graph, 0.0
+    for step in cand.steps:
+        if isinstance(step, Compute):
+            per = ctx.device_ms if step.tier == "device" else ctx.server_ms
+            total += sum(per[n] for n in step.nodes)
+        else:
+            nbytes = sum(g.tensor(t).nbytes for t in step.tensors)
+            total += transfer_ms(nbytes, step.link, step.direction)
+    return total
+
+
+def advisor_choice(ctx) -> tuple[frozenset[str], str, float]:
+    """(device-side nodes, plan kind, predicted ms) of the advisor's cheapest FP32 partition."""
+    from advisor.plans import PLANNERS, Compute, Skip, load_builtins
+
+    load_builtins()
+    best: tuple[float, frozenset[str], str] | None = None
+    for kind in PARTITION_KINDS:
+        out = PLANNERS[kind].fn(ctx)
+        if isinstance(out, Skip):
+            continue
+        for cand in out:
+            head = frozenset().union(
+                *[s.nodes for s in cand.steps if isinstance(s, Compute) and s.tier == "device"]
+            )
+            ms = _predicted(ctx, cand)
+            if best is None or ms < best[0]:
+                best = (ms, head, kind)
+    if best is None:
+        raise RuntimeError("no partition planner returned a candidate")
+    return best[1], best[2], best[0]
+
+
+def measure_oracle(
+    graph, heads: list[frozenset[str]], feeds, rounds: int, warmup: int = 3, seed: int = 0
+) -> dict[frozenset[str], list[tuple[float, float]]]:
+    """Per head: (head ms, tail ms) of each clean round; key frozenset(all nodes) = the whole
+    model, as (whole ms, 0). Rounds where a run waited for a core (wall time well above the
+    thread's CPU time, advisor.timing.uncontended) are dropped when enough clean ones remain."""
+    from advisor.cuts import split_model
+    from advisor.profile import make_session
+    from advisor.timing import timed_run, uncontended
+
+    full = frozenset(n.name for n in graph.nodes)
+    runners: dict[frozenset[str], list] = {}
+    whole = make_session(graph.model, threads=1)
+    runners[full] = [(whole, {i.name: feeds[i.name] for i in whole.get_inputs()})]
+    for head in heads:
+        if head in runners or not head or head == full:
+            continue
+        h_model, t_model, _ = split_model(graph, head)
+        hs, ts = make_session(h_model, threads=1), make_session(t_model, threads=1)
+        h_feed = {i.name: feeds[i.name] for i in hs.get_inputs()}
+        env = {
+            **feeds,
+            **dict(zip([o.name for o in hs.get_outputs()], hs.run(None, h_feed), strict=True)),
+        }
+        runners[head] = [(hs, h_feed), (ts, {i.name: env[i.name] for i in ts.get_inputs()})]
+    raw: dict[frozenset[str], list[list[tuple[float, float]]]] = {k: [] for k in runners}
+    keys = list(runners)
+    rng = np.random.default_rng(seed)
+    for r in range(warmup + rounds):
+        for idx in rng.permutation(len(keys)):
+            key = keys[idx]
+            parts = [timed_run(sess, feed) for sess, feed in runners[key]]
+            if r >= warmup:
+                raw[key].append(parts)
+    out = {}
+    for key, per_round in raw.items():
+        # a round is clean when every part of it is: sum wall and CPU over the parts
+        summed = [(sum(w for w, _ in p), sum(c for _, c in p)) for p in per_round]
+        keep = set(uncontended(summed, threads=1))
+        out[key] = [
+            (p[0][0], p[1][0] if len(p) > 1 else 0.0) for i, p in enumerate(per_round) if i in keep
+        ]
+    return out
+
+
+def oracle_totals(graph, head: frozenset[str], times, link, speed: float) -> list[float]:
+    """Per-round oracle latency of a placement (ms)."""
+    from advisor.cuts import crossing_tensors
+    from advisor.hardware import transfer_ms
+    from advisor.plans.costs import input_bytes, output_bytes
+
+    full = frozenset(n.name for n in graph.nodes)
+    whole = [w for w, _ in times[full]]
+    down = transfer_ms(output_bytes(graph), link, "down")
+    if head == full:
+        return whole
+    if not head:
+        up = transfer_ms(input_bytes(graph), link, "up")
+        return [up + w / speed + down for w in whole]
+    up = transfer_ms(sum(graph.tensor(t).nbytes for t in crossing_tensors(graph, head)), link, "up")
+    return [a + up + b / speed + down for a, b in times[head]]
+
+
+# --- the benchmark -----------------------------------------------------------------------------
+
+
+def run(
+    models: list[str],
+    speeds: tuple[float, ...],
+    rounds: int,
+    profile_runs: int = 20,
+    links: tuple[str, ...] = LINKS,
+    work_dir: Path | None = None,
+) -> dict:
+    """Measure every case; returns the results dict (cases + summary)."""
+    from advisor.hardware import get_link, get_target, load_catalog
+    from advisor.model import load_model, sample_inputs
+    from advisor.predict import calibrate, predict_nodes
+    from advisor.profile import profile_model
+
+    catalog = load_catalog()
+    host = get_target("host", catalog, threads=1)
+    cal = calibrate(threads=1)
+    graphs = {m: load_model(m) for m in models}
+    feeds = {m: sample_inputs(g, seed=0) for m, g in graphs.items()}
+    profiles = {
+        m: profile_model(g, feeds[m], runs=profile_runs, cache=False) for m, g in graphs.items()
+    }
+    host_ms = {m: predict_nodes(g, profiles[m], host, cal) for m, g in graphs.items()}
+    whatif_ms = {
+        m: {k: v * p.end_to_end_ms / p.node_sum_ms for k, v in host_ms[m].items()}
+        for m, p in profiles.items()
+    }
+    train = {
+        m: [(g.node(n).op_type, node_features(g)[n][1], ms) for n, ms in host_ms[m].items()]
+        for m, g in graphs.items()
+    }
+    cases = []
+    for m, g in graphs.items():
+        others = [s for o in models if o != m for s in train[o]]
+        if not others:
+            raise ValueError("the leave-one-model-out regression needs at least two models")
+        reg = fit_layer_regression(others)
+        ns_ms = reg.predict(node_features(g))
+        unseen = sorted({n.op_type for n in g.nodes} - set(reg.per_type))
+        full = frozenset(n.name for n in g.nodes)
+        choices = {}
+        for speed in speeds:
+            for link_id in links:
+                link = get_link(link_id, catalog)
+                ctx = _context(g, host, link, host_ms[m], speed, work_dir or Path("."))
+                head, kind, pred = advisor_choice(ctx)
+                ctx_w = _context(g, host, link, whatif_ms[m], speed, work_dir or Path("."))
+                choices[(speed, link_id)] = {
+                    "advisor": head, "neurosurgeon": neurosurgeon_choice(g, ns_ms, link, speed),
+                    WHATIF: advisor_choice(ctx_w)[0],
+                    "all_device": full, "all_server": frozenset(),
+                    "_advisor_kind": kind, "_advisor_pred": pred,
+                }  # fmt: skip
+        heads = [c.head for c in g.cuts()]
+        heads += [c[k] for c in choices.values() for k in SUMMARY_METHODS]
+        t0 = time.perf_counter()
+        times = measure_oracle(g, heads, feeds[m], rounds)
+        oracle_s = time.perf_counter() - t0
+        for (speed, link_id), ch in choices.items():
+            link = get_link(link_id, catalog)
+            per_round = {h: oracle_totals(g, h, times, link, speed) for h in times}
+            per_round[frozenset()] = oracle_totals(g, frozenset(), times, link, speed)
+            med = {h: median(v) for h, v in per_round.items()}
+            best_head = min(med, key=lambda h: med[h])
+            key = {h: str(i) for i, h in enumerate(med)}
+            reg_ = regrets(
+                {key[h]: v for h, v in med.items()},
+                {meth: key[ch[meth]] for meth in SUMMARY_METHODS},
+            )
+            b = per_round[best_head]
+            q1, q3 = pct(b, 25), pct(b, 75)
+            cases.append({
+                "model": m, "link": link_id, "speed": speed,
+                "oracle_best": _describe(g, best_head), "oracle_best_ms": med[best_head],
+                "oracle_noise": (q3 - q1) / 2 / med[best_head],
+                "placements_measured": len(med),
+                "clean_rounds_min": min(len(v) for v in times.values()),
+                "choice": {meth: _describe(g, ch[meth]) for meth in SUMMARY_METHODS},
+                "choice_ms": {meth: med[ch[meth]] for meth in SUMMARY_METHODS},
+                "regret": reg_,
+                "advisor_kind": ch["_advisor_kind"],
+                "advisor_predicted_ms": ch["_advisor_pred"],
+                "ns_unseen_op_types": unseen,
+                "oracle_seconds": oracle_s,
+            })  # fmt: skip
+    return {"cases": cases, "summary": summarize(cases), "rounds": rounds,
+            "profile_runs": profile_runs, "speeds": list(speeds), "links": list(links),
+            "profile_basic_vs_all": {m: {"node_sum_ms": p.node_sum_ms,
+                                         "end_to_end_basic_ms": p.end_to_end_basic_ms,
+                                         "end_to_end_all_ms": p.end_to_end_ms}
+                                     for m, p in profiles.items()}}  # fmt: skip
+
+
+def summarize(cases: list[dict]) -> dict:
+    """Median / p90 / max regret per method; where the advisor lost to Neurosurgeon."""
+    out: dict = {}
+    methods = [m for m in SUMMARY_METHODS if all(m in c["regret"] for c in cases)]
+    out["methods"] = methods
+    for meth in methods:
+        r = [c["regret"][meth] for c in cases]
+        out[meth] = {
+            "median": median(r),
+            "p90": pct(r, 90),
+            "max": max(r),
+            "within_5pct": sum(x <= TOLERANCE for x in r),
+            "cases": len(r),
+        }
+    worse = [c for c in cases if c["regret"]["advisor"] > c["regret"]["neurosurgeon"] + 1e-12]
+    beyond = [
+        c
+        for c in worse
+        if c["regret"]["advisor"] - c["regret"]["neurosurgeon"] > max(TOLERANCE, c["oracle_noise"])
+    ]
+    hard = [c for c in cases if c["oracle_best"] != "all-device"]
+    out["offload_cases"] = {
+        meth: {
+            "median": median([c["regret"][meth] for c in hard]) if hard else None,
+            "max": max([c["regret"][meth] for c in hard]) if hard else None,
+            "cases": len(hard),
+        }
+        for meth in methods
+    }
+    out["advisor_worse_than_neurosurgeon"] = [(c["model"], c["link"], c["speed"]) for c in worse]
+    out["advisor_worse_beyond_noise"] = [(c["model"], c["link"], c["speed"]) for c in beyond]
+    out["median_target_met"] = out["advisor"]["median"] <= TOLERANCE
+    out["never_worse_than_neurosurgeon"] = not worse
+    return out
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.1f}%"
+
+
+def render(res: dict) -> str:
+    s = res["summary"]
+    speeds = ", ".join(f"{x:g}×" for x in res["speeds"])
+    lines = [
+        "Regret = (oracle-measured latency of the chosen placement) / (oracle's best) − 1. "
+        "Oracle latencies are **measured_host** compute (median of "
+        f"{res['rounds']} round-robin rounds per sub-model, ORT_ENABLE_ALL, 1 thread) plus "
+        "**link-model** transfers; the emulated server is this host's measured time divided by "
+        f"the speed factor ({speeds}). The advisor and the Neurosurgeon-style baseline choose "
+        "from **predicted** costs (advisor: per-node host profile at ORT_ENABLE_BASIC, "
+        f"{res['profile_runs']} runs; Neurosurgeon: per-op-type regression, leave-one-model-out)."
+        " Noise = half the inter-quartile range of the oracle best's per-round latency.",
+        "",
+    ]
+    header = [
+        "model",
+        "link",
+        "server speed",
+        "oracle best",
+        "best ms",
+        "noise",
+        "advisor",
+        "advisor regret",
+        "Neurosurgeon",
+        "NS regret",
+        "all-device regret",
+        "all-server regret",
+    ]
+    rows = []
+    for c in res["cases"]:
+        r = c["regret"]
+        rows.append(
+            [
+                c["model"],
+                c["link"],
+                f"{c['speed']:g}×",
+                c["oracle_best"],
+                f"{c['oracle_best_ms']:.3g}",
+                _pct(c["oracle_noise"]),
+                c["choice"]["advisor"],
+                _pct(r["advisor"]),
+                c["choice"]["neurosurgeon"],
+                _pct(r["neurosurgeon"]),
+                _pct(r["all_device"]),
+                _pct(r["all_server"]),
+            ]
+        )
+    lines.append(md_table(header, rows))
+    summ = [
+        [
+            m,
+            _pct(s[m]["median"]),
+            _pct(s[m]["p90"]),
+            _pct(s[m]["max"]),
+            f"{s[m]['within_5pct']}/{s[m]['cases']}",
+        ]
+        for m in s["methods"]
+    ]
+    off = s["offload_cases"]
+    summ = [
+        row + ([_pct(off[m]["median"]), _pct(off[m]["max"])] if off[m]["cases"] else ["–", "–"])
+        for row, m in zip(summ, s["methods"], strict=True)
+    ]
+    n_off = off["advisor"]["cases"]
+    lines.append(
+        md_table(
+            [
+                "method",
+                "median regret",
+                "p90",
+                "max",
+                "cases ≤ 5%",
+                f"median where offloading pays ({n_off} cases)",
+                "max there",
+            ],
+            summ,
+        )
+    )
+    if WHATIF in s["methods"]:
+        lines.append(
+            f"`{WHATIF}` is a diagnosis, not the product: the same planners fed the per-node "
+            "profile scaled by each model's whole-run ALL/BASIC ratio from that profile "
+            "(see *prediction-error*); no verdict below uses it.\n"
+        )
+    verdict = "met" if s["median_target_met"] else "**missed**"
+    worse = s["advisor_worse_than_neurosurgeon"]
+    n_beyond = len(s["advisor_worse_beyond_noise"])
+    lost = "; ".join(f"{m}/{lk}/{sp:g}×" for m, lk, sp in worse)
+    ns_verdict = (
+        "met."
+        if not worse
+        else f"**missed in {len(worse)} case(s)** ({n_beyond} beyond max(5%, noise)): {lost}."
+    )
+    lines.append(
+        f"Done-when: advisor median regret ≤ 5% — {verdict} ({_pct(s['advisor']['median'])}); "
+        f"never worse than the Neurosurgeon-style baseline — {ns_verdict}"
+    )
+    prof = res["profile_basic_vs_all"]
+    lines.append("")
+    lines.append(
+        "Per-node profile sum (ORT_ENABLE_BASIC, what both predictors learn from) against the "
+        "whole model at ORT_ENABLE_ALL (what runs), measured_host ms: "
+        + "; ".join(
+            f"{m} {p['node_sum_ms']:.3g} vs {p['end_to_end_all_ms']:.3g}" for m, p in prof.items()
+        )
+        + "."
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", action="store_true", help="3 server speeds, more rounds")
+    args = ap.parse_args(argv)
+    quiet_libraries()
+    from advisor.zoo import list_zoo
+
+    models = [z.id for z in list_zoo()]
+    speeds, rounds = ((3.0, 10.0, 30.0), 40) if args.full else ((10.0,), 15)
+    t0 = time.perf_counter()
+    with fresh_cache() as tmp:
+        res = run(models, speeds, rounds, work_dir=tmp)
+    res["wall_seconds"] = time.perf_counter() - t0
+    res["load"] = load_average()
+    body = render(res) + f"\n\nWall time {res['wall_seconds']:.0f} s; {res['load']}.\n"
+    cmd = "python -m bench.bench_plan_quality" + (" --full" if args.full else "")
+    write_section("plan-quality", cmd, body, res)
+    print(body)
+    return res
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Run every benchmark at its default size, in sequence, and rewrite BENCHMARKS.md.
+
+    python -m bench.run_all [--full]        (`make bench`)
+
+The advisor benches run in this process with one private cache folder, so the host is
+calibrated once and each zoo model is advised once: the prediction, compression and scale
+tables read the same advise() runs. The knowledge-base bench runs in a fresh interpreter
+(it times `import kb`). A summary section with the headline figures and each bench's wall
+time is written last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+import time
+
+from bench.common import (
+    BENCHMARKS_MD,
+    ROOT,
+    fresh_cache,
+    host_calibration_seconds,
+    load_average,
+    md_table,
+    write_section,
+)
+
+IN_PROCESS = ("bench_plan_quality", "bench_prediction", "bench_compression", "bench_scale")
+SUBPROCESS = ("bench_kb",)
+BENCHES = IN_PROCESS + SUBPROCESS
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x * 100:.1f}%"
+
+
+def headline(results: dict[str, dict]) -> list[list[str]]:
+    """(figure, value, target, verdict) rows from the benches' result dicts."""
+    rows = []
+    pq = results.get("bench_plan_quality")
+    if pq:
+        s = pq["summary"]
+        rows.append(
+            [
+                "advisor regret, median (max) over model × link cases",
+                f"{_pct(s['advisor']['median'])} ({_pct(s['advisor']['max'])})",
+                "≤ 5%",
+                "met" if s["median_target_met"] else "missed",
+            ]
+        )
+        rows.append(
+            [
+                "Neurosurgeon-style regret, median (max)",
+                f"{_pct(s['neurosurgeon']['median'])} ({_pct(s['neurosurgeon']['max'])})",
+                "–",
+                "–",
+            ]
+        )
+        rows.append(
+            [
+                "cases where the advisor is worse than Neurosurgeon",
+                str(len(s["advisor_worse_than_neurosurgeon"])),
+                "0",
+                "met" if s["never_worse_than_neurosurgeon"] else "missed",
+            ]
+        )
+    pe = results.get("bench_prediction")
+    if pe:
+        st = pe["stage_error"]
+        rows.append(
+            [
+                "prediction error, compute stages: median / p90",
+                f"{_pct(st['median'])} / {_pct(st['p90'])}",
+                "≤ 10% / ≤ 25%",
+                "met" if pe["median_target_met"] and pe["p90_target_met"] else "missed",
+            ]
+        )
+        wi = pe["what_if_error"]
+        rows.append(
+            [
+                "what-if (not the product): profile scaled to ORT_ENABLE_ALL + call overhead",
+                f"{_pct(wi['median'])} / {_pct(wi['p90'])}",
+                "–",
+                "–",
+            ]
+        )
+    sc = results.get("bench_scale")
+    if sc:
+        n = sc["budget_nodes"]
+        t = sc["synthetic"]["timings"]["dag"].get(n) or sc["synthetic"]["timings"]["dag"].get(
+            str(n)
+        )
+        if t:
+            worst = max(t[k] for k in ("partition.chain", "partition.dag", "partition.three_tier"))
+            rows.append(
+                [
+                    f"all three partition planners together on a {n:,}-node DAG",
+                    f"{t['all partition planners']:.2f} s",
+                    "–",
+                    "–",
+                ]
+            )
+            rows.append(
+                [
+                    f"slowest partition planner on a {n:,}-node DAG",
+                    f"{worst:.2f} s",
+                    "< 1 s",
+                    "met" if worst < 1 else "missed",
+                ]
+            )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", action="store_true", help="every bench at its --full size")
+    args = ap.parse_args(argv)
+    flag = ["--full"] if args.full else []
+    t_all = time.perf_counter()
+    walls: dict[str, float] = {}
+    results: dict[str, dict] = {}
+    with fresh_cache():
+        cal = host_calibration_seconds()
+        for name in IN_PROCESS:
+            print(f"== {name}", flush=True)
+            t = time.perf_counter()
+            results[name] = importlib.import_module(f"bench.{name}").main(flag)
+            walls[name] = time.perf_counter() - t
+    for name in SUBPROCESS:
+        print(f"== {name}", flush=True)
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", f"bench.{name}", *flag], cwd=ROOT, check=True)
+        walls[name] = time.perf_counter() - t
+    total = time.perf_counter() - t_all
+    body = md_table(["headline", "value", "target", "verdict"], headline(results))
+    body += "\n" + md_table(
+        ["bench", "wall time"],
+        [[f"`python -m bench.{n}`", f"{w:.0f} s"] for n, w in walls.items()]
+        + [
+            ["host calibration (once, shared)", f"{cal:.1f} s"],
+            ["**total**", f"**{total:.0f} s**"],
+        ],
+    )
+    body += f"\n{load_average()} at the end of the run.\n"
+    write_section(
+        "summary",
+        "python -m bench.run_all" + (" --full" if args.full else ""),
+        body,
+        {"walls": walls, "total_seconds": total, "headline": headline(results)},
+    )
+    print(body)
+    print(f"BENCHMARKS.md written: {BENCHMARKS_MD}  (total {total:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
