@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,18 +20,16 @@ import numpy as np
 from advisor.advice import (
     Advice,
     AdviceRequest,
-    Citation,
     LayerRow,
     ModelSummary,
     PlanResult,
 )
 from advisor.errors import AdvisorError, InputDataError, RequestError
 from advisor.plans import Candidate, Exit, PlanContext, Skip, load_builtins
+from advisor.rank import citations, judge, rank
 
 Progress = Callable[[str, float], None]
-DEFAULT_ACCURACY_BUDGET = 1.0  # percentage points, when labels are given and no budget is
 NO_LABEL_EVAL_SAMPLES = 8
-NOISE_FLOOR = 0.05  # relative: differences under 5% are noise on a shared machine
 CALIB_SAMPLES = 64
 
 
@@ -41,21 +40,32 @@ def _split_samples(inputs: dict[str, np.ndarray], graph, limit: int) -> list[dic
         arr = inputs[spec.name]
         if tuple(arr.shape) == tuple(spec.shape):
             counts.add(1)
-        elif arr.ndim == len(spec.shape) and tuple(arr.shape[1:]) == tuple(spec.shape[1:]) \
-                and spec.shape[0] == 1:
+        elif (
+            arr.ndim == len(spec.shape)
+            and tuple(arr.shape[1:]) == tuple(spec.shape[1:])
+            and spec.shape[0] == 1
+        ):
             counts.add(arr.shape[0])
         else:
             raise InputDataError(
                 f"data for input {spec.name!r} has shape {tuple(arr.shape)}; the model expects "
-                f"{tuple(spec.shape)} (or N samples of {tuple(spec.shape[1:])})")
+                f"{tuple(spec.shape)} (or N samples of {tuple(spec.shape[1:])})"
+            )
     if len(counts) != 1:
         raise InputDataError(f"inputs hold different numbers of samples: {sorted(counts)}")
     n = min(counts.pop(), limit)
     out = []
     for i in range(n):
-        out.append({s.name: (inputs[s.name] if tuple(inputs[s.name].shape) == tuple(s.shape)
-                             else inputs[s.name][i:i + 1]).astype(_np_dtype(s.dtype), copy=False)
-                    for s in graph.inputs})
+        out.append(
+            {
+                s.name: (
+                    inputs[s.name]
+                    if tuple(inputs[s.name].shape) == tuple(s.shape)
+                    else inputs[s.name][i : i + 1]
+                ).astype(_np_dtype(s.dtype), copy=False)
+                for s in graph.inputs
+            }
+        )
     return out
 
 
@@ -65,10 +75,17 @@ def _np_dtype(name: str):
 
 def _reproduce(req: AdviceRequest) -> str:
     parts = ["edgedl", "advise", req.model, "--device", req.device]
-    for flag, v in (("--edge", req.edge), ("--cloud", req.cloud), ("--link", req.link),
-                    ("--up-mbps", req.up_mbps), ("--down-mbps", req.down_mbps),
-                    ("--rtt-ms", req.rtt_ms), ("--latency-ms", req.latency_ms),
-                    ("--accuracy-budget", req.accuracy_budget), ("--data", req.data)):
+    for flag, v in (
+        ("--edge", req.edge),
+        ("--cloud", req.cloud),
+        ("--link", req.link),
+        ("--up-mbps", req.up_mbps),
+        ("--down-mbps", req.down_mbps),
+        ("--rtt-ms", req.rtt_ms),
+        ("--latency-ms", req.latency_ms),
+        ("--accuracy-budget", req.accuracy_budget),
+        ("--data", req.data),
+    ):
         if v is not None:
             parts += [flag, str(v)]
     for name, shape in req.input_shapes.items():
@@ -94,108 +111,17 @@ def _reproduce(req: AdviceRequest) -> str:
     return shlex.join(parts)
 
 
-def _citations(kind: str) -> list[Citation]:
-    try:
-        from kb import KnowledgeBase
-
-        entries = KnowledgeBase.open().by_action(kind)
-    except Exception:  # noqa: BLE001 - citations are decoration; advice must not fail on them
-        return []
-    return [Citation(entry_id=e.id, name=e.name,
-                     source=", ".join(str(x) for x in (e.authors, e.venue, e.year) if x))
-            for e in entries]
-
-
-def _fidelity_score(p: PlanResult) -> float:
-    f = p.fidelity
-    if f is None:
-        return 0.0
-    if f.accuracy is not None:
-        return f.accuracy
-    if f.top1_agreement is not None:
-        return f.top1_agreement
-    return f.cosine
-
-
-def pareto_front(plans: list[PlanResult]) -> list[str]:
-    """Plans no other plan beats on both predicted latency and fidelity."""
-    pts = [(p.id, p.predicted.ms, _fidelity_score(p)) for p in plans if p.predicted]
-    front = []
-    for pid, ms, fid in pts:
-        dominated = any((m2 <= ms and f2 >= fid) and (m2 < ms or f2 > fid) for _, m2, f2 in pts)
-        if not dominated:
-            front.append(pid)
-    return front
-
-
-def _rationale(p: PlanResult, req: AdviceRequest, base_ms: float | None) -> str:
-    bits = [f"{p.title}."]
-    if p.predicted:
-        bits.append(f"Predicted end-to-end latency on the targets: {p.predicted.ms:.3g} ms "
-                    f"(target {req.latency_ms:g} ms, {'met' if p.meets_latency else 'missed'}).")
-    if p.measured_host:
-        bits.append(f"Measured on this host: {p.measured_host.ms:.3g} ms "
-                    f"({p.measured_host.method}).")
-    if base_ms and p.measured_host and p.kind not in ("baseline.device",):
-        dev = sum(s.measured_host.ms for s in p.stages if s.kind == "compute" and s.measured_host
-                  and s.name.startswith("device"))
-        if dev:
-            bits.append(f"Device-side compute measured {dev:.3g} ms vs {base_ms:.3g} ms for the "
-                        "FP32 model on this host.")
-    f = p.fidelity
-    if f:
-        if f.accuracy is not None:
-            bits.append(f"Accuracy {f.accuracy * 100:.2f}% on {f.samples} labelled samples "
-                        f"(FP32 {f.baseline_accuracy * 100:.2f}%)." if f.baseline_accuracy is not None
-                        else f"Accuracy {f.accuracy * 100:.2f}%.")
-        elif f.top1_agreement is not None:
-            bits.append(f"Top-1 agreement with FP32 {f.top1_agreement * 100:.1f}% on {f.samples} "
-                        "samples.")
-        bits.append(f"Max abs error vs FP32 {f.max_abs_error:.2g}, cosine {f.cosine:.6f}.")
-    bits += _exit_notes(p)
-    if p.citations:
-        bits.append("Implements: " + "; ".join(
-            f"{c.name} ({c.source})" if c.source else c.name for c in p.citations) + ".")
-    return " ".join(bits)
-
-
-def _exit_notes(p: PlanResult) -> list[str]:
-    """What an early-exit plan's figures mean (its outputs are an exit's, not the model's)."""
-    out = []
-    check = p.extra.get("exit_check")
-    if isinstance(check, dict):
-        out.append("Its prediction comes from an early exit, so the error and cosine above "
-                   "compare that exit with the model's final output; the exit's own logits match "
-                   "the full model's same output to a max abs error of "
-                   f"{check['max_abs_error_vs_full_model']:.2g}.")
-    cascade = p.extra.get("cascade")
-    if isinstance(cascade, dict):
-        shares = ", ".join(f"{x['exit']} {x['share'] * 100:.1f}%" for x in cascade["paths"])
-        out.append(f"Inputs leaving at each exit (measured): {shares}. The latency is the "
-                   "expectation over these shares; an input that reaches the last exit takes "
-                   f"{cascade['worst_path_predicted_ms']:.3g} ms predicted_target.")
-    return out
-
-
 def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
     """Plan, build, run and rank. Raises AdvisorError subclasses on bad input."""
     from advisor import zoo
     from advisor.hardware import get_link, get_target, load_catalog
-    from advisor.model import load_model, load_npz, sample_inputs
+    from advisor.model import load_model
     from advisor.predict import calibrate, predict_nodes
     from advisor.profile import fingerprint, profile_model
-    from advisor.validate import EvalSet, accuracy, paired_timing, reference_outputs, validate
+    from advisor.validate import EvalSet, accuracy, reference_outputs, validate
 
-    t_start = time.perf_counter()
-    stage_seconds: dict[str, float] = {}
     report = progress or (lambda stage, frac: None)
-
-    def timed(name: str, frac: float):
-        report(name, frac)
-        stage_seconds[name] = time.perf_counter()
-
-    def done(name: str):
-        stage_seconds[name] = round(time.perf_counter() - stage_seconds[name], 3)
+    stages = _Stages(report)
 
     load_builtins()
     from advisor.plans import PLANNERS
@@ -205,7 +131,7 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
         raise RequestError(f"unknown plan kind {unknown[0]!r}; known: {', '.join(PLANNERS)}")
 
     # --- model and data ---------------------------------------------------------------
-    timed("load model", 0.02)
+    stages.start("load model", 0.02)
     shapes = {k: tuple(v) for k, v in request.input_shapes.items()}
     graph = load_model(request.model, input_shapes=shapes)
     zoo_entry = None
@@ -216,35 +142,17 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
     if zoo_entry is not None and Path(request.model).suffix == ".onnx":
         zoo_entry = None  # a path, not a zoo id
     graph, exits = _declared_exits(graph, request, zoo_entry)
-    notices = list(graph.notices)
-    data_path = request.data
-    if data_path is None and zoo_entry is not None and zoo_entry.labelled_data:
-        data_path = str(zoo_entry.labelled_data)
-        notices.append(f"using the zoo's held-out labelled split {Path(data_path).name}")
-    labels = None
-    if data_path:
-        batched, labels = load_npz(data_path, graph)
-        eval_inputs = _split_samples(batched, graph, request.max_eval_samples)
-    else:
-        eval_inputs = [sample_inputs(graph, seed=i) for i in range(NO_LABEL_EVAL_SAMPLES)]
-        notices.append(f"no --data given: fidelity measured on {NO_LABEL_EVAL_SAMPLES} random "
-                       "valid inputs (agreement with FP32, not task accuracy)")
-    if labels is not None:
-        labels = np.asarray(labels).reshape(-1)[: len(eval_inputs)]
-        if len(labels) < len(eval_inputs):
-            raise InputDataError(f"{data_path}: {len(labels)} labels for {len(eval_inputs)} samples")
-    if zoo_entry is not None and zoo_entry.calibration_data:
-        cb, _ = load_npz(zoo_entry.calibration_data, graph)
-        calib = _split_samples(cb, graph, CALIB_SAMPLES)
-    else:
-        calib = eval_inputs[:CALIB_SAMPLES]
-        if data_path:
-            notices.append("static INT8 calibrated on the first samples of --data "
-                           "(no separate calibration set)")
-    done("load model")
+    data = _load_data(request, graph, zoo_entry)
+    notices, eval_inputs, labels, calib = (
+        list(graph.notices) + data.notices,
+        data.inputs,
+        data.labels,
+        data.calib,
+    )
+    stages.stop("load model")
 
     # --- host, targets, profile -----------------------------------------------------------
-    timed("profile", 0.08)
+    stages.start("profile", 0.08)
     fp = fingerprint(request.threads)
     cal = calibrate(threads=request.threads)
     catalog = load_catalog()
@@ -253,41 +161,57 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
         return get_target(tid, catalog, threads=request.threads) if tid else None
 
     device, edge, cloud = target(request.device), target(request.edge), target(request.cloud)
-    if request.link:
-        link = get_link(request.link, catalog)
-    else:
-        from advisor.hardware import Link
-
-        link = Link(id="custom", name="custom link", up_mbps=request.up_mbps,
-                    down_mbps=request.down_mbps, rtt_ms=request.rtt_ms,
-                    sources={"up_mbps": "user", "down_mbps": "user", "rtt_ms": "user"})
+    link = _link(request, catalog)
     cloud_link = get_link(request.cloud_link, catalog) if cloud and edge else None
     server = edge or cloud
     prof = profile_model(graph, eval_inputs[0], runs=request.runs, threads=request.threads)
-    done("profile")
+    stages.stop("profile")
 
-    timed("predict", 0.2)
+    stages.start("predict", 0.2)
     device_ms = predict_nodes(graph, prof, device, cal)
     edge_ms = predict_nodes(graph, prof, edge, cal) if edge else {}
     cloud_ms = predict_nodes(graph, prof, cloud, cal) if cloud else {}
     server_ms = edge_ms or cloud_ms
-    done("predict")
+    stages.stop("predict")
 
     out_dir = Path(request.out_dir) if request.out_dir else _default_out(graph)
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = PlanContext(
-        graph=graph, device=device, server=server, server_tier="edge" if edge else
-        ("cloud" if cloud else None), edge=edge, cloud=cloud, link=link, cloud_link=cloud_link,
-        device_ms=device_ms, server_ms=server_ms, edge_ms=edge_ms, cloud_ms=cloud_ms,
-        calib_inputs=calib, work_dir=out_dir, calibration=cal,
-        torch_source=zoo_entry if zoo_entry is not None and zoo_entry.trained
-        and zoo_entry.torch_builder and zoo_entry.training_data else None,
-        exits=exits, eval_inputs=eval_inputs, labels=labels, latency_ms=request.latency_ms,
+        graph=graph,
+        device=device,
+        server=server,
+        server_tier="edge" if edge else ("cloud" if cloud else None),
+        edge=edge,
+        cloud=cloud,
+        link=link,
+        cloud_link=cloud_link,
+        device_ms=device_ms,
+        server_ms=server_ms,
+        edge_ms=edge_ms,
+        cloud_ms=cloud_ms,
+        calib_inputs=calib,
+        work_dir=out_dir,
+        calibration=cal,
+        torch_source=zoo_entry
+        if zoo_entry is not None
+        and zoo_entry.trained
+        and zoo_entry.torch_builder
+        and zoo_entry.training_data
+        else None,
+        exits=exits,
+        eval_inputs=eval_inputs,
+        labels=labels,
+        latency_ms=request.latency_ms,
         threads=request.threads,
+        overhead_ms={
+            tier: cal.run_overhead_ms
+            for tier, t in (("device", device), ("edge", edge), ("cloud", cloud))
+            if t is not None and t.id == "host"
+        },
     )
 
     # --- plan -------------------------------------------------------------------------------
-    timed("plan", 0.25)
+    stages.start("plan", 0.25)
     kinds = request.plans or list(PLANNERS)
     if "baseline.device" not in kinds:  # always measured: the FP32 reference for the guard
         kinds = ["baseline.device", *kinds]
@@ -301,16 +225,24 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
         except Exception as exc:  # noqa: BLE001 - one planner's failure must not sink the rest
             out = Skip(kind, f"planner failed: {type(exc).__name__}: {exc}")
         if isinstance(out, Skip):
-            results.append(PlanResult(id=kind, kind=kind, title=PLANNERS[kind].summary,
-                                      status="skipped", reasons=[out.reason], extra=out.extra,
-                                      citations=_citations(kind)))
+            results.append(
+                PlanResult(
+                    id=kind,
+                    kind=kind,
+                    title=PLANNERS[kind].summary,
+                    status="skipped",
+                    reasons=[out.reason],
+                    extra=out.extra,
+                    citations=citations(kind),
+                )
+            )
             continue
         for i, c in enumerate(out):
             candidates.append((kind if len(out) == 1 else f"{kind}#{i + 1}", c))
-    done("plan")
+    stages.stop("plan")
 
     # --- validate ---------------------------------------------------------------------------
-    timed("validate", 0.3)
+    stages.start("validate", 0.3)
     reference = reference_outputs(graph, eval_inputs, request.threads)
     out_names = [t.name for t in graph.outputs]
     primary = out_names.index(exits[-1]) if exits else 0  # a multi-exit model's final exit
@@ -320,79 +252,36 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
     for n, (pid, cand) in enumerate(candidates):
         report(f"validate {pid}", 0.3 + 0.65 * n / max(1, len(candidates)))
         try:
-            res = validate(ctx, cand, pid.replace("#", "-"), ev, out_dir, request.runs,
-                           request.threads)
+            res = validate(
+                ctx, cand, pid.replace("#", "-"), ev, out_dir, request.runs, request.threads
+            )
             validated[pid] = (cand, res.model_copy(update={"id": pid}))
         except Exception as exc:  # noqa: BLE001 - a broken artifact is a rejected plan
-            results.append(PlanResult(id=pid, kind=cand.kind, title=cand.title, params=cand.params,
-                                      status="rejected",
-                                      reasons=[f"validation failed: {type(exc).__name__}: {exc}"]))
-    done("validate")
+            results.append(
+                PlanResult(
+                    id=pid,
+                    kind=cand.kind,
+                    title=cand.title,
+                    params=cand.params,
+                    status="rejected",
+                    reasons=[f"validation failed: {type(exc).__name__}: {exc}"],
+                )
+            )
+    stages.stop("validate")
 
     # --- guard, rank, cite ----------------------------------------------------------------
     report("rank", 0.97)
-    budget = request.accuracy_budget
-    if budget is None and labels is not None:
-        budget = DEFAULT_ACCURACY_BUDGET
+    judged = [
+        judge(
+            res, cand, request, labels is not None, validated.get("baseline.device"), eval_inputs[0]
+        )
+        for cand, res in validated.values()
+    ]
     base = validated.get("baseline.device")
-    base_stage = base[1].stages[0].measured_host if base else None
-    for pid, (cand, res) in validated.items():
-        reasons: list[str] = []
-        status = "candidate"
-        f = res.fidelity
-        meets_acc = True
-        if f is not None:
-            if f.accuracy_drop_points is not None and budget is not None:
-                meets_acc = f.accuracy_drop_points <= budget
-                if not meets_acc:
-                    reasons.append(f"accuracy drops {f.accuracy_drop_points:.2f} points "
-                                   f"(budget {budget:g}) — measured on {f.samples} labelled samples")
-            elif f.top1_agreement is not None:
-                meets_acc = f.top1_agreement >= request.min_agreement
-                if not meets_acc:
-                    reasons.append(f"top-1 agreement with FP32 {f.top1_agreement * 100:.1f}% < "
-                                   f"{request.min_agreement * 100:g}%")
-            else:
-                meets_acc = f.cosine >= 0.99
-                if not meets_acc:
-                    reasons.append(f"output cosine similarity to FP32 {f.cosine:.4f} < 0.99")
-        if cand.speed_claim and base is not None:
-            pt = paired_timing(base[1].artifacts[0], eval_inputs[0], res.artifacts[0],
-                               eval_inputs[0], runs=max(10, request.runs // 2),
-                               threads=request.threads)
-            res = res.model_copy(update={"extra": {**res.extra, "paired_timing": {
-                "fp32_ms": pt.base_ms, "plan_ms": pt.other_ms, "ratio": pt.ratio,
-                "spread": pt.spread, "rounds": pt.rounds, "runs_per_round": pt.runs,
-                "kind": "measured_host"}}})
-            allowance = max(NOISE_FLOOR, pt.spread)
-            if pt.ratio > 1 + allowance:
-                reasons.insert(0, f"measured {pt.ratio:.1f}× slower than FP32 on this host "
-                                  f"({pt.other_ms:.3g} ms vs {pt.base_ms:.3g} ms, medians of "
-                                  f"{pt.rounds} alternating rounds of {pt.runs} runs; noise "
-                                  f"allowance {allowance * 100:.0f}%): not recommended for speed")
-        if reasons:
-            status = "rejected"
-        meets_lat = res.predicted.ms <= request.latency_ms if res.predicted else False
-        if status != "rejected" and not meets_lat:
-            reasons.append(f"predicted {res.predicted.ms:.3g} ms misses the {request.latency_ms:g} "
-                           "ms target")
-        results.append(res.model_copy(update={
-            "status": status, "reasons": reasons, "meets_latency": meets_lat,
-            "meets_accuracy": meets_acc, "citations": _citations(cand.kind)}))
-
-    eligible = sorted((p for p in results if p.status == "candidate" and p.meets_latency
-                       and p.meets_accuracy), key=lambda p: p.predicted.ms)
-    recommended = eligible[0].id if eligible else None
-    base_ms = base_stage.ms if base_stage else None
-    order = {"recommended": 0, "candidate": 1, "rejected": 2, "skipped": 3}
-    final = []
-    for p in results:
-        status = "recommended" if p.id == recommended else p.status
-        final.append(p.model_copy(update={"status": status,
-                                          "rationale": _rationale(p, request, base_ms)}))
-    final.sort(key=lambda p: (order[p.status], not (p.meets_latency and p.meets_accuracy),
-                              p.predicted.ms if p.predicted else float("inf")))
-    front = pareto_front([p for p in final if p.status in ("recommended", "candidate")])
+    base_ms = (
+        base[1].stages[0].measured_host.ms if base and base[1].stages[0].measured_host else None
+    )
+    final, recommended, front = rank([*results, *judged], request, base_ms)
 
     # --- measurements on the real target and the real split ------------------------------
     split_validation = None
@@ -400,52 +289,172 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
         report("measure on device agent", 0.975)
         from advisor.onsite import measure_on_device_agent
 
-        final = measure_on_device_agent(final, request.device_agent, request.agent_token,
-                                        eval_inputs[0], request.runs)
+        final = measure_on_device_agent(
+            final, request.device_agent, request.agent_token, eval_inputs[0], request.runs
+        )
     if request.validate_split and request.server_agent:
         report("validate split", 0.985)
         from advisor.onsite import validate_split
 
-        own_outputs = {pid for pid, c in candidates if c.prediction is None
-                       and not any(isinstance(s, Exit) for s in c.steps)}
-        parts = [p for p in final if p.status in ("recommended", "candidate")
-                 and sum(1 for s in p.stages if s.kind == "compute") >= 2 and p.id in own_outputs]
+        own_outputs = {
+            pid
+            for pid, c in candidates
+            if c.prediction is None and not any(isinstance(s, Exit) for s in c.steps)
+        }
+        parts = [
+            p
+            for p in final
+            if p.status in ("recommended", "candidate")
+            and sum(1 for s in p.stages if s.kind == "compute") >= 2
+            and p.id in own_outputs
+        ]
         if recommended and recommended not in own_outputs:
-            notices.append(f"--validate split: {recommended} ends at an early exit, which the "
-                           "split runner does not check; a partition of the full model is run")
+            notices.append(
+                f"--validate split: {recommended} ends at an early exit, which the "
+                "split runner does not check; a partition of the full model is run"
+            )
         if not parts:
             notices.append("--validate split: no validated partition plan to run")
         else:
             chosen = next((p for p in parts if p.status == "recommended"), parts[0])
             split_validation = validate_split(
-                chosen, request.server_agent, request.agent_token, eval_inputs[0],
-                reference[0], [t.name for t in graph.outputs],
-                link=link if request.emulate_link else None, threads=request.threads)
+                chosen,
+                request.server_agent,
+                request.agent_token,
+                eval_inputs[0],
+                reference[0],
+                [t.name for t in graph.outputs],
+                link=link if request.emulate_link else None,
+                threads=request.threads,
+            )
 
-    layers = [LayerRow(name=n.name, op_type=n.op_type, layer=n.layer, flops=n.flops,
-                       output_bytes=n.output_bytes,
-                       host_ms=prof.nodes[n.name].median_ms if n.name in prof.nodes else 0.0,
-                       device_ms=device_ms.get(n.name),
-                       server_ms=server_ms.get(n.name) if server_ms else None)
-              for n in graph.nodes]
-    stage_seconds["total"] = round(time.perf_counter() - t_start, 3)
+    layers = [
+        LayerRow(
+            name=n.name,
+            op_type=n.op_type,
+            layer=n.layer,
+            flops=n.flops,
+            output_bytes=n.output_bytes,
+            host_ms=prof.nodes[n.name].median_ms if n.name in prof.nodes else 0.0,
+            device_ms=device_ms.get(n.name),
+            server_ms=server_ms.get(n.name) if server_ms else None,
+        )
+        for n in graph.nodes
+    ]
+    stages.seconds["total"] = round(time.perf_counter() - stages.t0, 3)
     report("done", 1.0)
     return Advice(
         request=request,
-        model=ModelSummary(name=graph.name, source=graph.source, digest=graph.digest,
-                           nodes=len(graph.nodes), flops=graph.total_flops,
-                           params_bytes=graph.total_params_bytes,
-                           inputs={t.name: list(t.shape) for t in graph.inputs},
-                           outputs={t.name: list(t.shape) for t in graph.outputs}),
-        environment=fp.model_dump(), calibration=cal.model_dump(),
-        link=link.model_dump(), plans=final, recommended=recommended, pareto=front,
+        model=ModelSummary(
+            name=graph.name,
+            source=graph.source,
+            digest=graph.digest,
+            nodes=len(graph.nodes),
+            flops=graph.total_flops,
+            params_bytes=graph.total_params_bytes,
+            inputs={t.name: list(t.shape) for t in graph.inputs},
+            outputs={t.name: list(t.shape) for t in graph.outputs},
+        ),
+        environment=fp.model_dump(),
+        calibration=cal.model_dump(),
+        link=link.model_dump(),
+        plans=final,
+        recommended=recommended,
+        pareto=front,
         layers=layers,
-        profile_self_check={"node_sum_ms": prof.node_sum_ms,
-                            "end_to_end_basic_ms": prof.end_to_end_basic_ms,
-                            "error": prof.self_check_error},
-        notices=notices, command=_reproduce(request), split_validation=split_validation,
-        stage_seconds={
-            k: v for k, v in stage_seconds.items() if isinstance(v, float) and v < 1e6},
+        profile_self_check={
+            "node_sum_ms": prof.node_sum_ms,
+            "end_to_end_basic_ms": prof.end_to_end_basic_ms,
+            "error": prof.self_check_error,
+        },
+        notices=notices,
+        command=_reproduce(request),
+        split_validation=split_validation,
+        stage_seconds=stages.seconds,
+    )
+
+
+class _Stages:
+    """Reports progress and records how long each named stage took (Advice.stage_seconds)."""
+
+    def __init__(self, report: Progress):
+        self.report = report
+        self.t0 = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self._started: dict[str, float] = {}
+
+    def start(self, name: str, frac: float) -> None:
+        self.report(name, frac)
+        self._started[name] = time.perf_counter()
+
+    def stop(self, name: str) -> None:
+        self.seconds[name] = round(time.perf_counter() - self._started.pop(name), 3)
+
+
+@dataclass(frozen=True)
+class _EvalData:
+    inputs: list[dict[str, np.ndarray]]  # evaluation samples, one dict each
+    labels: np.ndarray | None
+    calib: list[dict[str, np.ndarray]]  # quantization calibration samples
+    notices: list[str]
+
+
+def _load_data(request: AdviceRequest, graph, zoo_entry) -> _EvalData:
+    """Evaluation inputs (with labels when known) and calibration inputs.
+
+    --data wins; a zoo model brings its held-out labelled split; otherwise a few valid random
+    inputs measure agreement with FP32. Calibration uses the zoo's calibration set (drawn from
+    the training split) when there is one, else the first evaluation samples.
+    """
+    from advisor.model import load_npz, sample_inputs
+
+    notices = []
+    data_path = request.data
+    if data_path is None and zoo_entry is not None and zoo_entry.labelled_data:
+        data_path = str(zoo_entry.labelled_data)
+        notices.append(f"using the zoo's held-out labelled split {Path(data_path).name}")
+    labels = None
+    if data_path:
+        batched, labels = load_npz(data_path, graph)
+        inputs = _split_samples(batched, graph, request.max_eval_samples)
+    else:
+        inputs = [sample_inputs(graph, seed=i) for i in range(NO_LABEL_EVAL_SAMPLES)]
+        notices.append(
+            f"no --data given: fidelity measured on {NO_LABEL_EVAL_SAMPLES} random "
+            "valid inputs (agreement with FP32, not task accuracy)"
+        )
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1)[: len(inputs)]
+        if len(labels) < len(inputs):
+            raise InputDataError(f"{data_path}: {len(labels)} labels for {len(inputs)} samples")
+    if zoo_entry is not None and zoo_entry.calibration_data:
+        cb, _ = load_npz(zoo_entry.calibration_data, graph)
+        calib = _split_samples(cb, graph, CALIB_SAMPLES)
+    else:
+        calib = inputs[:CALIB_SAMPLES]
+        if data_path:
+            notices.append(
+                "static INT8 calibrated on the first samples of --data "
+                "(no separate calibration set)"
+            )
+    return _EvalData(inputs, labels, calib, notices)
+
+
+def _link(request: AdviceRequest, catalog):
+    """The device <-> server link: a catalog preset, or the user's bandwidths and RTT."""
+    from advisor.hardware import Link, get_link
+
+    if request.link:
+        return get_link(request.link, catalog)
+    if request.up_mbps is None or request.down_mbps is None or request.rtt_ms is None:
+        raise RequestError("a custom link needs --up-mbps, --down-mbps and --rtt-ms")
+    return Link(
+        id="custom",
+        name="custom link",
+        up_mbps=request.up_mbps,
+        down_mbps=request.down_mbps,
+        rtt_ms=request.rtt_ms,
+        sources={"up_mbps": "user", "down_mbps": "user", "rtt_ms": "user"},
     )
 
 
@@ -454,8 +463,9 @@ def _declared_exits(graph, request: AdviceRequest, zoo_entry):
     model's own metadata (advisor.exits)."""
     from advisor.exits import declare_exits, exits_of
 
-    names = request.exits or ([e.output for e in zoo_entry.exits]
-                              if zoo_entry is not None and zoo_entry.exits else None)
+    names = request.exits or (
+        [e.output for e in zoo_entry.exits] if zoo_entry is not None and zoo_entry.exits else None
+    )
     if names and tuple(names) != exits_of(graph):
         graph = declare_exits(graph, names)
     return graph, exits_of(graph)

@@ -108,6 +108,7 @@ def enumerate_cuts(graph: ModelGraph) -> list[Cut]:
     # sweep: a tensor is live (crosses) from its producer up to its last reader
     live = {t for t in outputs_of.get(-1, []) if t in last_read}
     cuts = []
+    order = tuple(idx.order)
     for position in range(1, n):
         live.update(t for t in outputs_of.get(position - 1, []) if t in last_read)
         live = {t for t in live if last_read[t] >= position}
@@ -116,10 +117,10 @@ def enumerate_cuts(graph: ModelGraph) -> list[Cut]:
             Cut(
                 id=f"after:{idx.order[position - 1]}",
                 position=position,
-                head=frozenset(idx.order[:position]),
                 tensors=tensors,
                 bytes=sum(graph.tensor(t).nbytes for t in tensors),
                 multi=len(tensors) > 1,
+                order=order,
             )
         )
     return cuts

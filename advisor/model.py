@@ -13,6 +13,7 @@ import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -71,14 +72,22 @@ class NodeInfo:
 
 @dataclass(frozen=True)
 class Cut:
-    """A split of the node order: head = nodes[:position], the rest is the tail."""
+    """A split of the node order: head = nodes[:position], the rest is the tail.
+
+    `order` is the graph's node order, shared by every cut of a graph; the head set is built
+    on first use, so enumerating all N cuts costs O(N), not O(N^2), memory and time.
+    """
 
     id: str
     position: int
-    head: frozenset[str]
     tensors: tuple[str, ...]
     bytes: int
     multi: bool
+    order: tuple[str, ...] = field(repr=False, compare=False, default=())
+
+    @cached_property
+    def head(self) -> frozenset[str]:
+        return frozenset(self.order[: self.position])
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,9 +121,14 @@ class ModelGraph:
         raise ModelError(f"model {self.name!r} has no node named {name!r}")
 
     def cuts(self) -> list[Cut]:
-        from advisor.cuts import enumerate_cuts
+        """Every prefix cut (advisor.cuts.enumerate_cuts), computed once per graph."""
+        cached = self.__dict__.get("_cuts")
+        if cached is None:
+            from advisor.cuts import enumerate_cuts
 
-        return enumerate_cuts(self)
+            cached = tuple(enumerate_cuts(self))
+            object.__setattr__(self, "_cuts", cached)  # a cache, not state: the graph is frozen
+        return list(cached)
 
     @property
     def total_flops(self) -> int:

@@ -57,8 +57,9 @@ def run_pipeline(steps, sessions, inputs: dict[str, np.ndarray]) -> dict[str, np
     return run_cascade(steps, sessions, inputs, stop=False)[0]
 
 
-def run_cascade(steps, sessions, inputs: dict[str, np.ndarray], stop: bool = True
-                ) -> tuple[dict[str, np.ndarray], int | None]:
+def run_cascade(
+    steps, sessions, inputs: dict[str, np.ndarray], stop: bool = True
+) -> tuple[dict[str, np.ndarray], int | None]:
     """Run the steps in order until an Exit step lets the input leave (entropy of its
     softmax below the threshold, or the plan's last Exit). Returns (every tensor produced,
     index among the plan's Exit steps of the exit taken, or None without Exit steps)."""
@@ -79,8 +80,9 @@ def run_cascade(steps, sessions, inputs: dict[str, np.ndarray], stop: bool = Tru
     return env, (exit_index if exit_index >= 0 else None)
 
 
-def reference_outputs(graph: ModelGraph, inputs: list[dict[str, np.ndarray]], threads: int
-                      ) -> list[list[np.ndarray]]:
+def reference_outputs(
+    graph: ModelGraph, inputs: list[dict[str, np.ndarray]], threads: int
+) -> list[list[np.ndarray]]:
     sess = make_session(graph.model, threads=threads)
     return [sess.run(None, x) for x in inputs]
 
@@ -96,9 +98,11 @@ def _is_classifier(out: np.ndarray) -> bool:
 
 def fidelity(outputs: list[list[np.ndarray]], ev: EvalSet) -> Fidelity:
     n = len(outputs)
-    max_err = max(float(np.max(np.abs(o.astype(np.float64) - r.astype(np.float64))))
-                  for got, ref in zip(outputs, ev.reference, strict=True)
-                  for o, r in zip(got, ref, strict=True))
+    max_err = max(
+        float(np.max(np.abs(o.astype(np.float64) - r.astype(np.float64))))
+        for got, ref in zip(outputs, ev.reference, strict=True)
+        for o, r in zip(got, ref, strict=True)
+    )
     k = ev.primary
     a = np.concatenate([g[k].astype(np.float64).ravel() for g in outputs])
     b = np.concatenate([r[k].astype(np.float64).ravel() for r in ev.reference[:n]])
@@ -106,19 +110,35 @@ def fidelity(outputs: list[list[np.ndarray]], ev: EvalSet) -> Fidelity:
     cosine = float(a @ b / denom) if denom else 1.0
     top1 = acc = drop = None
     if _is_classifier(ev.reference[0][k]):
-        top1 = float(np.mean([np.argmax(g[k]) == np.argmax(r[k])
-                              for g, r in zip(outputs, ev.reference, strict=False)]))
+        top1 = float(
+            np.mean(
+                [
+                    np.argmax(g[k]) == np.argmax(r[k])
+                    for g, r in zip(outputs, ev.reference, strict=False)
+                ]
+            )
+        )
         if ev.labels is not None:
             acc = accuracy([g[k] for g in outputs], ev.labels)
             if ev.baseline_accuracy is not None:
                 drop = round((ev.baseline_accuracy - acc) * 100, 4)
-    return Fidelity(samples=n, max_abs_error=max_err, cosine=cosine, top1_agreement=top1,
-                    accuracy=acc, baseline_accuracy=ev.baseline_accuracy, accuracy_drop_points=drop)
+    return Fidelity(
+        samples=n,
+        max_abs_error=max_err,
+        cosine=cosine,
+        top1_agreement=top1,
+        accuracy=acc,
+        baseline_accuracy=ev.baseline_accuracy,
+        accuracy_drop_points=drop,
+    )
 
 
 def _tier_ms(ctx: PlanContext, tier: str) -> dict[str, float]:
-    return {"device": ctx.device_ms, "edge": ctx.edge_ms or ctx.server_ms,
-            "cloud": ctx.cloud_ms or ctx.server_ms}.get(tier, ctx.server_ms)
+    return {
+        "device": ctx.device_ms,
+        "edge": ctx.edge_ms or ctx.server_ms,
+        "cloud": ctx.cloud_ms or ctx.server_ms,
+    }.get(tier, ctx.server_ms)
 
 
 def _aggregate(graph: ModelGraph, nodes: frozenset[str] | None) -> tuple[int, int]:
@@ -128,8 +148,15 @@ def _aggregate(graph: ModelGraph, nodes: frozenset[str] | None) -> tuple[int, in
     return flops, moved
 
 
-def validate(ctx: PlanContext, cand: Candidate, plan_id: str, ev: EvalSet, out_dir: Path,
-             runs: int, threads: int) -> PlanResult:
+def validate(
+    ctx: PlanContext,
+    cand: Candidate,
+    plan_id: str,
+    ev: EvalSet,
+    out_dir: Path,
+    runs: int,
+    threads: int,
+) -> PlanResult:
     """Build, run and measure one candidate. Raises on a broken artifact (caller records it)."""
     g = ctx.graph
     plan_dir = out_dir / plan_id
@@ -149,6 +176,7 @@ def validate(ctx: PlanContext, cand: Candidate, plan_id: str, ev: EvalSet, out_d
     stages: list[Stage] = []
     pred_total = meas_total = 0.0
     all_host = True
+    derived = False  # a stage predicted from its own measurement: no independent check
     env0 = dict(ev.inputs[0])
     sess_it = iter(zip(computes, sessions, artifacts, strict=True))
     paths: list[tuple[str, float, float]] = []  # per Exit step: (exit, predicted, measured)
@@ -162,11 +190,20 @@ def validate(ctx: PlanContext, cand: Candidate, plan_id: str, ev: EvalSet, out_d
                 arr = env0.get(step.tensor)
                 nbytes = int(arr.nbytes) if arr is not None else g.tensor(step.tensor).nbytes
                 down = transfer_ms(nbytes, step.link, "down")
-                stages.append(Stage(
-                    name=f"downlink transfer (leaving at {step.name})", kind="transfer",
-                    target=step.link.id, bytes=nbytes, predicted=Latency(
-                        ms=down, kind="predicted_target", method=LINK_METHOD,
-                        target=step.link.id)))
+                stages.append(
+                    Stage(
+                        name=f"downlink transfer (leaving at {step.name})",
+                        kind="transfer",
+                        target=step.link.id,
+                        bytes=nbytes,
+                        predicted=Latency(
+                            ms=down,
+                            kind="predicted_target",
+                            method=LINK_METHOD,
+                            target=step.link.id,
+                        ),
+                    )
+                )
                 exit_downs.add(len(stages) - 1)
                 on_path.append(len(stages) - 1)
             paths.append((step.name, pred_total + down, meas_total + down))
@@ -182,8 +219,15 @@ def validate(ctx: PlanContext, cand: Candidate, plan_id: str, ev: EvalSet, out_d
                 nbytes += nb
             ms = transfer_ms(nbytes, step.link, "up" if step.direction == "up" else "down")
             lat = Latency(ms=ms, kind="predicted_target", method=LINK_METHOD, target=step.link.id)
-            stages.append(Stage(name=step.name, kind="transfer", target=step.link.id, predicted=lat,
-                                bytes=nbytes))
+            stages.append(
+                Stage(
+                    name=step.name,
+                    kind="transfer",
+                    target=step.link.id,
+                    predicted=lat,
+                    bytes=nbytes,
+                )
+            )
             pred_total += ms
             meas_total += ms
             continue
@@ -194,67 +238,114 @@ def validate(ctx: PlanContext, cand: Candidate, plan_id: str, ev: EvalSet, out_d
         env0.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
         if step_c.nodes is not None and step_c.precision == "fp32":
             per_node = _tier_ms(ctx, step_c.tier)
-            pred = sum(per_node[n] for n in step_c.nodes)
-            method = "sum of per-node predictions (host profile scaled by roofline ratio)"
+            overhead = ctx.overhead(step_c.tier)
+            pred = sum(per_node[n] for n in step_c.nodes) + overhead
+            method = "sum of per-node predictions (host profile scaled by roofline ratio)" + (
+                f" + {overhead:.3g} ms per-inference overhead" if overhead else ""
+            )
         else:
+            derived = True  # the prediction is this very measurement, scaled
             flops, moved = _aggregate(g, step_c.nodes)
             ratio = node_time_ratio(flops, moved, ctx.calibration, step_c.target, "fp32")
             pred = stats.median_ms * ratio
-            method = (f"host-measured {step_c.precision} latency × fp32 roofline ratio "
-                      f"{ratio:.3g} (assumes the target gains from {step_c.precision} as this "
-                      "host does)")
+            method = (
+                f"host-measured {step_c.precision} latency × fp32 roofline ratio "
+                f"{ratio:.3g} (assumes the target gains from {step_c.precision} as this "
+                "host does)"
+            )
         all_host &= step_c.target.id == "host"
-        stages.append(Stage(
-            name=step_c.name, kind="compute", target=step_c.target.id,
-            predicted=Latency(ms=pred, kind="predicted_target", method=method,
-                              target=step_c.target.id),
-            measured_host=Latency(ms=stats.median_ms, p90_ms=stats.p90_ms, kind="measured_host",
-                                  method=f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s), "
-                                         f"median of {runs} runs"),
-            nodes=len(step_c.nodes) if step_c.nodes is not None else None,
-        ))
+        stages.append(
+            Stage(
+                name=step_c.name,
+                kind="compute",
+                target=step_c.target.id,
+                predicted=Latency(
+                    ms=pred, kind="predicted_target", method=method, target=step_c.target.id
+                ),
+                measured_host=Latency(
+                    ms=stats.median_ms,
+                    p90_ms=stats.p90_ms,
+                    kind="measured_host",
+                    method=f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s), median of {runs} runs",
+                ),
+                nodes=len(step_c.nodes) if step_c.nodes is not None else None,
+            )
+        )
         pred_total += pred
         meas_total += stats.median_ms
     has_transfer = any(s.kind == "transfer" for s in stages)
     extra = dict(cand.extra)
-    pred_method, meas_method = "sum of stage predictions", "compute measured on this host" + (
-        "; transfers from the link model" if has_transfer else "")
+    pred_method, meas_method = (
+        "sum of stage predictions",
+        "compute measured on this host"
+        + ("; transfers from the link model" if has_transfer else ""),
+    )
     if run.taken is not None:  # a cascade: the expected latency over the measured exit shares
         shares = run.taken / max(1, run.taken.sum())
         pred_total = float(np.dot(shares, [p[1] for p in paths]))
         meas_total = float(np.dot(shares, [p[2] for p in paths]))
-        pred_method = ("expected over the measured exit shares: sum of share × path latency, "
-                       "each path the sum of stage predictions up to its exit")
+        pred_method = (
+            "expected over the measured exit shares: sum of share × path latency, "
+            "each path the sum of stage predictions up to its exit"
+        )
         meas_method = "expected over the measured exit shares: " + meas_method
         extra["cascade"] = {
             "samples": int(run.taken.sum()),
-            "paths": [{"exit": e, "share": float(sh), "inputs": int(n), "stages": idx,
-                       "predicted": Latency(ms=p, kind="predicted_target", target=ctx.device.id,
-                                            method="sum of stage predictions up to the exit"
-                                            ).model_dump(),
-                       "measured_host": Latency(ms=m, kind="measured_host",
-                                                method="sum of stage latencies measured on "
-                                                       "this host up to the exit; transfers "
-                                                       "from the link model").model_dump()}
-                      for (e, p, m), sh, n, idx in zip(paths, shares, run.taken, path_stages,
-                                                       strict=True)],
+            "paths": [
+                {
+                    "exit": e,
+                    "share": float(sh),
+                    "inputs": int(n),
+                    "stages": idx,
+                    "predicted": Latency(
+                        ms=p,
+                        kind="predicted_target",
+                        target=ctx.device.id,
+                        method="sum of stage predictions up to the exit",
+                    ).model_dump(),
+                    "measured_host": Latency(
+                        ms=m,
+                        kind="measured_host",
+                        method="sum of stage latencies measured on "
+                        "this host up to the exit; transfers "
+                        "from the link model",
+                    ).model_dump(),
+                }
+                for (e, p, m), sh, n, idx in zip(paths, shares, run.taken, path_stages, strict=True)
+            ],
             "worst_path_predicted_ms": max(p[1] for p in paths),
         }
     if run.prediction_error is not None:
         extra["exit_check"] = {
             "max_abs_error_vs_full_model": run.prediction_error,
             "what": "the plan's exit logits against the same output of the full multi-exit "
-                    "model, on every evaluation sample"}
-    predicted = Latency(ms=pred_total, kind="predicted_target", method=pred_method,
-                        target=ctx.device.id)
+            "model, on every evaluation sample",
+        }
+    predicted = Latency(
+        ms=pred_total, kind="predicted_target", method=pred_method, target=ctx.device.id
+    )
     measured = Latency(ms=meas_total, kind="measured_host", method=meas_method)
-    err = abs(pred_total - meas_total) / meas_total if all_host and meas_total > 0 else None
-    device_bytes = sum(Path(a).stat().st_size for a, s in zip(artifacts, computes, strict=True)
-                       if s.tier == "device")
+    independent = all_host and not derived and meas_total > 0
+    err = abs(pred_total - meas_total) / meas_total if independent else None
+    device_bytes = sum(
+        Path(a).stat().st_size
+        for a, s in zip(artifacts, computes, strict=True)
+        if s.tier == "device"
+    )
     return PlanResult(
-        id=plan_id, kind=cand.kind, title=cand.title, params=cand.params, status="candidate",
-        stages=stages, predicted=predicted, measured_host=measured, prediction_error=err,
-        fidelity=fid, size_bytes=device_bytes, artifacts=artifacts, extra=extra,
+        id=plan_id,
+        kind=cand.kind,
+        title=cand.title,
+        params=cand.params,
+        status="candidate",
+        stages=stages,
+        predicted=predicted,
+        measured_host=measured,
+        prediction_error=err,
+        fidelity=fid,
+        size_bytes=device_bytes,
+        artifacts=artifacts,
+        extra=extra,
     )
 
 
@@ -290,10 +381,12 @@ def _run_eval(cand: Candidate, sessions, ev: EvalSet, names: list[str]) -> _Eval
             ref = ev.reference[i][names.index(str(name))]
             e = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64))))
             err = e if err is None else max(err, e)
-    compare = ev if not single else replace(
-        ev, reference=[[r[ev.primary]] for r in ev.reference], primary=0)
+    compare = (
+        ev
+        if not single
+        else replace(ev, reference=[[r[ev.primary]] for r in ev.reference], primary=0)
+    )
     return _EvalRun(outputs, compare, first_env or {}, taken, err)
-
 
 
 @dataclass(frozen=True)
@@ -308,9 +401,16 @@ class PairedTiming:
     runs: int
 
 
-def paired_timing(base: str | onnx.ModelProto, base_feeds: dict[str, np.ndarray],
-                  other: str | onnx.ModelProto, other_feeds: dict[str, np.ndarray],
-                  *, rounds: int = 7, runs: int = 10, threads: int = 1) -> PairedTiming:
+def paired_timing(
+    base: str | onnx.ModelProto,
+    base_feeds: dict[str, np.ndarray],
+    other: str | onnx.ModelProto,
+    other_feeds: dict[str, np.ndarray],
+    *,
+    rounds: int = 7,
+    runs: int = 10,
+    threads: int = 1,
+) -> PairedTiming:
     """Time `base` and `other` in `rounds` alternating rounds of `runs` inferences each."""
     import time
 
@@ -335,5 +435,11 @@ def paired_timing(base: str | onnx.ModelProto, base_feeds: dict[str, np.ndarray]
     ratios = np.array(b_ms) / np.array(a_ms)
     q1, q3 = np.percentile(ratios, [25, 75])
     med = float(np.median(ratios))
-    return PairedTiming(float(np.median(a_ms)), float(np.median(b_ms)), med,
-                        float((q3 - q1) / 2 / med), rounds, runs)
+    return PairedTiming(
+        float(np.median(a_ms)),
+        float(np.median(b_ms)),
+        med,
+        float((q3 - q1) / 2 / med),
+        rounds,
+        runs,
+    )

@@ -12,16 +12,26 @@ import json
 import re
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import networkx as nx
 from pydantic import BaseModel, ConfigDict
 
 from kb import export as _export
-from kb import graph as _graph
 from kb import store
 from kb.errors import UnknownIdError
 from kb.loader import DEFAULT_DATA_DIR, KBData, data_digest, load
 from kb.schema import Category, Entry, EntryKind
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+
+def _graph_module():
+    """kb.graph, imported on first use: networkx is slow to import, and `import kb` is kept
+    light for the CLI (search needs no graph)."""
+    from kb import graph
+
+    return graph
 
 _WORD = re.compile(r"[A-Za-z0-9]+")
 
@@ -137,7 +147,7 @@ class KnowledgeBase:
 
     @cached_property
     def graph(self) -> nx.DiGraph:
-        return _graph.build_graph(self.data)
+        return _graph_module().build_graph(self.data)
 
     @cached_property
     def _entries(self) -> dict[str, Entry]:
@@ -286,13 +296,13 @@ class KnowledgeBase:
             a = G.nodes[n]
             if a["type"] == "entry":
                 return TreeNode(id=n, name=a["name"], type="entry", count=1)
-            kids = [v for v in G.successors(n) if G.edges[n, v]["type"] == _graph.CONTAINS]
+            kids = [v for v in G.successors(n) if G.edges[n, v]["type"] == _graph_module().CONTAINS]
             cat_kids = [node(v) for v in kids if G.nodes[v]["type"] == "category"]
             entry_kids = sorted(
                 (v for v in kids if G.nodes[v]["type"] == "entry"),
                 key=lambda v: G.nodes[v]["name"].lower(),
             )
-            count = len({v for v in _graph.subtree(G, n) if G.nodes[v]["type"] == "entry"})
+            count = len({v for v in _graph_module().subtree(G, n) if G.nodes[v]["type"] == "entry"})
             children = cat_kids + ([node(v) for v in entry_kids] if with_entries else [])
             return TreeNode(id=n, name=a["name"], type="category", count=count, children=children)
 
@@ -302,7 +312,7 @@ class KnowledgeBase:
     def path_to_root(self, ident: str) -> list[str]:
         if ident not in self.graph:
             raise self._unknown(ident)
-        return _graph.path_to_root(self.graph, ident)
+        return _graph_module().path_to_root(self.graph, ident)
 
     def related(
         self, ident: str, depth: int = 1, types: list[str] | None = None
@@ -310,7 +320,7 @@ class KnowledgeBase:
         """Entries within `depth` relation hops, nearest first."""
         if ident not in self._entries:
             raise self._unknown(ident)
-        found = _graph.related(self.graph, ident, depth=depth, types=types)
+        found = _graph_module().related(self.graph, ident, depth=depth, types=types)
         return [(self._entries[i], d) for i, d in sorted(found.items(), key=lambda x: (x[1], x[0]))]
 
     def applicable(
@@ -319,7 +329,7 @@ class KnowledgeBase:
         tier: str | None = None,
         constraints: list[str] | tuple[str, ...] = (),
     ) -> list[Entry]:
-        return [self._entries[i] for i in _graph.applicable(self.graph, family, tier, constraints)]
+        return [self._entries[i] for i in _graph_module().applicable(self.graph, family, tier, constraints)]
 
     def compare(self, ids: list[str]) -> Comparison:
         """A table of the entries' attributes and claims side by side."""
@@ -381,7 +391,7 @@ class KnowledgeBase:
     def stats(self) -> dict:
         G = self.graph
         per_category = {
-            c.id: len({v for v in _graph.subtree(G, c.id) if G.nodes[v]["type"] == "entry"})
+            c.id: len({v for v in _graph_module().subtree(G, c.id) if G.nodes[v]["type"] == "entry"})
             for c in self.data.categories
         }
         per_kind: dict[str, int] = {}

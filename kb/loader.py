@@ -12,7 +12,6 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from kb.errors import DataError
@@ -34,6 +33,8 @@ class KBData:
 
 
 def _read_yaml(path: Path) -> object:
+    import yaml  # only needed when (re)building: keeps `import kb` fast
+
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -14,8 +14,6 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-import sqlite_utils
-
 from kb.loader import KBData
 
 SCHEMA_VERSION = 1
@@ -98,6 +96,8 @@ def _rows(data: KBData):
 
 def build(data: KBData, path: Path) -> Path:
     """Write the database for `data` to `path` atomically; return `path`."""
+    import sqlite_utils  # only needed to build: keeps `import kb` fast
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".kb-", suffix=".tmp", dir=path.parent)
     os.close(fd)

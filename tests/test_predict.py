@@ -93,14 +93,22 @@ def test_ratio_is_monotonic_in_target_speed():
     assert node_time_ratio(*RELU, host, get_target("rpi4")) == pytest.approx(10 / 12.8)
 
 
-def test_host_ratio_is_one_and_prediction_equals_measurement(profiled):
+def test_host_ratio_is_one_and_prediction_is_the_scaled_measurement(profiled):
+    """On the host the roofline ratio is 1: each node is its BASIC median times the one
+    optimisation-level factor (ALL whole-run time less a call's overhead, over the BASIC sum)."""
+    from advisor.predict import opt_level_scale
+
     graph, prof, cal = profiled
     host = get_target("host")
     assert node_time_ratio(*GEMM, cal, host) == 1.0
     pred = predict(graph, prof, host, cal)
-    assert pred.kind == "measured_host"
-    assert pred.nodes == {n: t.median_ms for n, t in prof.nodes.items()}
-    assert pred.total_ms == pytest.approx(prof.node_sum_ms)
+    scale = opt_level_scale(prof, cal)
+    assert pred.kind == "measured_host" and pred.opt_scale == scale and 0.1 <= scale <= 2
+    assert pred.nodes == pytest.approx({n: t.median_ms * scale for n, t in prof.nodes.items()})
+    assert pred.total_ms == pytest.approx(prof.node_sum_ms * scale)
+    assert pred.run_overhead_ms == cal.run_overhead_ms > 0
+    expected = (prof.end_to_end_ms - cal.run_overhead_ms) / prof.node_sum_ms
+    assert scale == pytest.approx(min(2.0, max(0.1, expected)))
 
 
 def test_predictions_on_catalog_targets(profiled):

@@ -105,6 +105,22 @@ class PlanContext:
     labels: np.ndarray | None = None
     latency_ms: float | None = None  # the request's latency target
     threads: int = 1
+    # per-inference call overhead per tier, added once per compute stage (advisor.predict)
+    overhead_ms: dict[str, float] = field(default_factory=dict)
+
+    def overhead(self, tier: str) -> float:
+        """Fixed cost of one inference call on `tier` ('device', 'edge', 'cloud', 'server')."""
+        if tier == "server":
+            tier = self.server_tier or "edge"
+        return self.overhead_ms.get(tier, 0.0)
+
+    def costs(self, graph: ModelGraph | None = None, int8_boundary: bool = False):
+        """`prefix_costs` for `graph` (the context's by default) between device and server."""
+        from advisor.plans.costs import prefix_costs
+
+        return prefix_costs(graph or self.graph, self.device_ms, self.server_ms, self.link,
+                            int8_boundary=int8_boundary, device_overhead_ms=self.overhead("device"),
+                            server_overhead_ms=self.overhead("server"))
 
 
 Planner = Callable[[PlanContext], "list[Candidate] | Skip"]

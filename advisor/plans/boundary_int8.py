@@ -7,7 +7,7 @@ by `advisor.validate`, which really quantizes and restores the boundary."""
 from __future__ import annotations
 
 from advisor.plans import Candidate, PlanContext, Skip, planner
-from advisor.plans.costs import best, prefix_costs
+from advisor.plans.costs import best
 from advisor.plans.partition_chain import partition_candidate
 
 
@@ -16,7 +16,7 @@ def boundary_int8(ctx: PlanContext) -> list[Candidate] | Skip:
     if ctx.server is None:
         return Skip("compress.boundary_int8", "no edge or cloud target given")
     g = ctx.graph
-    rows = prefix_costs(g, ctx.device_ms, ctx.server_ms, ctx.link, int8_boundary=True)
+    rows = ctx.costs(g, int8_boundary=True)
     top = best(rows, proper_only=True, n_nodes=len(g.nodes))
     if top is None:
         return Skip("compress.boundary_int8", "the model has no inner cut")

@@ -77,9 +77,12 @@ def prefix_costs(
     server_ms: dict[str, float],
     link: Link,
     int8_boundary: bool = False,
+    device_overhead_ms: float = 0.0,
+    server_overhead_ms: float = 0.0,
 ) -> list[CutCost]:
     """Cost of every prefix cut: position 0 (all on the server, the input uploaded), each
-    enumerated cut, and position N (all on the device, nothing sent)."""
+    enumerated cut, and position N (all on the device, nothing sent). A side that runs at
+    least one node pays its per-inference overhead once."""
     names = [n.name for n in graph.nodes]
     n = len(names)
     dev_prefix = [0.0]
@@ -88,6 +91,8 @@ def prefix_costs(
     srv_suffix = [0.0] * (n + 1)
     for i in range(n - 1, -1, -1):
         srv_suffix[i] = srv_suffix[i + 1] + server_ms[names[i]]
+    dev_prefix = [v + (device_overhead_ms if i else 0.0) for i, v in enumerate(dev_prefix)]
+    srv_suffix = [v + (server_overhead_ms if i < n else 0.0) for i, v in enumerate(srv_suffix)]
     down = transfer_ms(output_bytes(graph), link, "down")
 
     def cost(pos: int, tensors: tuple[str, ...]) -> CutCost:

@@ -19,7 +19,7 @@ import numpy as np
 from advisor.exits import exit_outputs, exit_submodel
 from advisor.model import ModelGraph, load_model
 from advisor.plans import PlanContext
-from advisor.plans.costs import CutCost, prefix_costs
+from advisor.plans.costs import CutCost
 
 
 @dataclass(frozen=True)
@@ -107,9 +107,9 @@ def pair_costs(ctx: PlanContext, data: ExitData) -> list[PairCost]:
         g = data.graphs[e]
         n = len(g.nodes)
         if ctx.server is not None:
-            cuts = prefix_costs(g, ctx.device_ms, ctx.server_ms, ctx.link)
+            cuts = ctx.costs(g)
         else:  # no server: only the all-on-device path exists
-            dev = sum(ctx.device_ms[node.name] for node in g.nodes)
+            dev = sum(ctx.device_ms[node.name] for node in g.nodes) + ctx.overhead("device")
             cuts = [CutCost(n, (), 0, dev, 0.0, 0.0, 0.0)]
         for c in cuts:
             after = g.nodes[c.position - 1].layer if c.position > 0 else None

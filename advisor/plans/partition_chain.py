@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from advisor.cuts import split_model
 from advisor.plans import Candidate, Compute, PlanContext, Skip, Transfer, planner
-from advisor.plans.costs import best, prefix_costs
+from advisor.plans.costs import best
 
 
 def partition_candidate(
@@ -59,7 +59,7 @@ def chain(ctx: PlanContext) -> list[Candidate] | Skip:
     if ctx.server is None:
         return Skip("partition.chain", "no edge or cloud target given (--edge / --cloud)")
     g = ctx.graph
-    rows = prefix_costs(g, ctx.device_ms, ctx.server_ms, ctx.link)
+    rows = ctx.costs(g)
     table: dict[str, object] = {"cuts": [r.as_row() for r in rows if r.single]}
     top = best(rows, single_only=True)
     n = len(g.nodes)

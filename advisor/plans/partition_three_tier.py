@@ -38,12 +38,19 @@ def three_tier(ctx: PlanContext) -> list[Candidate] | Skip:
     up2 = {p: transfer_ms(boundary_bytes(g, t), ctx.cloud_link, "up") for p, t in cuts.items()}
     out_b = output_bytes(g)
     down = transfer_ms(out_b, ctx.cloud_link, "down") + transfer_ms(out_b, ctx.link, "down")
+    # cost(i, j) = A(i) + B(j) + fixed, so one pass with the running minimum of A over i < j
+    # finds the best pair in O(P) instead of trying all O(P^2) pairs.
+    fixed = down + ctx.overhead("edge") + ctx.overhead("cloud")
     best_cost, best_pair = float("inf"), None
-    for a, i in enumerate(positions):
-        for j in positions[a + 1 :]:
-            cost = dev[i] + up1[i] + (edge[j] - edge[i]) + up2[j] + (cloud[n] - cloud[j]) + down
+    best_a, best_i = float("inf"), None
+    for j in positions:
+        if best_i is not None:
+            cost = best_a + edge[j] + up2[j] + (cloud[n] - cloud[j]) + fixed
             if cost < best_cost:
-                best_cost, best_pair = cost, (i, j)
+                best_cost, best_pair = cost, (best_i, j)
+        a = dev[j] + (ctx.overhead("device") if j else 0.0) + up1[j] - edge[j]
+        if a < best_a:
+            best_a, best_i = a, j
     if best_pair is None:
         return Skip("partition.three_tier", "the model has too few cut points for two cuts")
     i, j = best_pair

@@ -4,7 +4,7 @@ static INT8 and the server's tail in FP32."""
 from __future__ import annotations
 
 from advisor.plans import Candidate, Compute, PlanContext, Skip, planner
-from advisor.plans.costs import best, prefix_costs
+from advisor.plans.costs import best
 from advisor.plans.partition_chain import partition_candidate
 from advisor.plans.quantize_common import static_int8
 
@@ -15,7 +15,7 @@ def quantized_head(ctx: PlanContext) -> list[Candidate] | Skip:
         return Skip("combo.quantized_head_partition", "no edge or cloud target given")
     g = ctx.graph
     top = best(
-        prefix_costs(g, ctx.device_ms, ctx.server_ms, ctx.link),
+        ctx.costs(g),
         single_only=True,
         proper_only=True,
         n_nodes=len(g.nodes),
