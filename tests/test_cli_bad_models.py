@@ -1,0 +1,87 @@
+"""Issue 3's bad inputs through the real CLI: exit 2, one line that says what to do."""
+
+from __future__ import annotations
+
+import os
+
+import onnx
+import onnx.helper as oh
+import pytest
+from click.testing import CliRunner
+from conftest import make_chain_model, make_symbolic_model, save_with_external_data
+
+from app.cli import cli
+
+
+def _truncated(tmp):
+    p = tmp / "m.onnx"
+    onnx.save(make_chain_model(), p)
+    p.write_bytes(p.read_bytes()[:200])
+    return p
+
+
+def _random_bytes(tmp):
+    p = tmp / "m.onnx"
+    p.write_bytes(os.urandom(4096))
+    return p
+
+
+def _unknown_op(tmp):
+    x = oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])
+    y = oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])
+    g = oh.make_graph([oh.make_node("FrobnicateTensor", ["x"], ["y"], name="frob")], "g", [x], [y])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)])
+    m.ir_version = 8
+    p = tmp / "m.onnx"
+    onnx.save(m, p)
+    return p
+
+
+def _missing_external(tmp):
+    p = save_with_external_data(make_chain_model(), tmp, location="weights.bin")
+    os.remove(tmp / "weights.bin")
+    return p
+
+
+def _traversal(tmp):
+    folder = tmp / "m"
+    p = save_with_external_data(make_chain_model(), folder)
+    (tmp / "outside.bin").write_bytes((folder / "model.data").read_bytes())
+    model = onnx.load(p, load_external_data=False)
+    for init in model.graph.initializer:
+        for entry in init.external_data:
+            if entry.key == "location":
+                entry.value = "../outside.bin"
+    onnx.save_model(model, p)
+    return p
+
+
+def _symbolic(tmp):
+    p = tmp / "m.onnx"
+    onnx.save(make_symbolic_model(("batch", "seq", 16)), p)
+    return p
+
+
+CASES = [
+    (_truncated, "not a valid ONNX model"),
+    (_random_bytes, "not a valid ONNX model"),
+    (_unknown_op, "FrobnicateTensor"),
+    (_missing_external, "weights.bin"),
+    (_traversal, "path traversal"),
+    (_symbolic, "--input-shape"),
+]
+
+
+@pytest.mark.parametrize(("make", "message"), CASES, ids=[c[0].__name__ for c in CASES])
+@pytest.mark.parametrize("command", ["profile", "advise"])
+def test_bad_model_exits_2_with_one_line(tmp_path, monkeypatch, make, message, command):
+    monkeypatch.setenv("EDGEDL_CACHE_DIR", str(tmp_path / "cache"))
+    path = make(tmp_path)
+    args = [command, str(path)]
+    if command == "advise":
+        args += ["--device", "rpi4", "--link", "wifi", "--latency-ms", "5", "--quiet"]
+    r = CliRunner().invoke(cli, args)
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 2, r.output
+    assert len(lines) == 1 and message in lines[0], r.output
+    assert "Traceback" not in r.output
