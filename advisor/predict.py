@@ -347,9 +347,11 @@ def predict(
             f"{profile.unattributed_ms:.3f} ms of host kernels matched no node; scaled by the "
             "graph's overall ratio and included in total_ms"
         )
-    scaled = (f"per-node medians at ORT_ENABLE_BASIC x {scale:.3g} (the model's "
-              "ORT_ENABLE_ALL whole-run time, less the per-inference overhead, over the "
-              "per-node sum: fusions at the level validation runs)")
+    scaled = (
+        f"per-node medians at ORT_ENABLE_BASIC x {scale:.3g} (the model's "
+        "ORT_ENABLE_ALL whole-run time, less the per-inference overhead, over the "
+        "per-node sum: fusions at the level validation runs)"
+    )
     if is_host:
         method = f"measured on this host: {scaled}; plus {calibration.run_overhead_ms:.3g} ms "
         method += "per inference call"

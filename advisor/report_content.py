@@ -544,17 +544,23 @@ def _split_run(a: Advice) -> Section | None:
         ("plan", sv.plan_id),
         ("server agent", sv.server_agent),
         ("link", sv.link),
-        ("end to end, measured_target (ms)", f"{ms(sv.end_to_end)} (median of {sv.repeats}; "
-                                             f"p90 {num(sv.p90_ms)})"),
+        (
+            "end to end, measured_target (ms)",
+            f"{ms(sv.end_to_end)} (median of {sv.repeats}; p90 {num(sv.p90_ms)})",
+        ),
         ("plan's own figure, measured_host + link model (ms)", num(sv.planned_ms)),
         ("joined output vs full model, max abs error", f"{sv.max_abs_error:.3g}"),
         ("output check", "matches" if sv.output_matches else "MISMATCH"),
     ]
     rows += [(f"{k} (ms, median)", num(v)) for k, v in sv.breakdown_ms.items()]
-    return Section("split-run", "Split run through the server agent", (
-        Para(sv.end_to_end.method),
-        _kv(rows),
-    ))
+    return Section(
+        "split-run",
+        "Split run through the server agent",
+        (
+            Para(sv.end_to_end.method),
+            _kv(rows),
+        ),
+    )
 
 
 def sections(advice: Advice) -> list[Section]:

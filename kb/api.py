@@ -33,6 +33,7 @@ def _graph_module():
 
     return graph
 
+
 _WORD = re.compile(r"[A-Za-z0-9]+")
 
 
@@ -329,7 +330,10 @@ class KnowledgeBase:
         tier: str | None = None,
         constraints: list[str] | tuple[str, ...] = (),
     ) -> list[Entry]:
-        return [self._entries[i] for i in _graph_module().applicable(self.graph, family, tier, constraints)]
+        return [
+            self._entries[i]
+            for i in _graph_module().applicable(self.graph, family, tier, constraints)
+        ]
 
     def compare(self, ids: list[str]) -> Comparison:
         """A table of the entries' attributes and claims side by side."""
@@ -391,7 +395,9 @@ class KnowledgeBase:
     def stats(self) -> dict:
         G = self.graph
         per_category = {
-            c.id: len({v for v in _graph_module().subtree(G, c.id) if G.nodes[v]["type"] == "entry"})
+            c.id: len(
+                {v for v in _graph_module().subtree(G, c.id) if G.nodes[v]["type"] == "entry"}
+            )
             for c in self.data.categories
         }
         per_kind: dict[str, int] = {}

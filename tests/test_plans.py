@@ -32,8 +32,18 @@ def _cache(tmp_path_factory, monkeypatch):
 def digits_advice(tmp_path_factory) -> Advice:
     out = tmp_path_factory.mktemp("digits-artifacts")
     data = get_zoo("digits_cnn").labelled_data
-    return advise(AdviceRequest(model="digits_cnn", device="rpi4", edge="edge_t4", link="wifi",
-                                latency_ms=5, data=str(data), out_dir=str(out), **FAST))
+    return advise(
+        AdviceRequest(
+            model="digits_cnn",
+            device="rpi4",
+            edge="edge_t4",
+            link="wifi",
+            latency_ms=5,
+            data=str(data),
+            out_dir=str(out),
+            **FAST,
+        )
+    )
 
 
 def test_every_plan_kind_is_registered():
@@ -43,8 +53,11 @@ def test_every_plan_kind_is_registered():
 
 def test_digits_advice_ranks_with_measured_accuracy(digits_advice):
     a = digits_advice
-    validated = [p for p in a.plans if p.status in ("recommended", "candidate", "rejected")
-                 and p.fidelity is not None]
+    validated = [
+        p
+        for p in a.plans
+        if p.status in ("recommended", "candidate", "rejected") and p.fidelity is not None
+    ]
     assert len(validated) >= 4
     for p in validated:
         assert p.fidelity.accuracy is not None and p.fidelity.samples == 360
@@ -82,9 +95,17 @@ def test_pruning_onnx_only_model_is_skipped(tmp_path, residual_model):
     import onnx
 
     onnx.save(residual_model, path)
-    a = advise(AdviceRequest(model=str(path), device="rpi4", link="wifi", latency_ms=50,
-                             plans=["baseline.device", "prune.structured"], out_dir=str(tmp_path / "o"),
-                             **FAST))
+    a = advise(
+        AdviceRequest(
+            model=str(path),
+            device="rpi4",
+            link="wifi",
+            latency_ms=50,
+            plans=["baseline.device", "prune.structured"],
+            out_dir=str(tmp_path / "o"),
+            **FAST,
+        )
+    )
     p = a.plan("prune.structured")
     assert p.status == "skipped" and "ONNX-only" in p.reasons[0]
 
@@ -119,15 +140,19 @@ def test_partition_head_tail_reproduce_dag_model(tmp_path, residual_model):
     g = load_model(str(path))
     multi = [c for c in g.cuts() if c.multi]
     assert multi, "the residual fixture must have a cut across its skip connection"
-    x = {t.name: np.random.default_rng(0).standard_normal(t.shape).astype(np.float32)
-         for t in g.inputs}
+    x = {
+        t.name: np.random.default_rng(0).standard_normal(t.shape).astype(np.float32)
+        for t in g.inputs
+    }
     full = ort.InferenceSession(g.model.SerializeToString(), providers=["CPUExecutionProvider"])
     want = full.run(None, x)[0]
     for cut in multi:
         head, tail, crossing = split_model(g, cut.head)
         assert len(crossing) >= 2
-        sessions = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-                    for m in (head, tail)]
+        sessions = [
+            ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+            for m in (head, tail)
+        ]
         steps = [Compute("h", "device", None, head), Compute("t", "edge", None, tail)]
         got = run_pipeline(steps, sessions, x)[g.outputs[0].name]
         assert np.max(np.abs(got - want)) <= 1e-5
@@ -148,7 +173,9 @@ def test_min_cut_matches_brute_force_on_dag(tmp_path, residual_model):
         value, head = min_cut_head(g, dev, srv, per_byte, per_byte)
         brute = []
         for c in [*g.cuts()]:
-            cost = sum(dev[n] for n in c.head) + sum(srv[n.name] for n in g.nodes if n.name not in c.head)
+            cost = sum(dev[n] for n in c.head) + sum(
+                srv[n.name] for n in g.nodes if n.name not in c.head
+            )
             cost += c.bytes * per_byte + sum(t.nbytes for t in g.outputs) * per_byte
             brute.append(cost)
         assert value <= min(brute) + 1e-9
@@ -171,10 +198,18 @@ def test_resnet_partition_moves_with_bandwidth(tmp_path):
     catalog = load_catalog()
     chosen = {}
     for link_id in ("3g", "4g", "wifi", "ethernet"):
-        a = advise(AdviceRequest(
-            model="resnet_style", device="rpi4", edge="edge_t4", link=link_id, latency_ms=10_000,
-            plans=["baseline.device", "baseline.server", "partition.chain", "partition.dag"],
-            out_dir=str(tmp_path / link_id), **FAST))
+        a = advise(
+            AdviceRequest(
+                model="resnet_style",
+                device="rpi4",
+                edge="edge_t4",
+                link=link_id,
+                latency_ms=10_000,
+                plans=["baseline.device", "baseline.server", "partition.chain", "partition.dag"],
+                out_dir=str(tmp_path / link_id),
+                **FAST,
+            )
+        )
         parts = [p for p in a.plans if p.predicted is not None]
         pick = min(parts, key=lambda p: p.predicted.ms)
         chosen[link_id] = pick
@@ -193,13 +228,43 @@ def test_resnet_partition_moves_with_bandwidth(tmp_path):
 
 
 def test_cli_exit_codes(tmp_path):
-    r = CliRunner().invoke(cli, ["advise", "digits_cnn", "--device", "rpi4", "--link", "wifi",
-                                 "--latency-ms", "0.00001", "--runs", "3", "--quiet",
-                                 "--plan", "baseline.device", "--out", str(tmp_path)])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "advise",
+            "digits_cnn",
+            "--device",
+            "rpi4",
+            "--link",
+            "wifi",
+            "--latency-ms",
+            "0.00001",
+            "--runs",
+            "3",
+            "--quiet",
+            "--plan",
+            "baseline.device",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert r.exit_code == 1 and "no plan meets" in r.output
-    r = CliRunner().invoke(cli, ["advise", "digits_cnn", "--device", "nope", "--link", "wifi",
-                                 "--latency-ms", "5", "--quiet"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "advise",
+            "digits_cnn",
+            "--device",
+            "nope",
+            "--link",
+            "wifi",
+            "--latency-ms",
+            "5",
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 2 and "nope" in r.output
-    r = CliRunner().invoke(cli, ["advise", "digits_cnn", "--device", "rpi4", "--latency-ms", "5",
-                                 "--quiet"])
+    r = CliRunner().invoke(
+        cli, ["advise", "digits_cnn", "--device", "rpi4", "--latency-ms", "5", "--quiet"]
+    )
     assert r.exit_code == 2 and "link" in r.output

@@ -118,9 +118,15 @@ class PlanContext:
         """`prefix_costs` for `graph` (the context's by default) between device and server."""
         from advisor.plans.costs import prefix_costs
 
-        return prefix_costs(graph or self.graph, self.device_ms, self.server_ms, self.link,
-                            int8_boundary=int8_boundary, device_overhead_ms=self.overhead("device"),
-                            server_overhead_ms=self.overhead("server"))
+        return prefix_costs(
+            graph or self.graph,
+            self.device_ms,
+            self.server_ms,
+            self.link,
+            int8_boundary=int8_boundary,
+            device_overhead_ms=self.overhead("device"),
+            server_overhead_ms=self.overhead("server"),
+        )
 
 
 Planner = Callable[[PlanContext], "list[Candidate] | Skip"]
@@ -149,9 +155,18 @@ def planner(kind: str, summary: str) -> Callable[[Planner], Planner]:
 
 
 _BUILTINS = (
-    "baseline", "partition_chain", "partition_dag", "partition_three_tier",
-    "quantize_static", "quantize_dynamic", "convert_fp16", "prune_structured",
-    "quantized_head", "boundary_int8", "early_exit_partition", "early_exit_threshold",
+    "baseline",
+    "partition_chain",
+    "partition_dag",
+    "partition_three_tier",
+    "quantize_static",
+    "quantize_dynamic",
+    "convert_fp16",
+    "prune_structured",
+    "quantized_head",
+    "boundary_int8",
+    "early_exit_partition",
+    "early_exit_threshold",
 )
 
 
@@ -161,5 +176,15 @@ def load_builtins() -> dict[str, PlannerSpec]:
     return PLANNERS
 
 
-__all__ = ["PLANNERS", "planner", "load_builtins", "PlanContext", "Candidate", "Skip",
-           "Compute", "Transfer", "Exit", "Step"]
+__all__ = [
+    "PLANNERS",
+    "planner",
+    "load_builtins",
+    "PlanContext",
+    "Candidate",
+    "Skip",
+    "Compute",
+    "Transfer",
+    "Exit",
+    "Step",
+]

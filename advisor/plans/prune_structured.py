@@ -84,9 +84,12 @@ def export_like(module, example, graph) -> onnx.ModelProto:
 def prune_structured(ctx: PlanContext) -> list[Candidate] | Skip:
     src = ctx.torch_source
     if ctx.exits:
-        return Skip("prune.structured", f"the model has {len(ctx.exits)} early exits; the "
-                    "pruning fine-tune trains a single output (a multi-exit model needs its "
-                    "joint exit loss, see advisor.exits.train_multi_exit)")
+        return Skip(
+            "prune.structured",
+            f"the model has {len(ctx.exits)} early exits; the "
+            "pruning fine-tune trains a single output (a multi-exit model needs its "
+            "joint exit loss, see advisor.exits.train_multi_exit)",
+        )
     if src is None:
         return Skip(
             "prune.structured",
