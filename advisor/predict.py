@@ -341,8 +341,8 @@ def predict(
     total = sum(out.values())
     if nodes is None and profile.unattributed_ms > 0:
         measured_total = sum(profile.nodes[n].median_ms for n in wanted)
-        scale = total / measured_total if measured_total > 0 else 1.0
-        total += profile.unattributed_ms * scale
+        graph_ratio = total / measured_total if measured_total > 0 else 1.0
+        total += profile.unattributed_ms * graph_ratio
         notes.append(
             f"{profile.unattributed_ms:.3f} ms of host kernels matched no node; scaled by the "
             "graph's overall ratio and included in total_ms"

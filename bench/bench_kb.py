@@ -1,6 +1,6 @@
 """Knowledge base: import time, search latency and full rebuild time.
 
-    python -m bench.bench_kb [--full]
+python -m bench.bench_kb [--full]
 """
 
 from __future__ import annotations
@@ -12,22 +12,38 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import median, pct, write_section
+from bench.common import md_table, median, pct, write_section
 
 QUERIES = [
-    "partition latency mobile cloud", "early exit", "quantization", "pruning channels",
-    "federated learning communication", "edge caching video", "Jetson", "model compression",
-    "deep reinforcement learning offloading", "knowledge distillation", "NPU", "DAG min-cut",
+    "partition latency mobile cloud",
+    "early exit",
+    "quantization",
+    "pruning channels",
+    "federated learning communication",
+    "edge caching video",
+    "Jetson",
+    "model compression",
+    "deep reinforcement learning offloading",
+    "knowledge distillation",
+    "NPU",
+    "DAG min-cut",
 ]
 
 
 def import_times(n: int) -> list[float]:
     """Wall time of `import kb` in a fresh interpreter, minus a bare interpreter's start."""
+
     def run(code: str) -> float:
-        out = subprocess.run([sys.executable, "-c",
-                              f"import time; t=time.perf_counter(); {code}; "
-                              "print(time.perf_counter()-t)"],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"import time; t=time.perf_counter(); {code}; print(time.perf_counter()-t)",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return float(out.stdout.strip())
 
     return [run("import kb") for _ in range(n)]
@@ -68,12 +84,17 @@ def main() -> None:
         "search_ms": {"median": median(lat), "p95": pct(lat, 95), "n": len(lat)},
         "rebuild_s": {"median": median(rebuilds), "n": len(rebuilds)},
     }
+    rows = [
+        ["`import kb` (fresh interpreter)", f"{median(imports):.3f} s",
+         f"{pct(imports, 95):.3f} s", len(imports), "< 0.5 s"],
+        [f"`search()` over {len(QUERIES)} queries (warm database)", f"{median(lat):.2f} ms",
+         f"{pct(lat, 95):.2f} ms", len(lat), "< 20 ms median"],
+        ["full rebuild (parse + validate YAML, write SQLite + FTS5)",
+         f"{median(rebuilds):.3f} s", "–", len(rebuilds), "–"],
+    ]  # fmt: skip
     body = (
         f"All figures *measured* on this host; knowledge base of {n_entries} entries.\n\n"
-        "| what | median | p95 | repeats | target |\n|---|---|---|---|---|\n"
-        f"| `import kb` (fresh interpreter) | {median(imports):.3f} s | {pct(imports, 95):.3f} s | {len(imports)} | < 0.5 s |\n"
-        f"| `search()` over {len(QUERIES)} queries (warm database) | {median(lat):.2f} ms | {pct(lat, 95):.2f} ms | {len(lat)} | < 20 ms median |\n"
-        f"| full rebuild (parse + validate YAML, write SQLite + FTS5) | {median(rebuilds):.3f} s | – | {len(rebuilds)} | – |\n"
+        + md_table(["what", "median", "p95", "repeats", "target"], rows)
     )
     cmd = "python -m bench.bench_kb" + (" --full" if args.full else "")
     write_section("knowledge-base", cmd, body, results)

@@ -18,15 +18,19 @@ optimum under the link model; regret = oracle latency of a method's choice / ora
 
 Methods, all given the same emulated setting:
 - advisor: the registered planners baseline.device, baseline.server, partition.chain and
-  partition.dag run on a PlanContext whose per-node costs are this host's per-node profile
-  (advisor.profile at ORT_ENABLE_BASIC, what advise(device='host') predicts with) on the
-  device and the same divided by SPEED on the server; the candidate with the lowest predicted
+  partition.dag run on a PlanContext holding what advise(device='host') predicts with — the
+  per-node host predictions (advisor.predict: per-node ORT_ENABLE_BASIC medians × the model's
+  ALL/BASIC scale) and the measured per-call overhead once per compute stage — on the device,
+  and the same divided by SPEED on the server; the candidate with the lowest predicted
   latency wins, as advise() ranks FP32 partitions;
 - Neurosurgeon-style: per-op-type linear regression of per-node latency on FLOPs, input bytes
-  and output bytes, fitted on the per-node profiles of the OTHER zoo models
+  and output bytes, fitted on the same per-node host predictions of the OTHER zoo models
   (leave-one-model-out; op types unseen there use a regression pooled over all types);
   chain (single-tensor) cuts and the two endpoints only, scanned with the same cost model;
-- all on the device; all on the server.
+- all on the device; all on the server;
+- advisor_before (not the product, no verdict uses it): the same planners fed the predictor
+  the advisor had before the ALL scaling and the per-call overhead (per-node BASIC medians,
+  from the same profile), to show what the change bought in plan quality.
 """
 
 from __future__ import annotations
@@ -51,10 +55,10 @@ from bench.neurosurgeon import fit_layer_regression, neurosurgeon_choice, node_f
 LINKS = ("3g", "4g", "5g", "wifi", "ethernet")
 PARTITION_KINDS = ("baseline.device", "baseline.server", "partition.chain", "partition.dag")
 METHODS = ("advisor", "neurosurgeon", "all_device", "all_server")
-# a diagnosis, not the product: the advisor's planners fed the per-node profile scaled by the
-# model's whole-run ALL/BASIC ratio (profile.end_to_end_ms / node_sum_ms); no verdict uses it
-WHATIF = "advisor_whatif"
-SUMMARY_METHODS = (*METHODS, WHATIF)
+# not the product: the advisor's planners fed its former predictor (per-node BASIC medians,
+# unscaled, no per-call overhead), from the same profile; no verdict uses it
+BEFORE = "advisor_before"
+SUMMARY_METHODS = (*METHODS, BEFORE)
 TOLERANCE = 0.05  # done-when: median advisor regret <= 5%
 
 
@@ -86,7 +90,9 @@ def _describe(graph, head: frozenset[str]) -> str:
     return f"min-cut head {len(head)}/{n} nodes"
 
 
-def _context(graph, host, link, device_ms, speed: float, work_dir: Path):
+def _context(graph, host, link, device_ms, speed: float, work_dir: Path, overhead_ms=0.0):
+    """The emulated setting as a PlanContext: the server is the device's figures / `speed`,
+    per-node and per-call alike (the oracle divides the tail's whole measured run)."""
     from advisor.plans import PlanContext
     from advisor.predict import calibrate
 
@@ -95,11 +101,13 @@ def _context(graph, host, link, device_ms, speed: float, work_dir: Path):
         graph=graph, device=host, server=host, server_tier="edge", edge=host, cloud=None,
         link=link, cloud_link=None, device_ms=device_ms, server_ms=server_ms, edge_ms=server_ms,
         cloud_ms={}, calib_inputs=[], work_dir=work_dir, calibration=calibrate(threads=1),
+        overhead_ms={"device": overhead_ms, "edge": overhead_ms / speed},
     )  # fmt: skip
 
 
 def _predicted(ctx, cand) -> float:
-    """A candidate's predicted latency, as advisor.validate sums it for FP32 stages."""
+    """A candidate's predicted latency, as advisor.validate sums it for FP32 stages: per-node
+    predictions plus the tier's per-call overhead per compute stage, and link-model transfers."""
     from advisor.hardware import transfer_ms
     from advisor.plans import Compute
 
@@ -107,7 +115,7 @@ def _predicted(ctx, cand) -> float:
     for step in cand.steps:
         if isinstance(step, Compute):
             per = ctx.device_ms if step.tier == "device" else ctx.server_ms
-            total += sum(per[n] for n in step.nodes)
+            total += sum(per[n] for n in step.nodes) + ctx.overhead(step.tier)
         else:
             nbytes = sum(g.tensor(t).nbytes for t in step.tensors)
             total += transfer_ms(nbytes, step.link, step.direction)
@@ -213,7 +221,7 @@ def run(
     """Measure every case; returns the results dict (cases + summary)."""
     from advisor.hardware import get_link, get_target, load_catalog
     from advisor.model import load_model, sample_inputs
-    from advisor.predict import calibrate, predict_nodes
+    from advisor.predict import calibrate, opt_level_scale, predict_nodes
     from advisor.profile import profile_model
 
     catalog = load_catalog()
@@ -225,10 +233,8 @@ def run(
         m: profile_model(g, feeds[m], runs=profile_runs, cache=False) for m, g in graphs.items()
     }
     host_ms = {m: predict_nodes(g, profiles[m], host, cal) for m, g in graphs.items()}
-    whatif_ms = {
-        m: {k: v * p.end_to_end_ms / p.node_sum_ms for k, v in host_ms[m].items()}
-        for m, p in profiles.items()
-    }
+    before_ms = {m: {k: t.median_ms for k, t in p.nodes.items()} for m, p in profiles.items()}
+    overhead = cal.run_overhead_ms
     train = {
         m: [(g.node(n).op_type, node_features(g)[n][1], ms) for n, ms in host_ms[m].items()]
         for m, g in graphs.items()
@@ -246,12 +252,13 @@ def run(
         for speed in speeds:
             for link_id in links:
                 link = get_link(link_id, catalog)
-                ctx = _context(g, host, link, host_ms[m], speed, work_dir or Path("."))
+                wd = work_dir or Path(".")
+                ctx = _context(g, host, link, host_ms[m], speed, wd, overhead)
                 head, kind, pred = advisor_choice(ctx)
-                ctx_w = _context(g, host, link, whatif_ms[m], speed, work_dir or Path("."))
+                ctx_b = _context(g, host, link, before_ms[m], speed, wd)
                 choices[(speed, link_id)] = {
                     "advisor": head, "neurosurgeon": neurosurgeon_choice(g, ns_ms, link, speed),
-                    WHATIF: advisor_choice(ctx_w)[0],
+                    BEFORE: advisor_choice(ctx_b)[0],
                     "all_device": full, "all_server": frozenset(),
                     "_advisor_kind": kind, "_advisor_pred": pred,
                 }  # fmt: skip
@@ -289,9 +296,11 @@ def run(
             })  # fmt: skip
     return {"cases": cases, "summary": summarize(cases), "rounds": rounds,
             "profile_runs": profile_runs, "speeds": list(speeds), "links": list(links),
+            "run_overhead_ms": overhead,
             "profile_basic_vs_all": {m: {"node_sum_ms": p.node_sum_ms,
                                          "end_to_end_basic_ms": p.end_to_end_basic_ms,
-                                         "end_to_end_all_ms": p.end_to_end_ms}
+                                         "end_to_end_all_ms": p.end_to_end_ms,
+                                         "opt_scale": opt_level_scale(p, cal)}
                                      for m, p in profiles.items()}}  # fmt: skip
 
 
@@ -344,9 +353,12 @@ def render(res: dict) -> str:
         f"{res['rounds']} round-robin rounds per sub-model, ORT_ENABLE_ALL, 1 thread) plus "
         "**link-model** transfers; the emulated server is this host's measured time divided by "
         f"the speed factor ({speeds}). The advisor and the Neurosurgeon-style baseline choose "
-        "from **predicted** costs (advisor: per-node host profile at ORT_ENABLE_BASIC, "
-        f"{res['profile_runs']} runs; Neurosurgeon: per-op-type regression, leave-one-model-out)."
-        " Noise = half the inter-quartile range of the oracle best's per-round latency.",
+        "from **predicted** costs (advisor: its own host prediction — per-node profile at "
+        f"ORT_ENABLE_BASIC, {res['profile_runs']} runs, × the model's ALL/BASIC scale, + "
+        f"{res['run_overhead_ms'] * 1e3:.1f} µs measured per-call overhead per compute stage, "
+        "both ÷ the speed factor on the server; Neurosurgeon: per-op-type regression on the "
+        "same per-node figures, leave-one-model-out). Noise = half the inter-quartile range "
+        "of the oracle best's per-round latency.",
         "",
     ]
     header = [
@@ -413,11 +425,12 @@ def render(res: dict) -> str:
             summ,
         )
     )
-    if WHATIF in s["methods"]:
+    if BEFORE in s["methods"]:
         lines.append(
-            f"`{WHATIF}` is a diagnosis, not the product: the same planners fed the per-node "
-            "profile scaled by each model's whole-run ALL/BASIC ratio from that profile "
-            "(see *prediction-error*); no verdict below uses it.\n"
+            f"`{BEFORE}` is not the product: the same planners fed the predictor the advisor "
+            "had before the ORT_ENABLE_ALL scaling and the per-call overhead (per-node BASIC "
+            "medians, same profile), to show what the change bought; no verdict below uses "
+            "it.\n"
         )
     verdict = "met" if s["median_target_met"] else "**missed**"
     worse = s["advisor_worse_than_neurosurgeon"]
@@ -435,10 +448,11 @@ def render(res: dict) -> str:
     prof = res["profile_basic_vs_all"]
     lines.append("")
     lines.append(
-        "Per-node profile sum (ORT_ENABLE_BASIC, what both predictors learn from) against the "
-        "whole model at ORT_ENABLE_ALL (what runs), measured_host ms: "
+        "Per-node profile sum (ORT_ENABLE_BASIC) against the whole model at ORT_ENABLE_ALL "
+        "(what runs), measured_host ms, and the ALL/BASIC scale the advisor applies: "
         + "; ".join(
-            f"{m} {p['node_sum_ms']:.3g} vs {p['end_to_end_all_ms']:.3g}" for m, p in prof.items()
+            f"{m} {p['node_sum_ms']:.3g} vs {p['end_to_end_all_ms']:.3g} (× {p['opt_scale']:.2f})"
+            for m, p in prof.items()
         )
         + "."
     )

@@ -4,17 +4,21 @@
 
 For each zoo model, advise() runs with every tier on this host (device, edge and cloud =
 'host', ethernet links), so every validated plan carries both a predicted_target and a
-measured_host latency for the same thing, and `prediction_error` is filled. Two views:
+measured_host latency for the same compute. Views:
 
-- plan level: |predicted − measured| / measured of the end-to-end figure, as advise() reports
-  it. Transfers are computed identically on both sides, so they dilute the error;
-- compute stages: each compute stage whose prediction is a real prediction — the sum of the
-  per-node profile (ORT_ENABLE_BASIC) over the nodes the stage holds — against that stage's
-  sub-model measured whole (ORT_ENABLE_ALL, median of `runs`). This is the headline.
+- per validated plan (the headline): the plan's compute stages summed, predicted against
+  measured. Transfers are left out: they are the same link-model figure on both sides, so
+  adding them would only dilute the error (the plan figure as advise() reports it, transfers
+  included, is shown next to it);
+- per compute stage: each stage's prediction against its sub-model measured whole. Stages of
+  one or two nodes (tens of µs) err most: per-call costs and timer noise dominate them;
+- "before" (not the product): the predictor the advisor had until the ORT_ENABLE_ALL scaling
+  and the per-call overhead were added — the per-node ORT_ENABLE_BASIC medians summed, from
+  the same profile — so the table shows what the change bought.
 
-Stages of compression plans are excluded from the statistics and listed: on the host their
-"prediction" is the host measurement times a roofline ratio of exactly 1, equal to the
-measurement by construction, so counting them would flatter the figure.
+A stage whose "prediction" is its own host measurement (compression plans: measured × a
+roofline ratio of exactly 1 on the host) is excluded and listed, and so is a plan holding one
+(advise() reports prediction_error = None for it): counting them would flatter the figure.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from bench.common import (
 
 PER_NODE_METHOD = "sum of per-node predictions"
 TARGET_MEDIAN, TARGET_P90 = 0.10, 0.25
+SMALL_STAGE_MS = 0.1  # stages measuring less are dominated by per-call costs and timer noise
 
 
 def ape(predicted: float, measured: float) -> float:
@@ -48,48 +53,108 @@ def ape(predicted: float, measured: float) -> float:
     return abs(predicted - measured) / measured
 
 
-def collect(advice) -> dict:
-    """Plan-level and compute-stage errors of one Advice; stages split by prediction method.
+def host_scaling(advice) -> tuple[float, float]:
+    """(per-call overhead ms, ALL/BASIC scale) the advisor applied for target `host`, read back
+    from the Advice: the calibration's run_overhead_ms, and the ratio of the per-node device
+    predictions (device = host, roofline ratio 1) to the per-node BASIC medians."""
+    overhead = float(advice.calibration.get("run_overhead_ms", 0.0) or 0.0)
+    rows = [r for r in advice.layers if r.host_ms > 0 and r.device_ms is not None]
+    basic = sum(r.host_ms for r in rows)
+    scale = sum(r.device_ms for r in rows) / basic if basic > 0 else 1.0
+    return overhead, scale
 
-    A plan counts at plan level only when every compute stage of it is a real prediction.
+
+def before_ms(predicted_ms: float, overhead_ms: float, scale: float) -> float:
+    """The old predictor's figure for a host stage: its per-node BASIC medians summed.
+
+    The product predicts scale × (that sum) + one call's overhead, so the sum is recovered
+    exactly from the prediction.
+
+    >>> round(before_ms(0.51, 0.01, 0.5), 6)
+    1.0
     """
-    plans, stages, by_construction = [], [], []
+    return (predicted_ms - overhead_ms) / scale
+
+
+def _stage_row(plan_id: str, s, overhead: float, scale: float) -> dict:
+    b = before_ms(s.predicted.ms, overhead, scale)
+    return {
+        "plan": plan_id,
+        "stage": s.name,
+        "nodes": s.nodes,
+        "predicted_ms": s.predicted.ms,
+        "measured_ms": s.measured_host.ms,
+        "ape": ape(s.predicted.ms, s.measured_host.ms),
+        "before_ms": b,
+        "before_ape": ape(b, s.measured_host.ms),
+        "method": s.predicted.method,
+    }
+
+
+def collect(advice) -> dict:
+    """Per-plan (compute stages summed) and per-stage errors of one Advice, plus the 'before'
+    figures; stages predicted from their own measurement go to `by_construction`."""
+    overhead, scale = host_scaling(advice)
+    plans, stages, by_construction, derived_plans = [], [], [], []
     for p in advice.plans:
-        real = True
+        if p.status == "skipped" or p.measured_host is None:
+            continue
+        rows = []
         for s in p.stages:
             if s.kind != "compute" or not (s.predicted and s.measured_host):
                 continue
-            row = {
-                "plan": p.id,
-                "stage": s.name,
-                "nodes": s.nodes,
-                "predicted_ms": s.predicted.ms,
-                "measured_ms": s.measured_host.ms,
-                "ape": ape(s.predicted.ms, s.measured_host.ms),
-                "method": s.predicted.method,
-            }
-            if s.predicted.method.startswith(PER_NODE_METHOD):
+            row = _stage_row(p.id, s, overhead, scale)
+            if s.target == "host" and s.predicted.method.startswith(PER_NODE_METHOD):
                 stages.append(row)
+                rows.append(row)
             else:
                 by_construction.append(row)
-                real = False
-        if real and p.prediction_error is not None and p.predicted and p.measured_host:
-            plans.append(
-                {
-                    "plan": p.id,
-                    "predicted_ms": p.predicted.ms,
-                    "measured_ms": p.measured_host.ms,
-                    "ape": p.prediction_error,
-                }
-            )
+        if p.prediction_error is None:  # advise(): no independent prediction for this plan
+            derived_plans.append(p.id)
+            continue
+        if not rows:
+            continue
+        pred = sum(r["predicted_ms"] for r in rows)
+        meas = sum(r["measured_ms"] for r in rows)
+        before = sum(r["before_ms"] for r in rows)
+        plans.append(
+            {
+                "plan": p.id,
+                "compute_stages": len(rows),
+                "nodes": sum(r["nodes"] or 0 for r in rows),
+                "small_stages": sum(r["measured_ms"] < SMALL_STAGE_MS for r in rows),
+                "predicted_ms": pred,
+                "measured_ms": meas,
+                "ape": ape(pred, meas),
+                "before_ms": before,
+                "before_ape": ape(before, meas),
+                "reported_ape": p.prediction_error,  # advise()'s figure, transfers included
+            }
+        )
     chk = advice.profile_self_check
+    node_sum = chk.get("node_sum_ms")
+    whole = next((r for r in stages if r["plan"] == "baseline.device"), None)
+    # the profile's own ORT_ENABLE_ALL whole-model median, recovered from the scale
+    # (scale = (ALL - overhead) / node sum), unless the scale was clamped to [0.1, 2]
+    clamped = not (0.1 + 1e-9 < scale < 2.0 - 1e-9)
+    profile_all = None if clamped or not node_sum else scale * node_sum + overhead
     return {
         "plans": plans,
         "stages": stages,
         "by_construction": by_construction,
-        "node_sum_ms": chk.get("node_sum_ms"),
+        "derived_plans": derived_plans,
+        "run_overhead_ms": overhead,
+        "opt_scale": scale,
+        "scale_clamped": clamped,
+        "node_sum_ms": node_sum,
+        "model_nodes": advice.model.nodes,
         "end_to_end_basic_ms": chk.get("end_to_end_basic_ms"),
         "self_check_error": chk.get("error"),
+        "profile_all_ms": profile_all,
+        "validation_all_ms": whole["measured_ms"] if whole else None,
+        "profile_drift": (
+            ape(profile_all, whole["measured_ms"]) if whole and profile_all else None
+        ),
         "repeat_noise": repeat_noise(stages),
     }
 
@@ -107,222 +172,259 @@ def repeat_noise(stages: list[dict]) -> float | None:
 
 def stats(errors: list[float]) -> dict:
     if not errors:
-        return {"n": 0, "median": None, "p90": None}
+        return {"n": 0, "median": None, "p90": None, "max": None}
     return {"n": len(errors), "median": median(errors), "p90": pct(errors, 90), "max": max(errors)}
 
 
-def call_overhead_ms(runs: int = 200) -> float:
-    """Median wall time of one session.run() on a one-node model (Identity of one float):
-    the fixed cost every measured stage pays and no per-node kernel time contains."""
-    import numpy as np
-    import onnx.helper as oh
-    from onnx import TensorProto
+def summarize(per_model: dict) -> dict:
+    """The error statistics over every model and the verdict on the per-plan headline."""
 
-    from advisor.profile import measure_latency
+    def pick(level: str, key: str, keep=lambda r: True) -> list[float]:
+        return [r[key] for v in per_model.values() for r in v[level] if keep(r)]
 
-    vi = oh.make_tensor_value_info
-    graph = oh.make_graph(
-        [oh.make_node("Identity", ["x"], ["y"], "identity")],
-        "probe",
-        [vi("x", TensorProto.FLOAT, [1])],
-        [vi("y", TensorProto.FLOAT, [1])],
-    )
-    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
-    model.ir_version = 8
-    return measure_latency(model, {"x": np.ones(1, np.float32)}, runs=runs).median_ms
-
-
-def what_if(per_model: dict, overhead_ms: float) -> None:
-    """Add, per stage, the error of a corrected predictor (not the product's): per-node sum ×
-    the model's whole-run ALL/BASIC ratio from its profile, plus the per-call overhead."""
-    for v in per_model.values():
-        r = v["all_over_node_sum"]
-        for row in v["stages"]:
-            row["what_if_ms"] = row["predicted_ms"] * r + overhead_ms
-            row["what_if_ape"] = ape(row["what_if_ms"], row["measured_ms"])
+    big = lambda r: r["measured_ms"] >= SMALL_STAGE_MS  # noqa: E731
+    small = lambda r: r["measured_ms"] < SMALL_STAGE_MS  # noqa: E731
+    pl = stats(pick("plans", "ape"))
+    return {
+        "plan_error": pl,
+        "plan_error_reported": stats(pick("plans", "reported_ape")),
+        "plan_error_before": stats(pick("plans", "before_ape")),
+        "stage_error": stats(pick("stages", "ape")),
+        "stage_error_over_0_1ms": stats(pick("stages", "ape", big)),
+        "stage_error_under_0_1ms": stats(pick("stages", "ape", small)),
+        "stage_error_before": stats(pick("stages", "before_ape")),
+        "median_target_met": pl["median"] is not None and pl["median"] <= TARGET_MEDIAN,
+        "p90_target_met": pl["p90"] is not None and pl["p90"] <= TARGET_P90,
+    }
 
 
 def run(models: list[str], runs: int = 20) -> dict:
-    from advisor.model import load_model, sample_inputs
-    from advisor.profile import profile_model
-
     per_model = {}
     for m in models:
         advice, wall = zoo_advice(m, runs=runs)
-        g = load_model(m)
-        prof = profile_model(g, sample_inputs(g), runs=advice.request.runs)
-        per_model[m] = {
-            **collect(advice),
-            "advise_seconds": wall,
-            "runs": advice.request.runs,
-            "profile_all_ms": prof.end_to_end_ms,
-            "all_over_node_sum": prof.end_to_end_ms / prof.node_sum_ms,
-        }
-    overhead = call_overhead_ms()
-    what_if(per_model, overhead)
-    all_stages = [r["ape"] for v in per_model.values() for r in v["stages"]]
-    all_plans = [r["ape"] for v in per_model.values() for r in v["plans"]]
-    s, pl = stats(all_stages), stats(all_plans)
-    big = [r["ape"] for v in per_model.values() for r in v["stages"] if r["measured_ms"] >= 0.1]
-    wi = [r["what_if_ape"] for v in per_model.values() for r in v["stages"]]
-    return {
-        "models": per_model,
-        "stage_error": s,
-        "plan_error": pl,
-        "stage_error_over_0_1ms": stats(big),
-        "what_if_error": stats(wi),
-        "call_overhead_ms": overhead,
-        "median_target_met": s["median"] is not None and s["median"] <= TARGET_MEDIAN,
-        "p90_target_met": s["p90"] is not None and s["p90"] <= TARGET_P90,
-    }
+        per_model[m] = {**collect(advice), "advise_seconds": wall, "runs": advice.request.runs}
+    return {"models": per_model, **summarize(per_model)}
 
 
 def _p(x: float | None) -> str:
     return "–" if x is None else f"{x * 100:.1f}%"
 
 
+def _stat_row(label: str, s: dict, target: str = "–") -> list:
+    return [label, s["n"], _p(s["median"]), _p(s["p90"]), _p(s.get("max")), target]
+
+
 def render(res: dict) -> str:
     runs = {v["runs"] for v in res["models"].values()}
     out = [
         "Every figure on this host, 1 thread. **predicted** = the advisor's predicted_target "
-        "for target `host` (per-node profile at ORT_ENABLE_BASIC summed over the stage's "
-        "nodes); **measured** = measured_host, the stage's own sub-model run whole at "
-        f"ORT_ENABLE_ALL, median of {'/'.join(map(str, sorted(runs)))} runs. Request: device, "
-        "edge and cloud `host`, ethernet links, all plans; one advise() per model.",
+        "for target `host`: the stage's per-node medians at ORT_ENABLE_BASIC summed, × the "
+        "model's ALL/BASIC scale (its ORT_ENABLE_ALL whole-run time less one call's overhead, "
+        "over the BASIC per-node sum), + one measured per-call overhead per compute stage; "
+        "**measured** = measured_host, the stage's own sub-model run whole at ORT_ENABLE_ALL, "
+        f"median of {'/'.join(map(str, sorted(runs)))} runs. **before** = not the product: "
+        "the predictor the advisor had before the scaling and the overhead (per-node BASIC "
+        "medians summed), from the same profile. Request: device, edge and cloud `host`, "
+        "ethernet links, all plans; one advise() per model.",
         "",
+        "**Per validated plan** (the headline): compute stages summed. Transfers are left "
+        "out — they are the same link-model figure on both sides and would only dilute the "
+        "error; *as reported* is advise()'s own prediction_error, transfers included (for an "
+        "early-exit cascade, the expectation over the measured exit shares).\n",
     ]
-    rows = []
-    for m, v in res["models"].items():
-        for r in v["stages"]:
-            rows.append(
-                [
-                    m,
-                    r["plan"],
-                    r["stage"],
-                    r["nodes"],
-                    f"{r['predicted_ms']:.3g}",
-                    f"{r['measured_ms']:.3g}",
-                    _p(r["ape"]),
-                    _p(r["what_if_ape"]),
-                ]
-            )
+    rows = [
+        [
+            m,
+            r["plan"],
+            r["compute_stages"],
+            f"{r['predicted_ms']:.3g}",
+            f"{r['measured_ms']:.3g}",
+            _p(r["ape"]),
+            _p(r["reported_ape"]),
+            f"{r['before_ms']:.3g}",
+            _p(r["before_ape"]),
+        ]
+        for m, v in res["models"].items()
+        for r in v["plans"]
+    ]
+    header = ["model", "plan", "compute stages", "predicted ms", "measured ms", "abs error"]
+    header += ["as reported", "before ms", "before error"]
+    out.append(md_table(header, rows))
     out.append(
         md_table(
+            ["view", "n", "median abs % error", "p90", "max", "target"],
             [
-                "model",
-                "plan",
-                "compute stage",
-                "nodes",
-                "predicted ms",
-                "measured ms",
-                "abs error",
-                "what-if error",
-            ],
-            rows,
-        )
-    )
-    s, pl = res["stage_error"], res["plan_error"]
-    big, wi = res["stage_error_over_0_1ms"], res["what_if_error"]
-    out.append(
-        md_table(
-            ["view", "n", "median abs % error", "p90", "target"],
-            [
-                [
-                    "compute stages (headline)",
-                    s["n"],
-                    _p(s["median"]),
-                    _p(s["p90"]),
+                _stat_row(
+                    "**per plan, compute summed (headline)**",
+                    res["plan_error"],
                     "median ≤ 10%, p90 ≤ 25%",
-                ],
-                [
-                    "compute stages measuring ≥ 0.1 ms",
-                    big["n"],
-                    _p(big["median"]),
-                    _p(big["p90"]),
-                    "–",
-                ],
-                [
-                    "whole plans incl. computed transfers (as advise() reports)",
-                    pl["n"],
-                    _p(pl["median"]),
-                    _p(pl["p90"]),
-                    "–",
-                ],
-                [
-                    "what-if, not the product: compute stages, corrected predictor",
-                    wi["n"],
-                    _p(wi["median"]),
-                    _p(wi["p90"]),
-                    "–",
-                ],
+                ),
+                _stat_row(
+                    "per plan as advise() reports it (transfers incl.)", res["plan_error_reported"]
+                ),
+                _stat_row("per compute stage", res["stage_error"]),
+                _stat_row(
+                    f"per compute stage measuring ≥ {SMALL_STAGE_MS} ms",
+                    res["stage_error_over_0_1ms"],
+                ),
+                _stat_row(
+                    f"per compute stage measuring < {SMALL_STAGE_MS} ms",
+                    res["stage_error_under_0_1ms"],
+                ),
+                _stat_row("before, not the product: per plan", res["plan_error_before"]),
+                _stat_row("before, not the product: per compute stage", res["stage_error_before"]),
             ],
         )
     )
     verdict = [("median", res["median_target_met"]), ("p90", res["p90_target_met"])]
     out.append(
-        "Targets: " + ", ".join(f"{k} {'met' if ok else '**missed**'}" for k, ok in verdict) + ".\n"
+        "Targets (per plan): "
+        + ", ".join(f"{k} {'met' if ok else '**missed**'}" for k, ok in verdict)
+        + ".\n"
     )
+    out.append(_misses(res))
+    out.append(_stage_table(res))
+    out.append(_where(res))
+    excl = [(m, r) for m, v in res["models"].items() for r in v["by_construction"]]
+    derived = sorted({f"{m}/{p}" for m, v in res["models"].items() for p in v["derived_plans"]})
+    if excl or derived:
+        out.append(
+            f"Excluded ({len(excl)} stage(s), {len(derived)} plan(s)): "
+            + ", ".join(sorted({*derived, *(f"{m}/{r['plan']}" for m, r in excl)}))
+            + " — their host 'prediction' is the host measurement × a roofline ratio of 1 "
+            "(predicted = measured by construction), so advise() reports no prediction_error "
+            "for them; their per-node FP32 stages, where they have any, stay in the stage view."
+        )
+    return "\n".join(out)
+
+
+def _why(v: dict, r: dict) -> str:
+    """Why one plan misses, from its model's figures."""
+    if r["compute_stages"] == 1 and r["nodes"] == v["model_nodes"]:
+        pa, va = v["profile_all_ms"], v["validation_all_ms"]
+        if pa is None or va is None:
+            return "whole model; the scale was clamped, so no drift figure"
+        other = (
+            ""
+            if r["plan"] == "baseline.device"
+            else f", baseline.device's run of the same model {va:.3g} ms"
+        )
+        return (
+            f"whole model: the prediction is the profile's ALL median ({pa:.3g} ms), this run "
+            f"measured {r['measured_ms']:.3g} ms{other} — measurement noise (repeat noise "
+            f"{_p(v['repeat_noise'])})"
+        )
+    small = f", {r['small_stages']} of them under {SMALL_STAGE_MS} ms" if r["small_stages"] else ""
+    head = f"{r['compute_stages']} sub-model(s) of {r['nodes']}/{v['model_nodes']} nodes{small}"
+    pa, va = v["profile_all_ms"], v["validation_all_ms"]
+    if pa is None or va is None:
+        return f"{head}; per-model scale applied to sub-models, per-call cost"
+    drift = pa / va - 1  # signed: > 0 when the profile ran slower than validation
+    err = r["predicted_ms"] / r["measured_ms"] - 1
+    if drift * err > 0 and abs(err) <= abs(drift) + TARGET_MEDIAN / 2:
+        return f"{head}; about the whole model's drift ({drift:+.1%}): measurement noise"
+    return (
+        f"{head}; the whole model's drift is {drift:+.1%}; beyond it: timing noise (repeat "
+        f"noise {_p(v['repeat_noise'])}), the per-model scale applied to sub-models, per-call "
+        "cost — one run cannot tell these apart"
+    )
+
+
+def _misses(res: dict) -> str:
+    """Where the per-plan figure misses, and why, in words built from the figures."""
+    lines = [
+        f"- {m}/{r['plan']} {_p(r['ape'])}, "
+        f"{'over' if r['predicted_ms'] > r['measured_ms'] else 'under'}-predicted: {_why(v, r)}."
+        for m, v in res["models"].items()
+        for r in v["plans"]
+        if r["ape"] > TARGET_MEDIAN
+    ]
+    if not lines:
+        return f"Every plan is within {TARGET_MEDIAN:.0%}.\n"
+    return (
+        f"Where it misses — plans beyond {TARGET_MEDIAN:.0%}:\n\n"
+        + "\n".join(lines)
+        + "\n\nFor a whole-model plan the prediction *is* the profile's ALL whole-run median "
+        "(scale × per-node sum + overhead, unless the scale was clamped), so its error is the "
+        "difference between two measurements of the same model taken seconds apart on a "
+        "shared 2-core host — noise the predictor cannot remove, only average away (`--full`: "
+        "50 runs). Split plans add two causes: the scale is one factor per model while a head "
+        "or tail sub-model gets its own share of ALL-level fusions (NCHWc layout changes pay "
+        "off per conv chain, not per model), and stages of one or two nodes are mostly "
+        "per-call cost.\n"
+    )
+
+
+def _stage_table(res: dict) -> str:
+    rows = [
+        [
+            m,
+            r["plan"],
+            r["stage"],
+            r["nodes"],
+            f"{r['predicted_ms']:.3g}",
+            f"{r['measured_ms']:.3g}",
+            _p(r["ape"]),
+            _p(r["before_ape"]),
+        ]
+        for m, v in res["models"].items()
+        for r in v["stages"]
+    ]
+    header = ["model", "plan", "compute stage", "nodes", "predicted ms", "measured ms"]
+    return (
+        "**Per compute stage** (secondary view). Stages of one or two nodes measure tens of µs: "
+        "there per-call costs (input checks, output allocation, executor start — measured once "
+        "as the overhead, but not constant across sub-models) and timer noise dominate, so they "
+        "err most in relative terms while mattering least in absolute ones.\n\n"
+        + md_table([*header, "abs error", "before error"], rows)
+    )
+
+
+def _where(res: dict) -> str:
     rows = []
     for m, v in res["models"].items():
-        base = next((r for r in v["stages"] if r["plan"] == "baseline.device"), None)
-        ratio = (
-            v["end_to_end_basic_ms"] / base["measured_ms"]
-            if base and v["end_to_end_basic_ms"]
-            else None
-        )
+        pa, va = v["profile_all_ms"], v["validation_all_ms"]
         rows.append(
             [
                 m,
                 f"{v['node_sum_ms']:.3g}",
                 f"{v['end_to_end_basic_ms']:.3g}",
                 _p(v["self_check_error"]),
-                f"{base['measured_ms']:.3g}" if base else "–",
-                f"{ratio:.2f}×" if ratio else "–",
+                f"{v['opt_scale']:.2f}" + (" (clamped)" if v["scale_clamped"] else ""),
+                f"{pa:.3g}" if pa else "–",
+                f"{va:.3g}" if va else "–",
+                _p(v["profile_drift"]),
                 _p(v["repeat_noise"]),
+                f"{v['run_overhead_ms'] * 1e3:.1f} µs",
             ]
         )
-    out.append(
-        "Where the error comes from (measured_host ms). The per-node attribution agrees with a "
-        "whole run at the same optimisation level (self-check); the gap is between "
-        "ORT_ENABLE_BASIC, where node names survive so per-node times can be attributed, and "
-        "ORT_ENABLE_ALL, what validation runs (layout transforms such as NCHWc and further "
-        "fusions speed CNNs up, by a different factor per model). Repeat noise = how far the "
-        "two measurements of the same whole FP32 model in one advise() run (baseline.device "
-        "and baseline.server stages) differ:\n"
-    )
-    out.append(
-        md_table(
+    return (
+        "Where the error comes from (ms are measured_host). The per-node attribution agrees "
+        "with a whole run at the same optimisation level (*self-check*). Validation runs "
+        "ORT_ENABLE_ALL, whose layout transforms (NCHWc) and further fusions speed the CNNs "
+        "up by a different factor per model; the advisor scales the BASIC per-node times by "
+        "that model's factor (*ALL/BASIC scale*: the profile's ALL whole-run median less one "
+        "call's overhead, over the per-node sum; clamped to [0.1, 2]) and adds the measured "
+        "*per-call overhead* (median session.run() of a one-Identity model) once per compute "
+        "stage. *Drift* = the profile's ALL whole-model median against validation's "
+        "measurement of the same model; *repeat noise* = how far validation's two "
+        "measurements of that model (baseline.device and baseline.server) differ:\n\n"
+        + md_table(
             [
                 "model",
                 "per-node sum (BASIC)",
                 "whole model BASIC",
                 "self-check error",
-                "whole model ALL",
-                "BASIC / ALL",
+                "ALL/BASIC scale",
+                "whole model ALL, profile",
+                "whole model ALL, validation",
+                "drift",
                 "repeat noise",
+                "per-call overhead",
             ],
             rows,
         )
     )
-    out.append(
-        "What-if predictor (a diagnosis, not what the advisor does): per-node sum × the "
-        "model's ALL/BASIC ratio from its own profile (profile.end_to_end_ms / node_sum_ms: "
-        + ", ".join(f"{m} {v['all_over_node_sum']:.2f}" for m, v in res["models"].items())
-        + f") + the fixed cost of one session.run() ({res['call_overhead_ms'] * 1e3:.1f} µs, "
-        "measured on a one-node model). Both inputs are measured before validation, so a "
-        "predictor could use them. Stages of one or two nodes (tens of µs) stay off: their "
-        "run is dominated by per-call costs the per-node kernel times do not hold.\n"
-    )
-    excl = [(m, r) for m, v in res["models"].items() for r in v["by_construction"]]
-    if excl:
-        out.append(
-            f"Excluded from the statistics ({len(excl)} stage(s)): "
-            + ", ".join(sorted({f"{m}/{r['plan']}" for m, r in excl}))
-            + " — their host 'prediction' is the host measurement × a roofline ratio of 1 "
-            "(predicted = measured by construction); plans holding such a stage are left "
-            "out of the whole-plan view too."
-        )
-    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -23,7 +23,8 @@ from bench.bench_plan_quality import (
     regrets,
     summarize,
 )
-from bench.bench_prediction import ape, collect
+from bench.bench_prediction import _misses, ape, before_ms, collect
+from bench.bench_prediction import summarize as summarize_prediction
 from bench.bench_scale import STEPS, time_planners
 from bench.neurosurgeon import fit_layer_regression, neurosurgeon_choice
 from bench.synthetic import chain_model, dag_model
@@ -126,11 +127,14 @@ def test_oracle_and_choices_on_a_tiny_dag(tmp_path):
     # the advisor's choice is the cheapest under its cost model among prefix cuts and ends
     host = get_target("host")
     dev = {n.name: 1.0 for n in g.nodes}
-    ctx = _context(g, host, link, dev, 10.0, tmp_path)
+    ctx = _context(g, host, link, dev, 10.0, tmp_path, overhead_ms=0.5)
+    assert (ctx.overhead("device"), ctx.overhead("server")) == pytest.approx((0.5, 0.05))
     head, kind, pred = advisor_choice(ctx)
-    from advisor.plans.costs import best, prefix_costs
+    from advisor.plans.costs import best
 
-    assert pred <= best(prefix_costs(g, dev, ctx.server_ms, link)).total_ms + 1e-9
+    rows = ctx.costs()  # the per-call overhead counted once per side that computes
+    assert rows[-1].total_ms == pytest.approx(len(g.nodes) + 0.5)
+    assert pred <= best(rows).total_ms + 1e-9
     assert kind in ("baseline.device", "baseline.server", "partition.chain", "partition.dag")
     ns = neurosurgeon_choice(g, dev, get_link("3g", load_catalog()), 10.0)
     assert ns == full  # 3G: a 1 ms/node device beats a 150 ms half round trip
@@ -147,36 +151,71 @@ def _stage(name, pred, meas, method="sum of per-node predictions (host profile)"
     )
 
 
-def test_prediction_error_collects_real_predictions_only():
-    good = PlanResult(
-        id="baseline.device",
-        kind="baseline.device",
+def _plan(pid, stages, err, status="candidate"):
+    total = sum(s.predicted.ms for s in stages)
+    return PlanResult(
+        id=pid,
+        kind=pid,
         title="t",
-        status="candidate",
-        stages=[_stage("device compute", 1.2, 1.0)],
-        predicted=Latency(ms=1.2, kind="predicted_target", method="sum"),
-        measured_host=Latency(ms=1.0, kind="measured_host", method="m"),
-        prediction_error=0.2,
+        status=status,
+        stages=stages,
+        predicted=Latency(ms=total, kind="predicted_target", method="sum"),
+        measured_host=Latency(ms=total, kind="measured_host", method="m"),
+        prediction_error=err,
     )
-    int8 = PlanResult(
-        id="quantize.static_int8",
-        kind="quantize.static_int8",
-        title="t",
-        status="candidate",
-        stages=[_stage("device compute", 0.5, 0.5, "host-measured int8 × 1")],
-        predicted=Latency(ms=0.5, kind="predicted_target", method="sum"),
-        measured_host=Latency(ms=0.5, kind="measured_host", method="m"),
-        prediction_error=0.0,
+
+
+def test_prediction_error_headline_is_per_plan_compute_only():
+    # the advisor's host prediction: BASIC per-node ms x scale 0.5 + 0.01 ms per stage
+    layers = [SimpleNamespace(host_ms=h, device_ms=h * 0.5) for h in (1.0, 1.0, 0.4)]
+    uplink = Stage(
+        name="uplink transfer",
+        kind="transfer",
+        target="ethernet",
+        predicted=Latency(ms=50.0, kind="predicted_target", method="link model"),
     )
+    split = _plan(
+        "partition.chain",
+        [_stage("device compute", 1.01, 1.0), uplink, _stage("edge compute", 0.21, 0.2)],
+        err=0.001,  # advise()'s figure: diluted by the 50 ms transfer
+    )
+    int8 = _plan(
+        "quantize.static_int8",
+        [_stage("device compute", 0.5, 0.5, "host-measured int8 latency × fp32 roofline")],
+        err=None,  # advise(): predicted from its own measurement, no independent check
+    )
+    skipped = _plan("prune.structured", [], err=None, status="skipped")
     advice = SimpleNamespace(
-        plans=[good, int8],
-        profile_self_check={"node_sum_ms": 1.2, "end_to_end_basic_ms": 1.1, "error": 0.09},
+        plans=[split, int8, skipped],
+        layers=layers,
+        model=SimpleNamespace(nodes=3),
+        calibration={"run_overhead_ms": 0.01},
+        profile_self_check={"node_sum_ms": 2.4, "end_to_end_basic_ms": 2.3, "error": 0.04},
     )
     out = collect(advice)
-    assert [r["plan"] for r in out["stages"]] == ["baseline.device"]
-    assert out["stages"][0]["ape"] == pytest.approx(0.2)
+    assert out["opt_scale"] == pytest.approx(0.5) and out["run_overhead_ms"] == 0.01
+    assert [r["plan"] for r in out["stages"]] == ["partition.chain"] * 2
     assert [r["plan"] for r in out["by_construction"]] == ["quantize.static_int8"]
-    assert [r["plan"] for r in out["plans"]] == ["baseline.device"]
+    assert out["derived_plans"] == ["quantize.static_int8"]
+    (plan,) = out["plans"]
+    assert plan["compute_stages"] == 2 and plan["measured_ms"] == pytest.approx(1.2)
+    assert (plan["nodes"], out["model_nodes"]) == (6, 3)  # _stage: 3 nodes each
+    assert plan["ape"] == pytest.approx(0.02 / 1.2)  # transfers left out of both sides
+    assert plan["reported_ape"] == 0.001
+    # before = the unscaled per-node sums: (1.01 - 0.01) / 0.5 + (0.21 - 0.01) / 0.5
+    assert plan["before_ms"] == pytest.approx(2.4)
+    assert plan["before_ape"] == pytest.approx(1.0)
+    assert out["profile_all_ms"] == pytest.approx(0.5 * 2.4 + 0.01)
+    res = summarize_prediction({"m": out})
+    assert res["plan_error"]["n"] == 1 and res["median_target_met"] and res["p90_target_met"]
+    assert res["stage_error"]["n"] == 2 and res["plan_error_before"]["median"] == 1.0
+    assert before_ms(0.51, 0.01, 0.5) == pytest.approx(1.0)
+    # a miss is explained per plan: a whole-model plan by measurement noise
+    out["validation_all_ms"], out["repeat_noise"] = 1.0, 0.3
+    whole = {**plan, "plan": "baseline.device", "compute_stages": 1, "nodes": 3, "ape": 0.5}
+    text = _misses({"models": {"m": {**out, "plans": [plan, whole]}}})
+    assert "m/partition.chain" not in text  # within 10%
+    assert "m/baseline.device 50.0%" in text and "measurement noise (repeat noise 30.0%)" in text
     assert ape(9.0, 10.0) == pytest.approx(0.1)
     with pytest.raises(ValueError):
         ape(1.0, 0.0)
@@ -254,3 +293,14 @@ def test_run_all_headline_reads_each_bench():
     )
     rows = headline({"bench_plan_quality": {"summary": summary}})
     assert [r[-1] for r in rows] == ["met", "–", "met"]
+    per = {"n": 3, "median": 0.05, "p90": 0.3, "max": 0.4}
+    pe = {
+        "plan_error": per,
+        "stage_error": per,
+        "plan_error_before": per,
+        "median_target_met": True,
+        "p90_target_met": False,
+    }
+    rows = headline({"bench_prediction": pe})
+    assert rows[0][1] == "5.0% / 30.0% (n = 3)" and rows[0][-1] == "missed"
+    assert "not the product" in rows[2][0]
