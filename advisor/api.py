@@ -118,7 +118,13 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
     from advisor.model import load_model
     from advisor.predict import calibrate, predict_nodes
     from advisor.profile import fingerprint, profile_model
-    from advisor.validate import EvalSet, accuracy, reference_outputs, validate
+    from advisor.validate import (
+        EvalSet,
+        accuracy,
+        reference_outputs,
+        remeasure_interleaved,
+        validate,
+    )
 
     report = progress or (lambda stage, frac: None)
     stages = _Stages(report)
@@ -267,6 +273,16 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
                     reasons=[f"validation failed: {type(exc).__name__}: {exc}"],
                 )
             )
+    report("measure all plans, interleaved", 0.95)
+    again = remeasure_interleaved(
+        [res for _, res in validated.values()],
+        eval_inputs[0],
+        runs=request.runs,
+        threads=request.threads,
+    )
+    validated = {
+        pid: (cand, res) for (pid, (cand, _)), res in zip(validated.items(), again, strict=True)
+    }
     stages.stop("validate")
 
     # --- guard, rank, cite ----------------------------------------------------------------

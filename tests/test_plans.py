@@ -268,3 +268,21 @@ def test_cli_exit_codes(tmp_path):
         cli, ["advise", "digits_cnn", "--device", "rpi4", "--latency-ms", "5", "--quiet"]
     )
     assert r.exit_code == 2 and "link" in r.output
+
+
+def test_plans_are_measured_round_robin_and_totals_add_up(digits_advice):
+    """Every validated plan's compute stages are re-timed interleaved with every other plan's;
+    its end-to-end measured_host is their sum plus the link-model transfers."""
+    timed = [p for p in digits_advice.plans if p.artifacts and "cascade" not in p.extra]
+    assert len(timed) >= 4
+    for p in timed:
+        compute = [s for s in p.stages if s.kind == "compute"]
+        assert all("round-robin" in s.measured_host.method for s in compute)
+        total = sum(s.measured_host.ms for s in compute) + sum(
+            s.predicted.ms for s in p.stages if s.kind == "transfer"
+        )
+        assert p.measured_host.ms == pytest.approx(total)
+        if p.prediction_error is not None:
+            assert p.prediction_error == pytest.approx(
+                abs(p.predicted.ms - p.measured_host.ms) / p.measured_host.ms
+            )
