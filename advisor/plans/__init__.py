@@ -12,6 +12,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -19,6 +20,9 @@ import onnx
 from advisor.hardware import Link, Target
 from advisor.model import ModelGraph
 from advisor.predict import Calibration
+
+if TYPE_CHECKING:
+    from advisor.zoo import ZooModel
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ class PlanContext:
     calib_inputs: list[dict[str, np.ndarray]]
     work_dir: Path
     calibration: Calibration
-    torch_source: object | None = None  # zoo entry with a torch builder, for pruning
+    torch_source: ZooModel | None = None  # a trained zoo model with its torch source, for pruning
     precision_ok: Callable[[Target, str], bool] = lambda t, p: p in t.precisions
     exits: tuple[str, ...] = ()  # declared exit outputs, shallowest first (advisor.exits)
     eval_inputs: list[dict[str, np.ndarray]] = field(default_factory=list)  # labelled split

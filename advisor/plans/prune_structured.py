@@ -100,8 +100,8 @@ def prune_structured(ctx: PlanContext) -> list[Candidate] | Skip:
 
     from advisor.zoo import torch_model, training_data
 
-    module = torch_model(src)  # type: ignore[arg-type]  # a ZooModel, set by advisor.api
-    x_train, y_train = training_data(src)  # type: ignore[arg-type]
+    module = torch_model(src)
+    x_train, y_train = training_data(src)
     example = torch.from_numpy(x_train[:1])
     params_before = sum(p.numel() for p in module.parameters())
     module = prune_and_finetune(module, example, x_train, y_train)
