@@ -94,7 +94,8 @@ def prune_structured(ctx: PlanContext) -> list[Candidate] | Skip:
         return Skip(
             "prune.structured",
             "pruning needs the model's torch definition, weights and "
-            "training data; this model is ONNX-only (zoo models trained here have them)",
+            "training data; this model is ONNX-only here or its weights are untrained (the zoo's "
+            "trained models have all three)",
         )
     import torch
 
