@@ -63,21 +63,34 @@ def prune_and_finetune(
 
 
 def export_like(module, example, graph) -> onnx.ModelProto:
-    """Export with the original model's input and output names, one file."""
+    """Export with the original model's input and output names, one file.
+
+    The exporter's own notes (skipped torchvision ops, deprecations inside torch) are held
+    back: they say nothing about this model and would garble the CLI's output."""
+    import logging
+    import warnings
+
     import torch
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "pruned.onnx"
-        torch.onnx.export(
-            module,
-            (example,),
-            str(path),
-            input_names=[t.name for t in graph.inputs],
-            output_names=[t.name for t in graph.outputs],
-            external_data=False,
-            dynamo=True,
-        )
-        return onnx.load(path)
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
+    try:
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            path = Path(tmp) / "pruned.onnx"
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                input_names=[t.name for t in graph.inputs],
+                output_names=[t.name for t in graph.outputs],
+                external_data=False,
+                dynamo=True,
+            )
+            return onnx.load(path)
+    finally:
+        exporter_log.setLevel(level)
 
 
 @planner("prune.structured", "L1 channel pruning with a short fine-tune (torch), on the device")

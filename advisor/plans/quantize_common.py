@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 from pathlib import Path
 
@@ -16,6 +18,19 @@ from onnxruntime.quantization import (
 )
 
 from advisor.errors import ModelError
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """ORT's quantization tooling logs advice (pre-processing hints, per-weight axis notes) on
+    the root logger at WARNING; it would garble the CLI's output, so it is held back here."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 class _Reader(CalibrationDataReader):
@@ -45,7 +60,7 @@ def static_int8(
     if not calib:
         raise ModelError("static INT8 needs calibration inputs; pass --data FILE.npz")
     names = {i.name for i in model.graph.input}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():
         src = Path(tmp) / "fp32.onnx"
         onnx.save(model, src)
         pre = _preprocess(src, Path(tmp) / "pre.onnx")
@@ -64,7 +79,7 @@ def static_int8(
 
 def dynamic_int8(model: onnx.ModelProto) -> onnx.ModelProto:
     """Weights to INT8 ahead of time, activations quantized on the fly (ORT's defaults)."""
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():
         src = Path(tmp) / "fp32.onnx"
         onnx.save(model, src)
         out = Path(tmp) / "dyn.onnx"
