@@ -222,7 +222,8 @@ def render(res: dict) -> str:
         "model's ALL/BASIC scale (its ORT_ENABLE_ALL whole-run time less one call's overhead, "
         "over the BASIC per-node sum), + one measured per-call overhead per compute stage; "
         "**measured** = measured_host, the stage's own sub-model run whole at ORT_ENABLE_ALL, "
-        f"median of {'/'.join(map(str, sorted(runs)))} runs. **before** = not the product: "
+        "the median of 5 round medians, round-robin with every other plan's stages "
+        f"({'/'.join(map(str, sorted(runs)))} runs in all). **before** = not the product: "
         "the predictor the advisor had before the scaling and the overhead (per-node BASIC "
         "medians summed), from the same profile. Request: device, edge and cloud `host`, "
         "ethernet links, all plans; one advise() per model.",
