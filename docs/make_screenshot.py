@@ -15,7 +15,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -45,23 +44,9 @@ def start_server(
     port: int, env: dict[str, str] | None = None, log: Path | None = None, timeout: float = 90
 ) -> subprocess.Popen:
     """`streamlit run` the app on 127.0.0.1:port; returns once /_stcore/health answers ok."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(APP),
-        "--server.address",
-        "127.0.0.1",
-        "--server.port",
-        str(port),
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-    ]
+    from app.commands.appcmd import streamlit_command
+
+    cmd = streamlit_command("127.0.0.1", port, "--server.fileWatcherType", "none")
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed by the caller
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
