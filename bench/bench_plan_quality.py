@@ -43,12 +43,11 @@ import numpy as np
 
 from bench.common import (
     fresh_cache,
-    load_average,
     md_table,
     median,
     pct,
+    publish,
     quiet_libraries,
-    write_section,
 )
 from bench.neurosurgeon import fit_layer_regression, neurosurgeon_choice, node_features
 
@@ -471,13 +470,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     with fresh_cache() as tmp:
         res = run(models, speeds, rounds, work_dir=tmp)
-    res["wall_seconds"] = time.perf_counter() - t0
-    res["load"] = load_average()
-    body = render(res) + f"\n\nWall time {res['wall_seconds']:.0f} s; {res['load']}.\n"
-    cmd = "python -m bench.bench_plan_quality" + (" --full" if args.full else "")
-    write_section("plan-quality", cmd, body, res)
-    print(body)
-    return res
+    return publish("plan-quality", "bench_plan_quality", args.full, res, t0, render)
 
 
 if __name__ == "__main__":

@@ -28,12 +28,11 @@ import time
 
 from bench.common import (
     fresh_cache,
-    load_average,
     md_table,
     median,
     pct,
+    publish,
     quiet_libraries,
-    write_section,
     zoo_advice,
 )
 
@@ -440,13 +439,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     with fresh_cache():
         res = run([z.id for z in list_zoo()], runs=50 if args.full else 20)
-    res["wall_seconds"] = time.perf_counter() - t0
-    res["load"] = load_average()
-    body = render(res) + f"\n\nWall time {res['wall_seconds']:.0f} s; {res['load']}.\n"
-    cmd = "python -m bench.bench_prediction" + (" --full" if args.full else "")
-    write_section("prediction-error", cmd, body, res)
-    print(body)
-    return res
+    return publish("prediction-error", "bench_prediction", args.full, res, t0, render)
 
 
 if __name__ == "__main__":

@@ -211,3 +211,15 @@ def quiet_libraries() -> None:
 
     logging.getLogger().setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
+
+
+def publish(section: str, module: str, full: bool, res: dict, t0: float, render) -> dict:
+    """Stamp wall time and load on `res`, write its section of BENCHMARKS.md, print it."""
+    import time
+
+    res["wall_seconds"] = time.perf_counter() - t0
+    res["load"] = load_average()
+    body = render(res) + f"\n\nWall time {res['wall_seconds']:.0f} s; {res['load']}.\n"
+    write_section(section, f"python -m bench.{module}" + (" --full" if full else ""), body, res)
+    print(body)
+    return res
