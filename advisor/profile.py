@@ -210,9 +210,12 @@ def profile_model(
 def _timed_runs(
     model: onnx.ModelProto, feed_raw: dict[str, np.ndarray], runs: int, warmup: int, threads: int
 ) -> tuple[list[dict[str, Any]], dict[str, list[tuple[float, float]]]]:
-    """Interleave the profiled and plain BASIC sessions, one run each per round, then time the
-    ALL session back to back, as deployment (and validation) runs it: interleaving it with
-    the other two sessions evicts its caches and reads several percent slow.
+    """Interleave the profiled BASIC, plain BASIC and ALL sessions, one timed run each per
+    round, so the ALL/BASIC ratio the predictor scales by is measured in the same moments:
+    this host's speed moves by tens of percent from one second to the next, and two
+    back-to-back blocks of runs can land in different speed states. Each timed ALL run follows
+    an untimed one, so it finds its weights in cache as deployment (and validation, which
+    runs each stage several times in a row) does.
 
     Returns the profiler's events and, per session ('prof', 'basic', 'all'), the (wall ms,
     thread CPU ms) of each timed run.
@@ -224,14 +227,15 @@ def _timed_runs(
         feed = check_inputs(prof, feed_raw)
         times: dict[str, list[tuple[float, float]]] = {"prof": [], "basic": [], "all": []}
         for i in range(warmup + runs):
-            round_ = {"prof": timed_run(prof, feed), "basic": timed_run(basic, feed)}
+            timed_run(full, feed)  # the cache warm-up for the timed ALL run below
+            round_ = {
+                "all": timed_run(full, feed),
+                "prof": timed_run(prof, feed),
+                "basic": timed_run(basic, feed),
+            }
             if i >= warmup:
                 for k, v in round_.items():
                     times[k].append(v)
-        for i in range(warmup + runs):
-            run_all = timed_run(full, feed)
-            if i >= warmup:
-                times["all"].append(run_all)
         trace = Path(prof.end_profiling())
         events = json.loads(trace.read_text(encoding="utf-8"))
         del prof  # the trace file and the session go with the temp dir
