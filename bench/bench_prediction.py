@@ -27,6 +27,7 @@ import argparse
 import time
 
 from bench.common import (
+    advise_zoo,
     fresh_cache,
     md_table,
     median,
@@ -179,13 +180,17 @@ def summarize(per_model: dict) -> dict:
     """The error statistics over every model and the verdict on the per-plan headline."""
 
     def pick(level: str, key: str, keep=lambda r: True) -> list[float]:
-        return [r[key] for v in per_model.values() for r in v[level] if keep(r)]
+        return [
+            r[key] for v in per_model.values() for r in v[level] if keep(r) and r[key] is not None
+        ]
 
     big = lambda r: r["measured_ms"] >= SMALL_STAGE_MS  # noqa: E731
     small = lambda r: r["measured_ms"] < SMALL_STAGE_MS  # noqa: E731
     pl = stats(pick("plans", "ape"))
+    single = [e for v in per_model.values() for r in v["plans"] for e in r.get("single_apes", [])]
     return {
         "plan_error": pl,
+        "plan_error_single_run": stats(single),
         "plan_error_reported": stats(pick("plans", "reported_ape")),
         "plan_error_before": stats(pick("plans", "before_ape")),
         "stage_error": stats(pick("stages", "ape")),
@@ -197,16 +202,117 @@ def summarize(per_model: dict) -> dict:
     }
 
 
-def run(models: list[str], runs: int = 20) -> dict:
-    per_model = {}
+def _merge(rows: list[dict], key) -> list[dict]:
+    """Rows of the same plan (or stage) over repeats, in first-seen order: predicted, measured
+    and 'before' ms become medians over the repeats that hold it, the errors are recomputed
+    from those, and `single_apes` keeps each repeat's own error."""
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(key(r), []).append(r)
+    out = []
+    for same in groups.values():
+        row = dict(same[0])
+        for f in ("predicted_ms", "measured_ms", "before_ms"):
+            row[f] = median([r[f] for r in same])
+        row["ape"] = ape(row["predicted_ms"], row["measured_ms"])
+        row["before_ape"] = ape(row["before_ms"], row["measured_ms"])
+        if "reported_ape" in row:
+            reported = [r["reported_ape"] for r in same if r["reported_ape"] is not None]
+            row["reported_ape"] = median(reported) if reported else None
+        row["single_apes"] = [r["ape"] for r in same]
+        row["repeats"] = len(same)
+        out.append(row)
+    return out
+
+
+def aggregate(reps: list[dict]) -> dict:
+    """One model's collect() results over repeated advise() runs, in collect()'s shape.
+
+    A plan is matched across repeats by id and node count (a planner may cut elsewhere on
+    another profile; such a plan is a different plan). Model-level figures are medians over
+    the repeats, and `drifts` keeps each repeat's profile-vs-validation drift.
+    """
+    first = reps[0]
+    plans = _merge(
+        [r for rep in reps for r in rep["plans"]],
+        lambda r: (r["plan"], r["compute_stages"], r["nodes"]),
+    )
+    stages = _merge(
+        [r for rep in reps for r in rep["stages"]], lambda r: (r["plan"], r["stage"], r["nodes"])
+    )
+
+    def med(key: str) -> float | None:
+        vals = [rep[key] for rep in reps if rep[key] is not None]
+        return median(vals) if vals else None
+
+    profile_all, validation_all = med("profile_all_ms"), med("validation_all_ms")
+    return {
+        **first,
+        "plans": plans,
+        "stages": stages,
+        "run_overhead_ms": med("run_overhead_ms"),
+        "opt_scale": med("opt_scale"),
+        "scale_clamped": any(rep["scale_clamped"] for rep in reps),
+        "scales": [rep["opt_scale"] for rep in reps],
+        "node_sum_ms": med("node_sum_ms"),
+        "end_to_end_basic_ms": med("end_to_end_basic_ms"),
+        "self_check_error": med("self_check_error"),
+        "profile_all_ms": profile_all,
+        "validation_all_ms": validation_all,
+        "profile_drift": (
+            ape(profile_all, validation_all) if profile_all and validation_all else None
+        ),
+        "drifts": [rep["profile_drift"] for rep in reps if rep["profile_drift"] is not None],
+        "repeat_noise": med("repeat_noise"),
+        "repeats": len(reps),
+    }
+
+
+def predicted_kinds(advice) -> tuple[str, ...]:
+    """The plan kinds of an Advice that carry an independent host prediction (the ones the
+    repeats need to run again), baseline.device first (the drift figure reads it)."""
+    kinds = {p.kind for p in advice.plans if p.prediction_error is not None}
+    return ("baseline.device", *sorted(kinds - {"baseline.device"}))
+
+
+def run(models: list[str], runs: int = 20, repeats: int = 5) -> dict:
+    """Repeat 0 is the shared full advise() (every plan, memoised for the other benches);
+    repeats 1.. run the plans with an independent prediction again, each on a fresh profile,
+    round-robin over the models so each repeat of a model lands in a different stretch of
+    time."""
+    reps: dict[str, list[dict]] = {m: [] for m in models}
+    walls: dict[str, float] = {}
+    kinds: dict[str, tuple[str, ...]] = {}
     for m in models:
-        advice, wall = zoo_advice(m, runs=runs)
-        per_model[m] = {**collect(advice), "advise_seconds": wall, "runs": advice.request.runs}
-    return {"models": per_model, **summarize(per_model)}
+        advice, walls[m] = zoo_advice(m, runs=runs)
+        reps[m].append(collect(advice))
+        kinds[m] = predicted_kinds(advice)
+    for rep in range(1, repeats):
+        for m in models:
+            advice, _ = advise_zoo(m, plans=kinds[m], runs=runs, repeat=rep)
+            reps[m].append(collect(advice))
+    per_model = {
+        m: {**aggregate(reps[m]), "advise_seconds": walls[m], "runs": runs} for m in models
+    }
+    return {"models": per_model, "repeats": repeats, **summarize(per_model)}
 
 
 def _p(x: float | None) -> str:
     return "–" if x is None else f"{x * 100:.1f}%"
+
+
+def _ends(xs: list[float]) -> list[float]:
+    return [min(xs), max(xs)] if len(xs) > 1 and min(xs) != max(xs) else [xs[0]]
+
+
+def _span(errors: list[float]) -> str:
+    """min–max of per-run errors.
+
+    >>> _span([0.02, 0.15, 0.07])
+    '2.0–15.0%'
+    """
+    lo, hi = min(errors), max(errors)
+    return f"{lo * 100:.1f}–{hi * 100:.1f}%" if len(errors) > 1 else _p(lo)
 
 
 def _stat_row(label: str, s: dict, target: str = "–") -> list:
@@ -225,7 +331,18 @@ def render(res: dict) -> str:
         f"({'/'.join(map(str, sorted(runs)))} runs in all). **before** = not the product: "
         "the predictor the advisor had before the scaling and the overhead (per-node BASIC "
         "medians summed), from the same profile. Request: device, edge and cloud `host`, "
-        "ethernet links, all plans; one advise() per model.",
+        "ethernet links, all plans.",
+        "",
+        f"**Repeats.** advise() runs {res['repeats']} times per model, each time with a fresh "
+        "profile (the first run holds every plan; the others run again the plans that carry "
+        "an independent prediction), round-robin over the models so each repeat lands in a "
+        "different stretch of time. This host's speed moves by tens of percent from one "
+        "second to the next and stays there for about a second, so one profile and one "
+        "validation, each a fraction of a second long, can sit in different speed states. A "
+        "plan's *predicted* and *measured* figures below are each the median over the "
+        "repeats (a plan a planner cut differently in some repeat counts as another plan); "
+        "*one run* is the spread of the errors single advise() runs had "
+        "(min–max over the repeats), pooled into its own row of the summary.",
         "",
         "**Per validated plan** (the headline): compute stages summed. Transfers are left "
         "out — they are the same link-model figure on both sides and would only dilute the "
@@ -240,6 +357,8 @@ def render(res: dict) -> str:
             f"{r['predicted_ms']:.3g}",
             f"{r['measured_ms']:.3g}",
             _p(r["ape"]),
+            r.get("repeats", 1),
+            _span(r.get("single_apes", [r["ape"]])),
             _p(r["reported_ape"]),
             f"{r['before_ms']:.3g}",
             _p(r["before_ape"]),
@@ -248,7 +367,7 @@ def render(res: dict) -> str:
         for r in v["plans"]
     ]
     header = ["model", "plan", "compute stages", "predicted ms", "measured ms", "abs error"]
-    header += ["as reported", "before ms", "before error"]
+    header += ["repeats", "one run", "as reported", "before ms", "before error"]
     out.append(md_table(header, rows))
     out.append(
         md_table(
@@ -258,6 +377,10 @@ def render(res: dict) -> str:
                     "**per plan, compute summed (headline)**",
                     res["plan_error"],
                     "median ≤ 10%, p90 ≤ 25%",
+                ),
+                _stat_row(
+                    "per plan, one advise() run (every repeat's own error, pooled)",
+                    res["plan_error_single_run"],
                 ),
                 _stat_row(
                     "per plan as advise() reports it (transfers incl.)", res["plan_error_reported"]
@@ -310,9 +433,10 @@ def _why(v: dict, r: dict) -> str:
             else f", baseline.device's run of the same model {va:.3g} ms"
         )
         return (
-            f"whole model: the prediction is the profile's ALL median ({pa:.3g} ms), this run "
-            f"measured {r['measured_ms']:.3g} ms{other} — measurement noise (repeat noise "
-            f"{_p(v['repeat_noise'])})"
+            f"whole model: the prediction is the profile's ALL median ({pa:.3g} ms, median "
+            f"over repeats), validation measured {r['measured_ms']:.3g} ms{other} — "
+            f"measurement noise (repeat noise {_p(v['repeat_noise'])}, drift per repeat "
+            f"{_span(v.get('drifts') or [0.0])})"
         )
     small = f", {r['small_stages']} of them under {SMALL_STAGE_MS} ms" if r["small_stages"] else ""
     head = f"{r['compute_stages']} sub-model(s) of {r['nodes']}/{v['model_nodes']} nodes{small}"
@@ -326,7 +450,7 @@ def _why(v: dict, r: dict) -> str:
     return (
         f"{head}; the whole model's drift is {drift:+.1%}; beyond it: timing noise (repeat "
         f"noise {_p(v['repeat_noise'])}), the per-model scale applied to sub-models, per-call "
-        "cost — one run cannot tell these apart"
+        "cost — the figures cannot tell these apart"
     )
 
 
@@ -347,8 +471,9 @@ def _misses(res: dict) -> str:
         + "\n\nFor a whole-model plan the prediction *is* the profile's ALL whole-run median "
         "(scale × per-node sum + overhead, unless the scale was clamped), so its error is the "
         "difference between two measurements of the same model taken seconds apart on a "
-        "shared 2-core host — noise the predictor cannot remove, only average away (`--full`: "
-        "50 runs). Split plans add two causes: the scale is one factor per model while a head "
+        "shared 2-core host — noise the predictor cannot remove, only average away (more "
+        "repeats; `--full`: 11 repeats of 50 runs). Split plans add two causes: the scale is "
+        "one factor per model while a head "
         "or tail sub-model gets its own share of ALL-level fusions (NCHWc layout changes pay "
         "off per conv chain, not per model), and stages of one or two nodes are mostly "
         "per-call cost.\n"
@@ -394,7 +519,9 @@ def _where(res: dict) -> str:
                 f"{pa:.3g}" if pa else "–",
                 f"{va:.3g}" if va else "–",
                 _p(v["profile_drift"]),
+                _span(v.get("drifts") or [0.0]),
                 _p(v["repeat_noise"]),
+                "–".join(f"{x:.2f}" for x in _ends(v.get("scales") or [v["opt_scale"]])),
                 f"{v['run_overhead_ms'] * 1e3:.1f} µs",
             ]
         )
@@ -406,9 +533,11 @@ def _where(res: dict) -> str:
         "that model's factor (*ALL/BASIC scale*: the profile's ALL whole-run median less one "
         "call's overhead, over the per-node sum; clamped to [0.1, 2]) and adds the measured "
         "*per-call overhead* (median session.run() of a one-Identity model) once per compute "
-        "stage. *Drift* = the profile's ALL whole-model median against validation's "
-        "measurement of the same model; *repeat noise* = how far validation's two "
-        "measurements of that model (baseline.device and baseline.server) differ:\n\n"
+        "stage. Figures are medians over the repeats. *Drift* = the profile's ALL whole-model "
+        "median against validation's measurement of the same model (*per repeat*: the range "
+        "of that drift in single runs); *repeat noise* = how far validation's two "
+        "measurements of that model (baseline.device and baseline.server) differ; *scale per "
+        "repeat*: the range of the ALL/BASIC scale over the repeats' profiles:\n\n"
         + md_table(
             [
                 "model",
@@ -419,7 +548,9 @@ def _where(res: dict) -> str:
                 "whole model ALL, profile",
                 "whole model ALL, validation",
                 "drift",
+                "drift per repeat",
                 "repeat noise",
+                "scale per repeat",
                 "per-call overhead",
             ],
             rows,
@@ -430,7 +561,9 @@ def _where(res: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--full", action="store_true", help="50 timed runs per measurement (default 20)"
+        "--full",
+        action="store_true",
+        help="50 timed runs per measurement and 11 repeats (default 20 and 7)",
     )
     args = ap.parse_args(argv)
     quiet_libraries()
@@ -438,7 +571,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     t0 = time.perf_counter()
     with fresh_cache():
-        res = run([z.id for z in list_zoo()], runs=50 if args.full else 20)
+        models = [z.id for z in list_zoo()]
+        res = run(models, runs=50 if args.full else 20, repeats=11 if args.full else 7)
     return publish("prediction-error", "bench_prediction", args.full, res, t0, render)
 
 

@@ -183,10 +183,26 @@ def zoo_advice(
 
     Returns (Advice, wall seconds). Artifacts go into the current cache folder.
     """
+    return advise_zoo(model_id, device, plans, runs)
+
+
+def advise_zoo(
+    model_id: str,
+    device: str = "host",
+    plans: tuple[str, ...] | None = None,
+    runs: int = 20,
+    repeat: int = 0,
+):
+    """zoo_advice without the memo: repeat > 0 runs advise() again with a fresh profile (the
+    cached profiles of the current cache folder are dropped first)."""
+    import shutil
+
     from advisor import AdviceRequest, advise
     from advisor.cache import cache_dir
 
-    out = cache_dir() / "bench-artifacts" / f"{model_id}-{device}-{len(plans or ())}-r{runs}"
+    if repeat:
+        shutil.rmtree(cache_dir() / "profiles", ignore_errors=True)
+    tag = f"{model_id}-{device}-{len(plans or ())}-r{runs}" + (f"-rep{repeat}" if repeat else "")
     req = AdviceRequest(
         model=model_id,
         device=device,
@@ -197,7 +213,7 @@ def zoo_advice(
         latency_ms=10_000,
         plans=list(plans) if plans else None,
         runs=runs,
-        out_dir=str(out),
+        out_dir=str(cache_dir() / "bench-artifacts" / tag),
     )
     t = time.perf_counter()
     advice = advise(req)
