@@ -4,7 +4,11 @@
 
 For each zoo model, advise() runs with every tier on this host (device, edge and cloud =
 'host', ethernet links), so every validated plan carries both a predicted_target and a
-measured_host latency for the same compute. Views:
+measured_host latency for the same compute. advise() runs several times per model (7 by
+default), each on a fresh profile, round-robin over the models: this host's speed jumps by up
+to 30% between one-second stretches, so one profile and one validation can sit in different
+speed states. Each plan's predicted and measured figures are medians over the repeats; each
+single run's own error is kept beside them. Views:
 
 - per validated plan (the headline): the plan's compute stages summed, predicted against
   measured. Transfers are left out: they are the same link-model figure on both sides, so

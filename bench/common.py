@@ -2,8 +2,9 @@
 
 Besides `write_section`, the advisor benches share `zoo_advice` (one advise() run per zoo
 model and request, memoised for the process, so `bench.run_all` measures each model once and
-the prediction, compression and scale tables read the same run) and `fresh_cache` (a private
-cache folder, so profiles are measured in this run, never read from an earlier one).
+the prediction, compression and scale tables read the same run; the prediction bench adds
+repeats through `advise_zoo`) and `fresh_cache` (a private cache folder, so profiles are
+measured in this run, never read from an earlier one).
 """
 
 from __future__ import annotations
