@@ -24,8 +24,6 @@ logits per sample, from which exit accuracies and entropies are measured.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -285,22 +283,17 @@ def export_multi_exit(
     import onnxruntime as ort
     import torch
 
+    from advisor.model_io import quiet_export
+
     path = Path(path)
-    module.eval()
     batch = torch.export.Dim("batch", min=1, max=4096)
-    with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
-        program = torch.onnx.export(
-            module,
-            args,
-            dynamo=True,
-            external_data=False,
-            input_names=list(input_names),
-            output_names=list(output_names),
-            dynamic_shapes={n: {0: batch} for n in input_names},
-        )
-    if program is None:
-        raise ModelError(f"torch.onnx.export returned no program for {type(module).__name__}")
-    proto = program.model_proto
+    proto = quiet_export(
+        module,
+        args,
+        input_names=list(input_names),
+        output_names=list(output_names),
+        dynamic_shapes={n: {0: batch} for n in input_names},
+    )
     proto.graph.name = path.stem
     for node in proto.graph.node:  # stack traces hold this machine's paths: not reproducible
         keep = [p for p in node.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]

@@ -167,8 +167,6 @@ def export_torch(module: Any, example_inputs: Any) -> onnx.ModelProto:
             f"{type(module).__name__} is a torch.nn.Module: pass example_inputs "
             "(a tensor, a tuple of tensors or a dict of keyword tensors) to export it"
         )
-    import torch
-
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     if isinstance(example_inputs, dict):
@@ -177,12 +175,37 @@ def export_torch(module: Any, example_inputs: Any) -> onnx.ModelProto:
         args, kwargs = tuple(example_inputs), {}
     else:
         args, kwargs = (example_inputs,), {}
+    return quiet_export(module, args, kwargs=kwargs)
+
+
+def quiet_export(module: Any, args: tuple[Any, ...], **options: Any) -> onnx.ModelProto:
+    """torch.onnx.export (dynamo exporter, one file, in memory) with its chatter held back.
+
+    The exporter prints progress lines to stdout, logs through `torch.onnx` and warns about
+    deprecations inside torch and optional packages it probes (torchvision): none of it is
+    about the user's model, and on stdout it would break the CLI's `--json` output. Failures
+    still surface, as ModelError with the exporter's own first line. `options` go to
+    torch.onnx.export (input_names, output_names, dynamic_shapes, kwargs, ...).
+    """
+    import logging
+    import warnings
+
+    import torch
+
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
     was_training = module.training
     module.eval()
     try:
-        with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+        with (
+            contextlib.redirect_stdout(io.StringIO()),
+            warnings.catch_warnings(),
+            torch.no_grad(),
+        ):
+            warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                module, args, kwargs=kwargs, dynamo=True, external_data=False, verbose=False
+                module, args, dynamo=True, external_data=False, verbose=False, **options
             )
     except Exception as exc:  # the exporter raises many error types; keep type and message
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -191,6 +214,7 @@ def export_torch(module: Any, example_inputs: Any) -> onnx.ModelProto:
         ) from exc
     finally:
         module.train(was_training)
+        exporter_log.setLevel(level)
     if program is None:
         raise ModelError(f"torch.onnx.export returned no program for {type(module).__name__}")
     return program.model_proto

@@ -96,7 +96,7 @@ def test_layer_names_come_from_torch_metadata():
     assert layer_name(oh.make_node("Relu", ["a"], ["b"], "plain")) == "plain"
 
 
-def test_torch_module_is_exported_with_module_paths():
+def test_torch_module_is_exported_with_module_paths(capfd):
     torch = pytest.importorskip("torch")
 
     class Net(torch.nn.Module):
@@ -110,7 +110,10 @@ def test_torch_module_is_exported_with_module_paths():
 
     net = Net().eval()
     x = torch.randn(1, 1, 4, 4)
+    capfd.readouterr()
     g = load_model(net, example_inputs=x)
+    # the exporter's progress lines would break `edgedl ... --json` on stdout
+    assert capfd.readouterr().out == ""
     assert g.source == "torch:Net"
     layers = {n.layer for n in g.nodes}
     assert {"conv", "head.1"} <= layers

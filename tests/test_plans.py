@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import onnxruntime as ort
@@ -286,3 +287,23 @@ def test_plans_are_measured_round_robin_and_totals_add_up(digits_advice):
             assert p.prediction_error == pytest.approx(
                 abs(p.predicted.ms - p.measured_host.ms) / p.measured_host.ms
             )
+
+
+def test_pruned_model_export_keeps_names_and_prints_nothing(capfd):
+    # the exporter's progress lines on stdout broke `edgedl advise ... --json` with pruning
+    import torch
+
+    from advisor.plans.prune_structured import export_like
+
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(8, 3)
+    ).train()
+    graph = SimpleNamespace(
+        inputs=[SimpleNamespace(name="img")], outputs=[SimpleNamespace(name="logits")]
+    )
+    capfd.readouterr()
+    proto = export_like(module, torch.randn(1, 1, 4, 4), graph)
+    assert capfd.readouterr().out == ""
+    assert [i.name for i in proto.graph.input] == ["img"]
+    assert [o.name for o in proto.graph.output] == ["logits"]
+    assert module.training  # handed back in the mode it came in

@@ -9,9 +9,6 @@ hard to get right by hand); the classifier layer keeps all its outputs.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import onnx
 
@@ -63,34 +60,15 @@ def prune_and_finetune(
 
 
 def export_like(module, example, graph) -> onnx.ModelProto:
-    """Export with the original model's input and output names, one file.
+    """Export with the original model's input and output names, one file, quietly."""
+    from advisor.model_io import quiet_export
 
-    The exporter's own notes (skipped torchvision ops, deprecations inside torch) are held
-    back: they say nothing about this model and would garble the CLI's output."""
-    import logging
-    import warnings
-
-    import torch
-
-    exporter_log = logging.getLogger("torch.onnx")
-    level = exporter_log.level
-    exporter_log.setLevel(logging.ERROR)
-    try:
-        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            path = Path(tmp) / "pruned.onnx"
-            torch.onnx.export(
-                module,
-                (example,),
-                str(path),
-                input_names=[t.name for t in graph.inputs],
-                output_names=[t.name for t in graph.outputs],
-                external_data=False,
-                dynamo=True,
-            )
-            return onnx.load(path)
-    finally:
-        exporter_log.setLevel(level)
+    return quiet_export(
+        module,
+        (example,),
+        input_names=[t.name for t in graph.inputs],
+        output_names=[t.name for t in graph.outputs],
+    )
 
 
 @planner("prune.structured", "L1 channel pruning with a short fine-tune (torch), on the device")
