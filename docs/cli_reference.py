@@ -31,8 +31,13 @@ def render() -> str:
     for path, cmd in _walk(cli, ["edgedl"]):
         if isinstance(cmd, click.Group) and len(path) > 1:
             continue  # a group's subcommands carry the detail
+        # the root's context settings (-h beside --help) reach every command, as at run time
         with click.Context(
-            cmd, info_name=" ".join(path), terminal_width=100, max_content_width=100
+            cmd,
+            info_name=" ".join(path),
+            terminal_width=100,
+            max_content_width=100,
+            **cli.context_settings,
         ) as ctx:
             text = cmd.get_help(ctx)
         out += [f"### `{' '.join(path)}`", "", "```text", text.rstrip(), "```", ""]

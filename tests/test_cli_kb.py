@@ -51,6 +51,24 @@ def test_compare(fmt):
     assert r.exit_code == 0 and "DADS" in r.output
 
 
+def test_compare_takes_json_like_every_command_that_prints_data():
+    r = run("kb", "compare", "neurosurgeon", "dads", "--json")
+    assert r.exit_code == 0
+    assert json.loads(r.output) == json.loads(run("kb", "compare", "neurosurgeon", "dads",
+                                                  "--format", "json").output)  # fmt: skip
+
+
+def test_a_closed_pipe_is_a_quiet_exit_not_a_bug():
+    """`edgedl kb tree | head -2`: the reader goes away; no 'internal error' line."""
+    code = (
+        "from app.commands._common import run_guarded\n"
+        "def write():\n    raise BrokenPipeError(32, 'Broken pipe')\n"
+        "run_guarded(write)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 141 and p.stderr == ""
+
+
 @pytest.mark.parametrize("fmt", ["json", "csv", "bibtex", "md"])
 def test_export(fmt, tmp_path):
     out = tmp_path / f"kb.{fmt}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,21 @@ def test_cli_reference_is_generated_from_help():
         timeout=120,
     )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_cli_reference_shows_each_command_s_real_options():
+    """The reference renders with the settings the CLI runs with (-h beside --help)."""
+    from click.testing import CliRunner
+
+    from app.cli import cli
+
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        import cli_reference
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    section = cli_reference.render()
+    blocks = section.count("```text")
+    assert blocks > 10 and section.count("-h, --help") == blocks
+    r = CliRunner().invoke(cli, ["kb", "stats", "-h"])
+    assert r.exit_code == 0 and "-h, --help" in r.output

@@ -68,6 +68,13 @@ def test_device_agent_adds_measured_target(agent, tmp_path):
         assert p.prediction_error is not None
         dev = [s for s in p.stages if s.kind == "compute" and s.name.startswith("device")]
         assert all(s.measured_target and s.measured_target.kind == "measured_target" for s in dev)
+    from app.commands.advise import _table
+
+    text = _table(advice)  # the CLI's text table shows the per-plan error beside the figure
+    assert "measured_target ms" in text and "prediction error" in text
+    base = next(p for p in measured if p.id == "baseline.device")
+    row = next(line for line in text.splitlines() if line.startswith("baseline.device "))
+    assert f"{base.measured_target.ms:.3f}" in row and f"{base.prediction_error * 100:.1f}%" in row
     html = report.read_text()
     assert "measured_target" in html
     assert TOKEN not in html and TOKEN not in r.output

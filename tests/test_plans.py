@@ -250,6 +250,8 @@ def test_cli_exit_codes(tmp_path):
         ],
     )
     assert r.exit_code == 1 and "no plan meets" in r.output
+    # and the text says why each plan missed, not only the JSON
+    assert "misses baseline.device: predicted" in r.output and "1e-05 ms target" in r.output
     r = CliRunner().invoke(
         cli,
         [

@@ -14,6 +14,7 @@ EXIT_OK = 0
 EXIT_NO_PLAN = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3  # a bug in edgedl itself; EDGEDL_DEBUG=1 shows the traceback
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our stdout closed it
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
@@ -42,6 +43,13 @@ def run_guarded(fn: Callable[[], Any]) -> Any:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except BrokenPipeError:
+        # the reader went away (`edgedl kb tree | head`): not an error of ours. Point stdout
+        # at /dev/null so the interpreter's final flush does not raise again, and exit as a
+        # process stopped by SIGPIPE would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(EXIT_BROKEN_PIPE)
     except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
         raise  # usage errors and clean exits: click prints and exits as it should
     except Exception as exc:  # noqa: BLE001 - the edge: a one-line message, never a traceback

@@ -61,7 +61,7 @@ def _table(advice) -> str:
             "status",
             "predicted_target ms",
             "measured_host ms",
-            *(("measured_target ms",) if on_target else ()),
+            *(("measured_target ms", "prediction error") if on_target else ()),
             "fidelity",
             "meets",
         )
@@ -77,7 +77,16 @@ def _table(advice) -> str:
                 if f.top1_agreement is not None
                 else f"cos {f.cosine:.4f}"
             )
-        target = (f"{p.measured_target.ms:.3f}" if p.measured_target else "—",) if on_target else ()
+        target = (
+            (
+                f"{p.measured_target.ms:.3f}" if p.measured_target else "—",
+                f"{p.prediction_error * 100:.1f}%"
+                if p.measured_target and p.prediction_error is not None
+                else "—",
+            )
+            if on_target
+            else ()
+        )
         rows.append(
             (
                 p.id,
@@ -100,7 +109,11 @@ def _table(advice) -> str:
 @click.option("--device", required=True, help="End-device hardware id (`edgedl hardware list`).")
 @click.option("--edge", help="Edge-server hardware id.")
 @click.option("--cloud", help="Cloud-server hardware id.")
-@click.option("--link", help="Link preset id between device and server (e.g. wifi, 4g).")
+@click.option(
+    "--link",
+    help="Link preset id between device and server (e.g. wifi, 4g); required unless the "
+    "custom link options below are given.",
+)
 @click.option("--up-mbps", type=float, help="Custom link: uplink bandwidth in Mbit/s.")
 @click.option("--down-mbps", type=float, help="Custom link: downlink bandwidth in Mbit/s.")
 @click.option("--rtt-ms", type=float, help="Custom link: round-trip time in ms.")
@@ -153,7 +166,8 @@ def _table(advice) -> str:
     "--validate",
     "validate_mode",
     type=click.Choice(["split"]),
-    help="split: run the recommended partition end to end through --server-agent.",
+    help="split: run a partition end to end through --server-agent (the recommended plan "
+    "if it is a partition, else the best-ranked partition).",
 )
 @click.option(
     "--emulate-link/--no-emulate-link",
@@ -278,7 +292,11 @@ def advise_command(
                 "every plan and why is listed above"
             )
         for p in advice.plans:
-            if p.status in ("rejected", "skipped") and p.reasons:
+            if not p.reasons:
+                continue
+            if p.status in ("rejected", "skipped"):
                 click.echo(f"  {p.status} {p.id}: {p.reasons[0]}")
+            elif p.predicted and not (p.meets_latency and p.meets_accuracy):
+                click.echo(f"  misses {p.id}: {'; '.join(p.reasons)}")
     if advice.recommended is None:
         sys.exit(EXIT_NO_PLAN)

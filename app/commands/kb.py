@@ -150,10 +150,13 @@ def tree(ident: str | None, with_entries: bool, as_json: bool) -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True
 )
-def compare(ids: tuple[str, ...], fmt: str) -> None:
+@json_option
+def compare(ids: tuple[str, ...], fmt: str, as_json: bool) -> None:
     """Entries side by side: attributes, requirements, advisor action and claims."""
     if len(ids) < 2:
         raise click.UsageError("give at least two ids to compare")
+    if as_json:  # the same as --format json, like every other command that prints data
+        fmt = "json"
     cmp = _open().compare(list(ids))
     click.echo({"md": cmp.to_markdown, "csv": cmp.to_csv, "json": cmp.to_json}[fmt]())
 
