@@ -35,7 +35,9 @@ class AdviceRequest(_Model):
     down_mbps: float | None = Field(default=None, gt=0)
     rtt_ms: float | None = Field(default=None, ge=0)
     cloud_link: str = Field(default="ethernet", description="link preset for edge <-> cloud")
-    latency_ms: float = Field(gt=0, description="end-to-end latency target in ms")
+    latency_ms: float = Field(
+        gt=0, allow_inf_nan=False, description="end-to-end latency target in ms"
+    )
     accuracy_budget: float | None = Field(
         default=None,
         ge=0,

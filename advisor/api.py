@@ -252,6 +252,15 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
     reference = reference_outputs(graph, eval_inputs, request.threads)
     out_names = [t.name for t in graph.outputs]
     primary = out_names.index(exits[-1]) if exits else 0  # a multi-exit model's final exit
+    if labels is not None:
+        classes = reference[0][primary].shape[-1] if reference[0][primary].ndim else 1
+        if labels.size and int(labels.max()) >= classes:
+            raise InputDataError(
+                f"{request.data or 'the labelled data'}: labels 'y' go up to "
+                f"{int(labels.max())}, but output "
+                f"{out_names[primary]!r} scores {classes} classes (0..{classes - 1}); give "
+                "labels of this model's classes, or leave 'y' out to compare with FP32 only"
+            )
     base_acc = accuracy([r[primary] for r in reference], labels) if labels is not None else None
     ev = EvalSet(eval_inputs, labels, reference, base_acc, primary)
     validated: dict[str, tuple[Candidate, PlanResult]] = {}
@@ -333,6 +342,17 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
             notices.append("--validate split: no validated partition plan to run")
         else:
             chosen = next((p for p in parts if p.status == "recommended"), parts[0])
+            if chosen.status != "recommended" and (
+                recommended is None or recommended in own_outputs
+            ):
+                why = (
+                    f"the recommended plan {recommended} is not a partition"
+                    if recommended
+                    else "no plan is recommended"
+                )
+                notices.append(
+                    f"--validate split: {why}; ran {chosen.id}, the best-ranked partition"
+                )
             split_validation = validate_split(
                 chosen,
                 request.server_agent,

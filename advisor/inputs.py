@@ -141,15 +141,39 @@ def load_npz(
                 f"{', '.join(sorted(arrays)) or 'none'}); save it under that name"
             )
         inputs[spec.name] = _conform(arrays[key], spec, path.name)
-    counts = {a.shape[0] for a in inputs.values() if a.ndim}
-    if labels is not None:
-        labels = np.asarray(labels)
-        counts.add(labels.shape[0] if labels.ndim else 1)
-    if len(counts) > 1:
+    counts = {name: a.shape[0] for name, a in inputs.items() if a.ndim}
+    if len(set(counts.values())) > 1:
         raise InputDataError(
-            f"{path.name}: inputs and labels hold different numbers of samples {sorted(counts)}"
+            f"{path.name}: the inputs hold different numbers of samples ("
+            + ", ".join(f"{k}: {n}" for k, n in counts.items())
+            + "); every input needs one row per sample"
         )
+    if labels is not None:
+        labels = _check_labels(np.asarray(labels), path.name)
+        n = labels.shape[0] if labels.ndim else 1
+        if counts and n != next(iter(counts.values())):
+            raise InputDataError(
+                f"{path.name}: {n} labels for {next(iter(counts.values()))} samples; give one "
+                "label per sample"
+            )
     return inputs, labels
+
+
+def _check_labels(labels: np.ndarray, file: str) -> np.ndarray:
+    """Class labels: integers, 0 or more (the model's class count is checked against its
+    output when accuracy is computed)."""
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
+            raise InputDataError(f"{file}: labels 'y' must be whole class indices")
+        labels = labels.astype(np.int64)
+    elif labels.dtype.kind not in "iub":
+        raise InputDataError(f"{file}: labels 'y' are {labels.dtype}; give integer class indices")
+    if labels.size and labels.min() < 0:
+        raise InputDataError(
+            f"{file}: labels 'y' hold negative class indices (min {labels.min()}); classes "
+            "count from 0"
+        )
+    return labels
 
 
 def _conform(array: np.ndarray, spec: TensorSpec, file: str) -> np.ndarray:
@@ -163,5 +187,11 @@ def _conform(array: np.ndarray, spec: TensorSpec, file: str) -> np.ndarray:
     if array.dtype.kind == "f" and want.kind in "iub":
         raise InputDataError(
             f"{file}: array for input {spec.name!r} is {array.dtype}, the model needs {want}"
+        )
+    if array.dtype.kind in "fc" and array.size and not np.all(np.isfinite(array)):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise InputDataError(
+            f"{file}: array for input {spec.name!r} holds {bad} NaN or infinite value(s); "
+            "every value must be finite"
         )
     return array.astype(want, copy=False)

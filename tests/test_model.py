@@ -295,6 +295,10 @@ def test_load_npz(tmp_path, chain_model, int64_model):
     np.savez(tmp_path / "b.npz", input_ids=ids, attention_mask=ids)
     inputs, labels = load_npz(tmp_path / "b.npz", g)
     assert inputs["input_ids"].dtype == np.int64 and labels is None
+    # two inputs of different lengths, no labels: the message is about the inputs
+    np.savez(tmp_path / "c.npz", input_ids=ids, attention_mask=np.ones((3, 6), np.int32))
+    with pytest.raises(InputDataError, match="input_ids: 2, attention_mask: 3"):
+        load_npz(tmp_path / "c.npz", g)
 
 
 @pytest.mark.parametrize(
@@ -302,7 +306,11 @@ def test_load_npz(tmp_path, chain_model, int64_model):
     [
         ({"x": np.zeros((5, 3, 8, 9), np.float32)}, r"shape \(5, 3, 8, 9\).*Nx3x8x8"),
         ({"images": np.zeros((5, 3, 8, 8), np.float32)}, "no array for input 'x'"),
-        ({"x": np.zeros((5, 3, 8, 8), np.float32), "y": np.arange(4)}, "different numbers"),
+        ({"x": np.zeros((5, 3, 8, 8), np.float32), "y": np.arange(4)}, "4 labels for 5"),
+        ({"x": np.full((2, 3, 8, 8), np.nan, np.float32)}, "384 NaN or infinite"),
+        ({"x": np.zeros((2, 3, 8, 8), np.float32), "y": np.array([0, -1])}, "negative class"),
+        ({"x": np.zeros((2, 3, 8, 8), np.float32), "y": np.array([0.5, 1])}, "whole class"),
+        ({"x": np.zeros((2, 3, 8, 8), np.float32), "y": np.array(["a", "b"])}, "integer class"),
     ],
 )
 def test_bad_npz(tmp_path, chain_model, arrays, message):

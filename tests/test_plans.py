@@ -271,6 +271,25 @@ def test_cli_exit_codes(tmp_path):
         cli, ["advise", "digits_cnn", "--device", "rpi4", "--latency-ms", "5", "--quiet"]
     )
     assert r.exit_code == 2 and "link" in r.output
+    for bad in ("inf", "nan", "-1"):  # an infinite target once broke the run store
+        r = CliRunner().invoke(
+            cli,
+            ["advise", "digits_cnn", "--device", "rpi4", "--link", "wifi", "--latency-ms", bad],
+        )
+        assert r.exit_code == 2 and "latency_ms" in r.output, (bad, r.output)
+
+
+def test_labels_beyond_the_models_classes_are_refused(tmp_path):
+    from advisor import AdviceRequest, advise
+    from advisor.errors import InputDataError
+
+    x = np.load(get_zoo("digits_cnn").labelled_data)["x"]
+    np.savez(tmp_path / "d.npz", x=x[:8], y=np.full(8, 50))
+    req = AdviceRequest(model="digits_cnn", device="rpi4", link="wifi", latency_ms=5,
+                        data=str(tmp_path / "d.npz"), plans=["baseline.device"], runs=3,
+                        out_dir=str(tmp_path / "out"))  # fmt: skip
+    with pytest.raises(InputDataError, match="labels 'y' go up to 50.*10 classes"):
+        advise(req)
 
 
 def test_plans_are_measured_round_robin_and_totals_add_up(digits_advice):
