@@ -162,6 +162,33 @@ def crossing_tensors(graph: ModelGraph, head: Collection[str]) -> tuple[str, ...
     return _crossing(_check_head(graph, head, idx), idx)
 
 
+def returned_outputs(graph: ModelGraph, device_nodes: Collection[str]) -> tuple[str, ...]:
+    """Graph outputs the server sends back when `device_nodes` run on the device: those
+    computed by the other nodes. Outputs the device computes itself, and graph inputs echoed
+    as outputs, never travel."""
+    idx = _index(graph)
+    on_device = {idx.position[n] for n in device_nodes}
+    return tuple(
+        o for o in idx.outputs if idx.producer.get(o, -1) >= 0 and idx.producer[o] not in on_device
+    )
+
+
+def returned_bytes_by_position(graph: ModelGraph) -> list[int]:
+    """For each prefix position p (0..N, the first p nodes on the device): bytes of the graph
+    outputs computed by nodes p.. (what the server returns)."""
+    idx = _index(graph)
+    n = len(idx.order)
+    made_at = [0] * (n + 1)
+    for o in idx.outputs:
+        at = idx.producer.get(o, -1)
+        if at >= 0:
+            made_at[at] += graph.tensor(o).nbytes
+    out = [0] * (n + 1)
+    for p in range(n - 1, -1, -1):
+        out[p] = out[p + 1] + made_at[p]
+    return out
+
+
 class _ScopedExtractor(onnx.utils.Extractor):
     """onnx.utils.Extractor that also follows outer-scope reads of If/Loop/Scan subgraphs.
 

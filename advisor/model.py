@@ -168,9 +168,10 @@ def load_model(
     proto, origin = model_io.read_source(source, example_inputs)
     model_io.check_structure(proto)
     model_io.name_nodes(proto)
+    folded = model_io.fold_constants(proto)
     notices, batch_inputs = model_io.fix_input_shapes(proto, dict(input_shapes or {}))
     model_io.infer_shapes(proto)
-    return _build(proto, origin, tuple(notices), tuple(batch_inputs))
+    return _build(proto, origin, (*folded, *notices), tuple(batch_inputs))
 
 
 def _dtype_name(elem_type: int) -> str:

@@ -254,6 +254,113 @@ def check_structure(model: onnx.ModelProto) -> None:
         raise ModelError(f"not a valid ONNX model: {first}; re-export it") from None
 
 
+# ops whose output is not a function of their inputs: never folded
+_NONDETERMINISTIC = {
+    "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+    "Bernoulli",
+}  # fmt: skip
+
+
+def fold_constants(model: onnx.ModelProto) -> list[str]:
+    """Replace top-level nodes that read only weights (Constant nodes, Identity on a tied
+    weight, Reshape of a weight, ...) by the weights they compute; return the notices.
+
+    ONNX Runtime folds these at load anyway, so nothing changes in what runs. Without this,
+    such a node would be a cut point: a "partition" could put `bias = Identity(weight)` alone
+    on the device and send a weight over the link, and a tied weight read early and late in
+    the model would cross every cut. Folded, each sub-model carries the weights it reads.
+
+    Written here, not with onnxscript's optimizer: that pass also rewrites shape arithmetic
+    and renames values, which would move cut points and layer names; this one touches only
+    weight-only nodes and evaluates them with ONNX Runtime itself, so values are bit-exact.
+    """
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from advisor.cuts import node_reads
+
+    g = model.graph
+    known = {i.name for i in g.initializer}
+    folded: list[onnx.NodeProto] = []
+    for node in g.node:
+        reads = [t for t in node.input if t]
+        subgraph = any(
+            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+            for a in node.attribute
+        )
+        if (
+            subgraph
+            or node.op_type in _NONDETERMINISTIC
+            or (node.domain or "ai.onnx") not in _STANDARD_DOMAINS
+            or not all(t in known for t in reads)
+        ):
+            continue
+        folded.append(node)
+        known.update(o for o in node.output if o)
+    if not folded:
+        return []
+    gone = {id(n) for n in folded}
+    kept = [n for n in g.node if id(n) not in gone]
+    made = {o for n in folded for o in n.output if o}
+    graph_outputs = {o.name for o in g.output}
+    needed = [
+        t
+        for t in dict.fromkeys(
+            [t for n in kept for t in node_reads(n)] + [o.name for o in g.output]
+        )
+        if t in made
+    ]
+    if not needed:
+        return []
+    inits = {i.name: i for i in g.initializer}
+    reads_of_folded = {t for n in folded for t in n.input if t}
+    probe = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            list(folded),
+            "constants",
+            [],
+            [onnx.helper.make_empty_tensor_value_info(t) for t in needed],
+            [inits[t] for t in reads_of_folded if t in inits],
+        ),
+        opset_imports=model.opset_import,
+        ir_version=model.ir_version,
+    )
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 4
+    try:
+        sess = ort.InferenceSession(
+            probe.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+        )
+        values = sess.run(needed, {})
+    except Exception:  # noqa: BLE001 - folding is an optimisation; the model loads without it
+        return []
+    still_read = {t for n in kept for t in node_reads(n)} | graph_outputs
+    del g.node[:]
+    g.node.extend(kept)
+    unused = [i for i in g.initializer if i.name not in still_read and i.name in reads_of_folded]
+    for init in unused:
+        g.initializer.remove(init)
+    listed = {i.name for i in g.input}
+    for init in unused:  # legacy models list weights as graph inputs too
+        if init.name in listed:
+            g.input.remove(next(i for i in g.input if i.name == init.name))
+    g.initializer.extend(
+        numpy_helper.from_array(v, name=t) for t, v in zip(needed, values, strict=True)
+    )
+    return [
+        f"folded {len(folded)} node(s) that read only weights ({_op_counts(folded)}) into "
+        "weights, as ONNX Runtime does at load, so no cut sends a weight"
+    ]
+
+
+def _op_counts(nodes: list[onnx.NodeProto]) -> str:
+    counts: dict[str, int] = {}
+    for n in nodes:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    return ", ".join(f"{k} × {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 def name_nodes(model: onnx.ModelProto) -> None:
     """Give every top-level node a unique name ('<op>_<index>' for unnamed ones)."""
     seen: set[str] = set()

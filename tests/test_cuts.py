@@ -6,6 +6,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from onnx import TensorProto
+from onnx import helper as oh
 
 from advisor.cuts import crossing_tensors, enumerate_cuts, run_split, split_model
 from advisor.errors import ModelError
@@ -129,3 +131,45 @@ def test_sweep_agrees_with_per_head_crossing(source, residual_model, if_model, i
     g = load_model(models.get(source, source))
     for cut in g.cuts():
         assert crossing_tensors(g, cut.head) == cut.tensors, cut.id
+
+
+def test_weight_only_nodes_are_folded_so_no_cut_sends_a_weight():
+    """A legacy export ties weights through Identity and builds Constant nodes; left as
+    nodes they were cut points, and a 'partition' sent a weight over the link."""
+    rng = np.random.default_rng(0)
+    w1 = oh.make_tensor("w1", TensorProto.FLOAT, [4, 4], rng.normal(size=16).tolist())
+    b = oh.make_tensor("b", TensorProto.FLOAT, [4], [0.1, 0.2, 0.3, 0.4])
+    nodes = [
+        oh.make_node("Identity", ["b"], ["b_tied"], "Identity_7"),  # read early and late
+        oh.make_node("Constant", [], ["two"], "Constant_3",
+                     value=oh.make_tensor("v", TensorProto.FLOAT, [], [2.0])),
+        oh.make_node("MatMul", ["x", "w1"], ["h1"], "mm1"),
+        oh.make_node("Add", ["h1", "b_tied"], ["h2"], "add1"),
+        oh.make_node("Relu", ["h2"], ["h3"], "relu"),
+        oh.make_node("Mul", ["h3", "two"], ["h4"], "mul"),
+        oh.make_node("MatMul", ["h4", "w1"], ["h5"], "mm2"),
+        oh.make_node("Add", ["h5", "b_tied"], ["y"], "add2"),
+    ]  # fmt: skip
+    graph = oh.make_graph(
+        nodes, "tied",
+        [oh.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [oh.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [w1, b],
+    )  # fmt: skip
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+    x = rng.normal(size=(1, 4)).astype(np.float32)
+
+    def _run(m, feeds):
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return sess.run(None, feeds)
+
+    want = _run(model, {"x": x})[0]
+    g = load_model(model)
+    assert [n.op_type for n in g.nodes] == ["MatMul", "Add", "Relu", "Mul", "MatMul", "Add"]
+    assert any("folded 2 node(s)" in n for n in g.notices)
+    np.testing.assert_allclose(_run(g.model, {"x": x})[0], want, rtol=1e-6)
+    weights = set(g.initializers)
+    for cut in g.cuts():
+        assert not weights & set(cut.tensors), cut
+        head, tail, _ = split_model(g, cut.head)
+        np.testing.assert_allclose(run_split(head, tail, {"x": x})["y"], want, rtol=1e-6)

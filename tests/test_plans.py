@@ -328,3 +328,47 @@ def test_pruned_model_export_keeps_names_and_prints_nothing(capfd):
     assert [i.name for i in proto.graph.input] == ["img"]
     assert [o.name for o in proto.graph.output] == ["logits"]
     assert module.training  # handed back in the mode it came in
+
+
+def test_outputs_the_device_computes_are_not_sent_back(tmp_path):
+    """A two-output model whose first output is finished on the device: after a cut behind
+    it, only the second output comes down the link."""
+    from onnx import TensorProto
+    from onnx import helper as oh
+
+    from advisor.cuts import returned_bytes_by_position, returned_outputs
+    from advisor.hardware import get_target, transfer_ms
+    from advisor.plans import PlanContext, Transfer
+    from advisor.plans.partition_chain import partition_candidate
+    from advisor.predict import calibrate
+
+    w = oh.make_tensor("w", TensorProto.FLOAT, [256, 4], np.ones(1024, np.float32).tolist())
+    nodes = [
+        oh.make_node("Relu", ["x"], ["a"], "relu"),
+        oh.make_node("Sigmoid", ["a"], ["early"], "sig"),  # graph output, 256 floats
+        oh.make_node("MatMul", ["a", "w"], ["b"], "mm"),
+        oh.make_node("Tanh", ["b"], ["late"], "tanh"),  # graph output, 4 floats
+    ]
+    graph = oh.make_graph(
+        nodes, "two_out",
+        [oh.make_tensor_value_info("x", TensorProto.FLOAT, [1, 256])],
+        [oh.make_tensor_value_info("early", TensorProto.FLOAT, [1, 256]),
+         oh.make_tensor_value_info("late", TensorProto.FLOAT, [1, 4])],
+        [w],
+    )  # fmt: skip
+    g = load_model(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)]))
+    assert returned_bytes_by_position(g) == [1040, 1040, 16, 16, 0]
+    assert returned_outputs(g, {"relu", "sig"}) == ("late",)
+    assert returned_outputs(g, set()) == ("early", "late")
+    host, link = get_target("host"), get_link("wifi", load_catalog())
+    ms = {n.name: 0.01 for n in g.nodes}
+    ctx = PlanContext(
+        graph=g, device=host, server=host, server_tier="edge", edge=host, cloud=None,
+        link=link, cloud_link=None, device_ms=ms, server_ms=ms, edge_ms=ms, cloud_ms={},
+        calib_inputs=[], work_dir=tmp_path, calibration=calibrate(threads=1),
+    )  # fmt: skip
+    cand = partition_candidate(ctx, "partition.chain", "t", 2)
+    down = [s for s in cand.steps if isinstance(s, Transfer) and s.direction == "down"]
+    assert [s.tensors for s in down] == [("late",)]
+    row = next(r for r in prefix_costs(g, ms, ms, link) if r.position == 2)
+    assert row.down_ms == pytest.approx(transfer_ms(16, link, "down"))

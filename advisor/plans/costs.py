@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from advisor.cuts import returned_bytes_by_position
 from advisor.hardware import Link, transfer_ms
 from advisor.model import ModelGraph
 
@@ -93,10 +94,13 @@ def prefix_costs(
         srv_suffix[i] = srv_suffix[i + 1] + server_ms[names[i]]
     dev_prefix = [v + (device_overhead_ms if i else 0.0) for i, v in enumerate(dev_prefix)]
     srv_suffix = [v + (server_overhead_ms if i < n else 0.0) for i, v in enumerate(srv_suffix)]
-    down = transfer_ms(output_bytes(graph), link, "down")
+    # the server returns only the outputs it computes (a multi-output model may finish some
+    # on the device)
+    returned = returned_bytes_by_position(graph)
 
     def cost(pos: int, tensors: tuple[str, ...]) -> CutCost:
         b = boundary_bytes(graph, tensors, int8_boundary)
+        down = transfer_ms(returned[pos], link, "down")
         return CutCost(
             pos, tensors, b, dev_prefix[pos], transfer_ms(b, link, "up"), srv_suffix[pos], down
         )

@@ -8,7 +8,7 @@ says so instead of proposing a duplicate.
 
 from __future__ import annotations
 
-from advisor.cuts import split_model
+from advisor.cuts import returned_outputs, split_model
 from advisor.plans import Candidate, Compute, PlanContext, Skip, Transfer, planner
 from advisor.plans.costs import best
 
@@ -41,7 +41,7 @@ def partition_candidate(
                 tail,
                 nodes=frozenset(n.name for n in g.nodes[position:]),
             ),
-            Transfer("downlink transfer", ctx.link, "down", tuple(t.name for t in g.outputs)),
+            Transfer("downlink transfer", ctx.link, "down", returned_outputs(g, head_nodes)),
         ],
         params={
             "position": position,

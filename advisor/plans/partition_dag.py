@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from advisor.cuts import split_model
+from advisor.cuts import returned_outputs, split_model
 from advisor.hardware import transfer_ms
 from advisor.model import ModelGraph
 from advisor.plans import Candidate, Compute, PlanContext, Skip, Transfer, planner
@@ -99,7 +99,7 @@ def dag(ctx: PlanContext) -> list[Candidate] | Skip:
                     tail_model,
                     nodes=frozenset(x.name for x in g.nodes) - head,
                 ),
-                Transfer("downlink transfer", ctx.link, "down", tuple(t.name for t in g.outputs)),
+                Transfer("downlink transfer", ctx.link, "down", returned_outputs(g, head)),
             ],
             params={"head_nodes": len(head), "tensors": list(crossing)},
             extra={"cut_value_ms": round(value, 4), "rtt_ms": rtt},

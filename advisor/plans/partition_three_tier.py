@@ -7,10 +7,15 @@ prefix sums keep it O(N²) with O(1) per pair.
 
 from __future__ import annotations
 
-from advisor.cuts import crossing_tensors, split_model
+from advisor.cuts import (
+    crossing_tensors,
+    returned_bytes_by_position,
+    returned_outputs,
+    split_model,
+)
 from advisor.hardware import transfer_ms
 from advisor.plans import Candidate, Compute, PlanContext, Skip, Step, Transfer, planner
-from advisor.plans.costs import boundary_bytes, output_bytes
+from advisor.plans.costs import boundary_bytes
 from advisor.plans.segments import extract_segment
 
 
@@ -36,19 +41,22 @@ def three_tier(ctx: PlanContext) -> list[Candidate] | Skip:
     dev, edge, cloud = prefix(ctx.device_ms), prefix(ctx.edge_ms), prefix(ctx.cloud_ms)
     up1 = {p: transfer_ms(boundary_bytes(g, t), ctx.link, "up") for p, t in cuts.items()}
     up2 = {p: transfer_ms(boundary_bytes(g, t), ctx.cloud_link, "up") for p, t in cuts.items()}
-    out_b = output_bytes(g)
-    down = transfer_ms(out_b, ctx.cloud_link, "down") + transfer_ms(out_b, ctx.link, "down")
+    # what comes back: the cloud returns the outputs it computes (nodes j..) to the edge, and
+    # the edge returns every output not computed on the device (nodes i..) to the device
+    returned = returned_bytes_by_position(g)
+    back_edge = {p: transfer_ms(returned[p], ctx.link, "down") for p in positions}
+    back_cloud = {p: transfer_ms(returned[p], ctx.cloud_link, "down") for p in positions}
     # cost(i, j) = A(i) + B(j) + fixed, so one pass with the running minimum of A over i < j
     # finds the best pair in O(P) instead of trying all O(P^2) pairs.
-    fixed = down + ctx.overhead("edge") + ctx.overhead("cloud")
+    fixed = ctx.overhead("edge") + ctx.overhead("cloud")
     best_cost, best_pair = float("inf"), None
     best_a, best_i = float("inf"), None
     for j in positions:
         if best_i is not None:
-            cost = best_a + edge[j] + up2[j] + (cloud[n] - cloud[j]) + fixed
+            cost = best_a + edge[j] + up2[j] + (cloud[n] - cloud[j]) + back_cloud[j] + fixed
             if cost < best_cost:
                 best_cost, best_pair = cost, (best_i, j)
-        a = dev[j] + (ctx.overhead("device") if j else 0.0) + up1[j] - edge[j]
+        a = dev[j] + (ctx.overhead("device") if j else 0.0) + up1[j] + back_edge[j] - edge[j]
         if a < best_a:
             best_a, best_i = a, j
     if best_pair is None:
@@ -70,7 +78,13 @@ def three_tier(ctx: PlanContext) -> list[Candidate] | Skip:
         Compute("edge compute", "edge", ctx.edge, mid, nodes=mid_nodes),
         Transfer("edge→cloud transfer", ctx.cloud_link, "up", c2),
         Compute("cloud compute", "cloud", ctx.cloud, tail, nodes=tail_nodes),
-        Transfer("cloud→device transfer", ctx.link, "down", tuple(t.name for t in g.outputs)),
+        Transfer(
+            "cloud→edge transfer",
+            ctx.cloud_link,
+            "down",
+            returned_outputs(g, head_nodes | mid_nodes),
+        ),
+        Transfer("edge→device transfer", ctx.link, "down", returned_outputs(g, head_nodes)),
     ]
     return [
         Candidate(
