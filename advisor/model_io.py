@@ -24,6 +24,7 @@ import onnx.shape_inference
 from google.protobuf.message import DecodeError
 
 from advisor.errors import ModelError, ShapeError
+from advisor.timing import ort_message
 
 _STANDARD_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training"}
 _BATCH_NAME = re.compile(r"^(n|b|bs|batch.*|.*_batch|.*batch_size.*|unk__\d+|s\d+)$", re.I)
@@ -247,10 +248,12 @@ def check_structure(model: onnx.ModelProto) -> None:
                 f"{node.name or '(unnamed)'!r}: ONNX defines no such op; re-export the model "
                 "with standard ops"
             )
+    if not model.graph.node:
+        raise ModelError("the model's graph has no nodes: there is nothing to run or split")
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()[0]
+        first = " ".join(str(exc).split())[:300]
         raise ModelError(f"not a valid ONNX model: {first}; re-export it") from None
 
 
@@ -411,6 +414,12 @@ def fix_input_shapes(
         dims = tensor_type.shape.dim
         for axis, dim in enumerate(dims):
             kind = dim.WhichOneof("value")
+            if kind == "dim_value" and dim.dim_value == 0:
+                raise ShapeError(
+                    f"input {vi.name!r} has a dimension of size 0 (axis {axis}): there is "
+                    "nothing to run; pass --input-shape "
+                    f"{vi.name}=... with its real dimensions"
+                )
             if kind == "dim_value":
                 continue
             param = dim.dim_param if kind == "dim_param" else ""
@@ -456,7 +465,8 @@ def _check_given(vi: onnx.ValueInfoProto, shape: tuple[int, ...]) -> dict[str, i
         )
     params: dict[str, int] = {}
     for axis, (dim, v) in enumerate(zip(dims, values, strict=True)):
-        if dim.WhichOneof("value") == "dim_value" and dim.dim_value != v:
+        # a size of 0 is what some exporters write for "unknown": the given value fills it
+        if dim.WhichOneof("value") == "dim_value" and dim.dim_value not in (0, v):
             raise ShapeError(
                 f"input {vi.name!r} has fixed size {dim.dim_value} at axis {axis}, but "
                 f"--input-shape gave {v}"
@@ -545,7 +555,7 @@ def _check_with_ort(model: onnx.ModelProto) -> None:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # errors raise; their log line would only repeat them
     try:
         session = ort.InferenceSession(
             probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
@@ -558,7 +568,7 @@ def _check_with_ort(model: onnx.ModelProto) -> None:
                 f"ONNX Runtime does not know {op}; replace it with standard ops or use an "
                 "ONNX Runtime build that provides it"
             ) from None
-        raise ModelError(f"ONNX Runtime cannot load the model: {text.strip()[:300]}") from None
+        raise ModelError(f"ONNX Runtime cannot load the model: {ort_message(exc)}") from None
     if not missing:
         return
     from advisor.inputs import feeds_for
@@ -568,7 +578,10 @@ def _check_with_ort(model: onnx.ModelProto) -> None:
         values = session.run(missing, feeds)
     except _ort_errors() as exc:
         raise ModelError(
-            f"running the model once to find the shapes shape inference could not: {exc}"
+            "the model failed on sample inputs (run once to find the shapes that shape "
+            f"inference could not): {ort_message(exc)}; check the input shapes (--input-shape: "
+            "e.g. a sequence longer than the model's position table) or give real inputs "
+            "with --data"
         ) from None
     by_name = {o.name: o for o in model.graph.output}
     for name, value in zip(missing, values, strict=True):

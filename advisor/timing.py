@@ -9,6 +9,7 @@ statistics when enough clean runs remain.
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ __all__ = [
     "make_session",
     "measure_latency",
     "median_p90",
+    "ort_message",
     "timed_run",
     "uncontended",
 ]
@@ -48,6 +50,33 @@ _ORT_ERRORS: tuple[type[BaseException], ...] = tuple(
               "RuntimeException", "InvalidProtobuf", "NotImplemented", "InvalidGraph", "EPFail")
     if hasattr(ort.capi.onnxruntime_pybind11_state, n)
 ) + (RuntimeError,)  # fmt: skip
+
+
+_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+_ORT_LOAD = re.compile(r"^Load model from .*? failed:")
+# "/onnxruntime_src/.../model_load_utils.h:46 void onnxruntime::...::Fn(const std::...&, int) "
+_CPP_WHERE = re.compile(r"/\S+\.(?:h|cc|cpp):\d+ [^()]*\((?:[^()]|\([^()]*\))*\) ")
+
+
+def ort_message(exc: BaseException, limit: int = 420) -> str:
+    """ONNX Runtime's error text without its status prefix and C++ source locations, cut at a
+    sentence or word boundary, so the reason survives in one line.
+
+    >>> ort_message(RuntimeError("[ONNXRuntimeError] : 1 : FAIL : /src/a.h:46 void f(int, "
+    ...     "const std::string&) Opset 99 is under development. Current official support is 28."))
+    'Opset 99 is under development. Current official support is 28.'
+    """
+    text = " ".join(str(exc).split())
+    text = _ORT_PREFIX.sub("", text)
+    text = _ORT_LOAD.sub("", text).strip()
+    text = _CPP_WHERE.sub("", text).strip()
+    if not text:
+        return type(exc).__name__
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    end = cut.rfind(". ")
+    return cut[: end + 1] if end > limit // 3 else cut.rsplit(" ", 1)[0] + " …"
 
 
 class LatencyStats(BaseModel):
@@ -97,7 +126,9 @@ def make_session(
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = _check_level(opt_level)
-    so.log_severity_level = 3  # errors only; warnings would garble CLI output
+    # fatal only: warnings would garble CLI output, and an error also raises, with the same
+    # text, which the caller turns into one clear line
+    so.log_severity_level = 4
     if profile_prefix is not None:
         so.enable_profiling = True
         so.profile_file_prefix = profile_prefix
@@ -120,8 +151,7 @@ def make_session(
     try:
         sess = ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
     except _ORT_ERRORS as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"ONNX Runtime cannot load the model: {first}") from exc
+        raise ModelError(f"ONNX Runtime cannot load the model: {ort_message(exc)}") from exc
     if keep is not None:
         sess._edgedl_tmp = keep  # type: ignore[attr-defined]  # lives as long as the session
     return sess

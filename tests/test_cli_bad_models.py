@@ -62,7 +62,37 @@ def _symbolic(tmp):
     return p
 
 
+def _no_nodes(tmp):
+    x = oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])
+    g = oh.make_graph([], "g", [x], [x])
+    p = tmp / "m.onnx"
+    onnx.save(oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)]), p)
+    return p
+
+
+def _zero_dim(tmp):
+    x = oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [0, 4])
+    y = oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [0, 4])
+    g = oh.make_graph([oh.make_node("Relu", ["x"], ["y"], name="r")], "g", [x], [y])
+    p = tmp / "m.onnx"
+    onnx.save(oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)]), p)
+    return p
+
+
+def _future_opset(tmp):
+    x = oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])
+    y = oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])
+    g = oh.make_graph([oh.make_node("Relu", ["x"], ["y"], name="r")], "g", [x], [y])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 99)])
+    p = tmp / "m.onnx"
+    onnx.save(m, p)
+    return p
+
+
 CASES = [
+    (_no_nodes, "has no nodes"),
+    (_zero_dim, "dimension of size 0"),
+    (_future_opset, "Opset 99"),  # ORT's reason survives, its C++ signature does not
     (_truncated, "not a valid ONNX model"),
     (_random_bytes, "not a valid ONNX model"),
     (_unknown_op, "FrobnicateTensor"),
