@@ -174,9 +174,11 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
     stages.stop("profile")
 
     stages.start("predict", 0.2)
-    device_ms = predict_nodes(graph, prof, device, cal)
-    edge_ms = predict_nodes(graph, prof, edge, cal) if edge else {}
-    cloud_ms = predict_nodes(graph, prof, cloud, cal) if cloud else {}
+    # an FP16 export computes in fp16: its nodes are predicted with each target's fp16 peak
+    prec = graph.precision
+    device_ms = predict_nodes(graph, prof, device, cal, prec)
+    edge_ms = predict_nodes(graph, prof, edge, cal, prec) if edge else {}
+    cloud_ms = predict_nodes(graph, prof, cloud, cal, prec) if cloud else {}
     server_ms = edge_ms or cloud_ms
     stages.stop("predict")
 

@@ -139,6 +139,16 @@ class ModelGraph:
         return sum(n.macs for n in self.nodes)
 
     @property
+    def precision(self) -> str:
+        """'fp16' when most float weight bytes are float16 (a half-precision export), else
+        'fp32': the precision the model computes in as given."""
+        by: dict[str, int] = {}
+        for name in self.initializers:
+            spec = self._tensors[name]
+            by[spec.dtype] = by.get(spec.dtype, 0) + spec.nbytes
+        return "fp16" if by.get("float16", 0) > by.get("float32", 0) else "fp32"
+
+    @property
     def total_params_bytes(self) -> int:
         return sum(self._tensors[name].nbytes for name in self.initializers)
 
@@ -168,7 +178,7 @@ def load_model(
     proto, origin = model_io.read_source(source, example_inputs)
     model_io.check_structure(proto)
     model_io.name_nodes(proto)
-    folded = model_io.fold_constants(proto)
+    folded = [*model_io.weights_out_of_inputs(proto), *model_io.fold_constants(proto)]
     notices, batch_inputs = model_io.fix_input_shapes(proto, dict(input_shapes or {}))
     model_io.infer_shapes(proto)
     return _build(proto, origin, (*folded, *notices), tuple(batch_inputs))

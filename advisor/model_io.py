@@ -364,6 +364,24 @@ def _op_counts(nodes: list[onnx.NodeProto]) -> str:
     return ", ".join(f"{k} × {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
+def weights_out_of_inputs(model: onnx.ModelProto) -> list[str]:
+    """Drop weights that a legacy export also lists as graph inputs (IR < 4 style); return the
+    notices. Listed as inputs, ONNX Runtime treats them as overridable and will not fold or
+    fuse them, so every session (ours and the quantizer's) ran slower than the model deployed
+    and logged one warning per weight."""
+    inits = {i.name for i in model.graph.initializer}
+    listed = [vi for vi in model.graph.input if vi.name in inits]
+    if not listed:
+        return []
+    for vi in listed:
+        model.graph.input.remove(vi)
+    model.ir_version = max(model.ir_version, 4)  # IR 3 required weights among the inputs
+    return [
+        f"{len(listed)} weight(s) were also listed as graph inputs (a legacy export); they are "
+        "treated as weights, as a deployed model uses them"
+    ]
+
+
 def name_nodes(model: onnx.ModelProto) -> None:
     """Give every top-level node a unique name ('<op>_<index>' for unnamed ones)."""
     seen: set[str] = set()

@@ -263,7 +263,8 @@ def effective_precision(target: Target, precision: Precision) -> tuple[Precision
         )
     raise RequestError(
         f"target {target.id} runs only {', '.join(target.precisions)} models; quantize the "
-        f"model and predict with precision={target.precisions[0]!r}"
+        f"model and predict at that precision (CLI: --precision {target.precisions[0]}; "
+        f"Python: precision={target.precisions[0]!r})"
     )
 
 

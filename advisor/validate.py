@@ -21,7 +21,7 @@ from advisor.exits import entropy
 from advisor.hardware import transfer_ms
 from advisor.model import ModelGraph
 from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
-from advisor.predict import node_time_ratio
+from advisor.predict import effective_precision, node_time_ratio
 from advisor.profile import make_session, measure_latency
 
 LINK_METHOD = "link model: RTT/2 + bytes / nominal bandwidth"
@@ -240,8 +240,11 @@ def validate(
             per_node = _tier_ms(ctx, step_c.tier)
             overhead = ctx.overhead(step_c.tier)
             pred = sum(per_node[n] for n in step_c.nodes) + overhead
-            method = "sum of per-node predictions (host profile scaled by roofline ratio)" + (
-                f" + {overhead:.3g} ms per-inference overhead" if overhead else ""
+            peak = effective_precision(step_c.target, g.precision)[0]
+            method = (
+                "sum of per-node predictions (host profile scaled by roofline ratio, "
+                f"{peak} peak)"
+                + (f" + {overhead:.3g} ms per-inference overhead" if overhead else "")
             )
         else:
             derived = True  # the prediction is this very measurement, scaled

@@ -372,3 +372,66 @@ def test_outputs_the_device_computes_are_not_sent_back(tmp_path):
     assert [s.tensors for s in down] == [("late",)]
     row = next(r for r in prefix_costs(g, ms, ms, link) if r.position == 2)
     assert row.down_ms == pytest.approx(transfer_ms(16, link, "down"))
+
+
+def test_a_legacy_opset9_export_with_weights_as_inputs_quantizes(chain_model):
+    """IR 3 / opset 9 (weights listed as inputs): treated as weights, and static INT8 works
+    after onnx's version converter raises the opset for the quantizer's QDQ ops."""
+    import onnx
+
+    from advisor.plans.quantize_common import static_int8
+
+    legacy = onnx.ModelProto.FromString(chain_model.SerializeToString())
+    legacy.opset_import[0].version = 9  # its ops (Conv, Gemm, Softmax axis=1...) all exist at 9
+    legacy.graph.input.extend(
+        onnx.helper.make_tensor_value_info(i.name, i.data_type, list(i.dims))
+        for i in legacy.graph.initializer
+    )
+    legacy.ir_version = 3
+    g = load_model(legacy)
+    assert [t.name for t in g.inputs] == ["x"]
+    assert any("4 weight(s) were also listed as graph inputs" in n for n in g.notices)
+    x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    q = static_int8(g.model, [{"x": x}] * 4)
+    assert max(o.version for o in q.opset_import if o.domain in ("", "ai.onnx")) >= 13
+    sess = ort.InferenceSession(q.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"x": x})[0].shape == (1, 10)
+
+
+def test_an_fp16_model_is_not_converted_or_quantized_and_runs_as_fp16(tmp_path):
+    import onnx
+    from onnx import TensorProto
+    from onnx import helper as oh
+
+    w = oh.make_tensor(
+        "w", TensorProto.FLOAT16, [64, 64], np.full(64 * 64, 0.01, np.float16).view(np.uint16)
+    )
+    w.ClearField("int32_data")
+    w.raw_data = np.full(64 * 64, 0.01, np.float16).tobytes()
+    graph = oh.make_graph(
+        [oh.make_node("MatMul", ["x", "w"], ["h"], "mm"), oh.make_node("Relu", ["h"], ["y"], "r")],
+        "half",
+        [oh.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 64])],
+        [oh.make_tensor_value_info("y", TensorProto.FLOAT16, [1, 64])],
+        [w],
+    )
+    path = tmp_path / "half.onnx"
+    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)]), path)
+    assert load_model(path).precision == "fp16"
+    a = advise(
+        AdviceRequest(
+            model=str(path), device="jetson_orin_nano", link="wifi", latency_ms=50, runs=3,
+            plans=["baseline.device", "convert.fp16", "quantize.dynamic_int8",
+                   "quantize.static_int8"],
+            out_dir=str(tmp_path / "out"),
+        )
+    )  # fmt: skip
+    by = {p.id: p for p in a.plans}
+    assert "(FP16)" in by["baseline.device"].title
+    assert (
+        by["convert.fp16"].status == "skipped" and "already FP16" in by["convert.fp16"].reasons[0]
+    )
+    for q in ("quantize.dynamic_int8", "quantize.static_int8"):
+        assert by[q].status == "skipped" and "takes FP32 models" in by[q].reasons[0]
+    stage = next(s for s in by["baseline.device"].stages if s.kind == "compute")
+    assert "fp16 peak" in stage.predicted.method  # the target's fp16 peak, not its fp32 one

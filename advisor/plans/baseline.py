@@ -11,7 +11,7 @@ def all_on_device(ctx: PlanContext) -> list[Candidate]:
     return [
         Candidate(
             kind="baseline.device",
-            title=f"All on {ctx.device.name} (FP32)",
+            title=f"All on {ctx.device.name} ({g.precision.upper()})",
             steps=[
                 Compute(
                     "device compute",

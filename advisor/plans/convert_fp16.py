@@ -7,6 +7,8 @@ from advisor.plans import Candidate, Compute, PlanContext, Skip, planner
 
 @planner("convert.fp16", "FP16 weights and compute on the device (targets with fp16)")
 def convert_fp16(ctx: PlanContext) -> list[Candidate] | Skip:
+    if ctx.graph.precision == "fp16":
+        return Skip("convert.fp16", "the model is already FP16: the baseline plans run it as is")
     if not ctx.precision_ok(ctx.device, "fp16"):
         return Skip(
             "convert.fp16",

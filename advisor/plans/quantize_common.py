@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.version_converter
 from onnxruntime.quantization import (
     CalibrationDataReader,
     QuantFormat,
@@ -23,14 +24,20 @@ from advisor.errors import ModelError
 @contextlib.contextmanager
 def _quiet_root_logger():
     """ORT's quantization tooling logs advice (pre-processing hints, per-weight axis notes) on
-    the root logger at WARNING; it would garble the CLI's output, so it is held back here."""
+    the root logger at WARNING, and the sessions it opens log through ONNX Runtime's default
+    logger; both would garble the CLI's output, so they are held back here. ONNX Runtime has
+    no getter for that logger's level: it goes back to its documented default, warning (2)."""
+    import onnxruntime as ort
+
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
+    ort.set_default_logger_severity(3)
     try:
         yield
     finally:
         root.setLevel(level)
+        ort.set_default_logger_severity(2)
 
 
 class _Reader(CalibrationDataReader):
@@ -53,6 +60,35 @@ def _preprocess(src: Path, dst: Path) -> Path:
         return src
 
 
+QDQ_OPSET = 13  # per-channel DequantizeLinear (its axis attribute) needs opset 13
+
+
+def quantize_skip_reason(graph) -> str | None:
+    """Why ORT's quantization tooling cannot take this model as it is, or None."""
+    if graph.precision == "fp16":
+        return (
+            "the model is already FP16; ONNX Runtime's quantization tooling takes FP32 models "
+            "(quantize the FP32 export instead)"
+        )
+    return None
+
+
+def _at_least_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """The model at `opset` or newer: older exports (opset 9-12) are upgraded with onnx's
+    version converter, since the quantizer writes ops of the newer opsets."""
+    current = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), opset)
+    if current >= opset:
+        return model
+    try:
+        return onnx.version_converter.convert_version(model, opset)
+    except Exception as exc:  # noqa: BLE001 - the converter raises many kinds
+        raise ModelError(
+            f"the model is at opset {current} and onnx's version converter could not raise it "
+            f"to {opset}, which INT8 quantization needs ({type(exc).__name__}); re-export it "
+            f"with opset {opset} or newer"
+        ) from None
+
+
 def static_int8(
     model: onnx.ModelProto, calib: list[dict[str, np.ndarray]], per_channel: bool = True
 ) -> onnx.ModelProto:
@@ -60,6 +96,7 @@ def static_int8(
     if not calib:
         raise ModelError("static INT8 needs calibration inputs; pass --data FILE.npz")
     names = {i.name for i in model.graph.input}
+    model = _at_least_opset(model, QDQ_OPSET)
     with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():
         src = Path(tmp) / "fp32.onnx"
         onnx.save(model, src)
@@ -79,6 +116,7 @@ def static_int8(
 
 def dynamic_int8(model: onnx.ModelProto) -> onnx.ModelProto:
     """Weights to INT8 ahead of time, activations quantized on the fly (ORT's defaults)."""
+    model = _at_least_opset(model, QDQ_OPSET)
     with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():
         src = Path(tmp) / "fp32.onnx"
         onnx.save(model, src)

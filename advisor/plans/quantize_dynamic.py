@@ -9,7 +9,7 @@ dynamically quantized Conv layers (ConvInteger) run far slower than FP32, and th
 from __future__ import annotations
 
 from advisor.plans import Candidate, Compute, PlanContext, Skip, planner
-from advisor.plans.quantize_common import dynamic_int8
+from advisor.plans.quantize_common import dynamic_int8, quantize_skip_reason
 
 
 @planner(
@@ -17,6 +17,8 @@ from advisor.plans.quantize_common import dynamic_int8
 )
 def quantize_dynamic(ctx: PlanContext) -> list[Candidate] | Skip:
     g = ctx.graph
+    if (why := quantize_skip_reason(g)) is not None:
+        return Skip("quantize.dynamic_int8", why)
     ops = {n.op_type for n in g.nodes}
     if not ops & {"Conv", "MatMul", "Gemm"}:
         return Skip("quantize.dynamic_int8", "no Conv, MatMul or Gemm to quantize")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from advisor.plans import Candidate, Compute, PlanContext, Skip, planner
-from advisor.plans.quantize_common import static_int8
+from advisor.plans.quantize_common import quantize_skip_reason, static_int8
 
 
 @planner("quantize.static_int8", "static QDQ INT8 on the device, calibrated on sample data")
 def quantize_static(ctx: PlanContext) -> list[Candidate] | Skip:
     g = ctx.graph
+    if (why := quantize_skip_reason(g)) is not None:
+        return Skip("quantize.static_int8", why)
     if not any(n.op_type in ("Conv", "MatMul", "Gemm", "ConvTranspose") for n in g.nodes):
         return Skip("quantize.static_int8", "no Conv, MatMul or Gemm to quantize")
     model = static_int8(g.model, ctx.calib_inputs)

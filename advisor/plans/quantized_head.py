@@ -6,7 +6,7 @@ from __future__ import annotations
 from advisor.plans import Candidate, Compute, PlanContext, Skip, planner
 from advisor.plans.costs import best
 from advisor.plans.partition_chain import partition_candidate
-from advisor.plans.quantize_common import static_int8
+from advisor.plans.quantize_common import quantize_skip_reason, static_int8
 
 
 @planner("combo.quantized_head_partition", "best cut with an INT8 head on the device")
@@ -14,6 +14,8 @@ def quantized_head(ctx: PlanContext) -> list[Candidate] | Skip:
     if ctx.server is None:
         return Skip("combo.quantized_head_partition", "no edge or cloud target given")
     g = ctx.graph
+    if (why := quantize_skip_reason(g)) is not None:
+        return Skip("combo.quantized_head_partition", why)
     top = best(
         ctx.costs(g),
         single_only=True,

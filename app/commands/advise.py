@@ -177,7 +177,9 @@ def _table(advice) -> str:
 )
 @input_shape_option
 @json_option
-@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option(
+    "--quiet", is_flag=True, help="No progress or bookkeeping lines on stderr (errors stay)."
+)
 def advise_command(
     model,
     device,
@@ -253,14 +255,17 @@ def advise_command(
         from advisor.report import write_report
 
         write_report(advice, report_path)
-        click.echo(f"report written to {report_path}", err=True)
+        if not quiet:
+            click.echo(f"report written to {report_path}", err=True)
     try:
         from advisor.runs import RunStore
 
         run_id = RunStore().save(advice)
-        click.echo(
-            f"run stored as {run_id} (edgedl report {run_id} --format html -o FILE)", err=True
-        )
+        if not quiet:
+            click.echo(
+                f"run stored as {run_id} (edgedl report {run_id} --format html -o FILE)",
+                err=True,
+            )
     except ImportError:
         pass
     if as_json:
