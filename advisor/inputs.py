@@ -124,6 +124,11 @@ def load_npz(
     path = Path(path)
     if not path.is_file():
         raise InputDataError(f"input data file not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise InputDataError(
+            f"{path.name} is not an .npz archive; save the inputs with numpy.savez(path, "
+            "<input name>=array, ..., y=labels)"
+        )
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}

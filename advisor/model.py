@@ -178,7 +178,11 @@ def load_model(
     proto, origin = model_io.read_source(source, example_inputs)
     model_io.check_structure(proto)
     model_io.name_nodes(proto)
-    folded = [*model_io.weights_out_of_inputs(proto), *model_io.fold_constants(proto)]
+    folded = [
+        *model_io.weights_out_of_inputs(proto),
+        *model_io.fold_constants(proto),
+        *model_io.subgraph_notices(proto),
+    ]
     notices, batch_inputs = model_io.fix_input_shapes(proto, dict(input_shapes or {}))
     model_io.infer_shapes(proto)
     return _build(proto, origin, (*folded, *notices), tuple(batch_inputs))

@@ -80,8 +80,14 @@ def _read_zoo(zoo_id: str) -> tuple[onnx.ModelProto, str]:
 
 def read_file(path: Path) -> onnx.ModelProto:
     """Parse an .onnx file and load its external data after checking every location."""
+    data = path.read_bytes()
+    if _is_torch_checkpoint(data):
+        raise ModelError(
+            f"{path.name} is a PyTorch checkpoint (torch.save), not an ONNX model; export it "
+            "first: advisor.model.load_model(module, example_inputs=...).save('model.onnx')"
+        )
     try:
-        model = onnx.load_model_from_string(path.read_bytes())
+        model = onnx.load_model_from_string(data)
     except DecodeError as exc:
         raise ModelError(
             f"{path.name} is not a valid ONNX model: {exc} (truncated, or not an .onnx "
@@ -94,6 +100,22 @@ def read_file(path: Path) -> onnx.ModelProto:
         )
     load_external_data(model, path.parent, path.name)
     return model
+
+
+def _is_torch_checkpoint(data: bytes) -> bool:
+    """torch.save writes a zip archive holding '<name>/data.pkl' (or, before torch 1.6, a
+    pickle, which starts with the protocol byte 0x80)."""
+    import zipfile
+
+    if data[:2] == b"\x80\x02" or data[:2] == b"\x80\x04":
+        return True
+    if not data.startswith(b"PK\x03\x04"):
+        return False
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            return any(n.endswith("data.pkl") for n in z.namelist())
+    except zipfile.BadZipFile:
+        return False
 
 
 def iter_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
@@ -379,6 +401,27 @@ def weights_out_of_inputs(model: onnx.ModelProto) -> list[str]:
     return [
         f"{len(listed)} weight(s) were also listed as graph inputs (a legacy export); they are "
         "treated as weights, as a deployed model uses them"
+    ]
+
+
+def subgraph_notices(model: onnx.ModelProto) -> list[str]:
+    """A notice when top-level nodes run subgraphs (If, Loop, Scan): how often a body runs is
+    decided at run time, so FLOPs and the per-node profile cannot see inside it."""
+    holders = [
+        n
+        for n in model.graph.node
+        if any(
+            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in n.attribute
+        )
+    ]
+    if not holders:
+        return []
+    names = ", ".join(f"{n.name} ({n.op_type})" for n in holders[:5])
+    more = f" and {len(holders) - 5} more" if len(holders) > 5 else ""
+    return [
+        f"{len(holders)} node(s) run subgraphs: {names}{more}. Their bodies' work is not in the "
+        "FLOP counts and their kernels are not attributed per node, so predictions for other "
+        "targets under-count them; measured latencies on this host include them"
     ]
 
 

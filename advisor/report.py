@@ -262,8 +262,9 @@ def format_for_path(path: str | Path) -> ReportFormat:
     suffix = Path(path).suffix.lower()
     if suffix not in _SUFFIXES:
         raise ReportError(
-            f"cannot tell the report format from {str(path)!r}; name it .html, "
-            ".md or .json, or pass the format explicitly"
+            f"cannot tell the report format from {str(path)!r}; name it .html, .md or .json "
+            "(`edgedl report RUN --format` and write_report(fmt=...) also take the format "
+            "explicitly)"
         )
     return _SUFFIXES[suffix]
 

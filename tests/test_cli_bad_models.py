@@ -89,7 +89,16 @@ def _future_opset(tmp):
     return p
 
 
+def _torch_checkpoint(tmp):
+    import torch
+
+    p = tmp / "m.onnx"
+    torch.save({"w": torch.zeros(2)}, p)
+    return p
+
+
 CASES = [
+    (_torch_checkpoint, "PyTorch checkpoint"),
     (_no_nodes, "has no nodes"),
     (_zero_dim, "dimension of size 0"),
     (_future_opset, "Opset 99"),  # ORT's reason survives, its C++ signature does not

@@ -324,7 +324,7 @@ def test_npz_missing_or_corrupt(tmp_path, chain_model):
     with pytest.raises(InputDataError, match="not found"):
         load_npz(tmp_path / "nope.npz", g)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
-    with pytest.raises(InputDataError, match="not a valid .npz"):
+    with pytest.raises(InputDataError, match="not an .npz archive"):
         load_npz(tmp_path / "bad.npz", g)
     np.savez(tmp_path / "f.npz", x=np.zeros((1, 3, 8, 8), np.float64))
     assert load_npz(tmp_path / "f.npz", g)[0]["x"].dtype == np.float32
