@@ -231,7 +231,8 @@ def quiet_export(module: Any, args: tuple[Any, ...], **options: Any) -> onnx.Mod
                 module, args, dynamo=True, external_data=False, verbose=False, **options
             )
     except Exception as exc:  # the exporter raises many error types; keep type and message
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # the exporter colours text
+        first = plain.splitlines()[0] if plain else ""
         raise ModelError(
             f"torch.onnx.export failed for {type(module).__name__}: {type(exc).__name__}: {first}"
         ) from exc
