@@ -16,13 +16,14 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnx
 import onnx.utils
+import onnx.version_converter
 
 from advisor.errors import ModelError
 from advisor.model import Cut, ModelGraph
@@ -187,6 +188,92 @@ def returned_bytes_by_position(graph: ModelGraph) -> list[int]:
     for p in range(n - 1, -1, -1):
         out[p] = out[p + 1] + made_at[p]
     return out
+
+
+def int8_boundary(
+    graph: ModelGraph, head: onnx.ModelProto, tail: onnx.ModelProto, tensors: Sequence[str]
+) -> tuple[onnx.ModelProto, onnx.ModelProto, tuple[str, ...]]:
+    """(head, tail, tensors sent) with the float boundary tensors sent as 8 bits (JALAD).
+
+    The head ends in DynamicQuantizeLinear for each float tensor it hands over (graph inputs
+    the tail reads are taken in and quantized too); the tail starts with DequantizeLinear.
+    So the artifacts themselves carry the encoding: what a deployment or a split run sends
+    is `<t>.q` (uint8), `<t>.scale` and `<t>.zero_point` (one float and one uint8 each).
+    Tensors that are not float (token ids, masks) travel as they are.
+    """
+    head, tail = _copy(head), _copy(tail)
+    for m in (head, tail):
+        _at_least(m, 13)  # DynamicQuantizeLinear is opset 11, scalar-scale DequantizeLinear 13
+    floats = [t for t in tensors if graph.tensor(t).dtype in ("float32", "float16", "float64")]
+    if not floats:
+        return head, tail, tuple(tensors)
+    head_in = {i.name for i in head.graph.input}
+    graph_outputs = {o.name for o in graph.model.graph.output}
+    by_name = {vi.name: vi for vi in graph.model.graph.input}
+    sent: list[str] = []
+    for t in tensors:
+        if t not in floats:
+            sent.append(t)
+            continue
+        q, scale, zp = f"{t}.q", f"{t}.scale", f"{t}.zero_point"
+        if t in by_name and t not in head_in:  # a graph input the tail reads: the head takes it
+            head.graph.input.append(by_name[t])
+            head_in.add(t)
+        src = t
+        if graph.tensor(t).dtype != "float32":  # DynamicQuantizeLinear takes float32
+            src = f"{t}.f32"
+            head.graph.node.append(
+                onnx.helper.make_node(
+                    "Cast", [t], [src], f"{t}/boundary_cast", to=onnx.TensorProto.FLOAT
+                )
+            )
+        head.graph.node.append(
+            onnx.helper.make_node("DynamicQuantizeLinear", [src], [q, scale, zp], f"{t}/quantize")
+        )
+        keep = [o for o in head.graph.output if o.name != t or t in graph_outputs]
+        del head.graph.output[:]
+        head.graph.output.extend(keep)
+        shape = list(graph.tensor(t).shape)
+        head.graph.output.extend([
+            onnx.helper.make_tensor_value_info(q, onnx.TensorProto.UINT8, shape),
+            onnx.helper.make_tensor_value_info(scale, onnx.TensorProto.FLOAT, []),
+            onnx.helper.make_tensor_value_info(zp, onnx.TensorProto.UINT8, []),
+        ])  # fmt: skip
+        inputs = [i for i in tail.graph.input if i.name != t]
+        del tail.graph.input[:]
+        tail.graph.input.extend(inputs)
+        tail.graph.input.extend(list(head.graph.output)[-3:])
+        restore = [
+            onnx.helper.make_node("DequantizeLinear", [q, scale, zp], [src], f"{t}/dequantize")
+        ]
+        if src != t:
+            restore.append(
+                onnx.helper.make_node(
+                    "Cast", [src], [t], f"{t}/boundary_uncast",
+                    to=onnx.helper.np_dtype_to_tensor_dtype(np.dtype(graph.tensor(t).dtype)),
+                )
+            )  # fmt: skip
+        nodes = restore + list(tail.graph.node)
+        del tail.graph.node[:]
+        tail.graph.node.extend(nodes)
+        sent += [q, scale, zp]
+    for m in (head, tail):
+        onnx.checker.check_model(m)
+    return head, tail, tuple(sent)
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out
+
+
+def _at_least(model: onnx.ModelProto, opset: int) -> None:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx") and o.version < opset:
+            converted = onnx.version_converter.convert_version(model, opset)
+            model.CopyFrom(converted)
+            return
 
 
 class _ScopedExtractor(onnx.utils.Extractor):

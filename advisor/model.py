@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnx
@@ -139,7 +139,7 @@ class ModelGraph:
         return sum(n.macs for n in self.nodes)
 
     @property
-    def precision(self) -> str:
+    def precision(self) -> Literal["fp32", "fp16"]:
         """'fp16' when most float weight bytes are float16 (a half-precision export), else
         'fp32': the precision the model computes in as given."""
         by: dict[str, int] = {}

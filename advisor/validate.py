@@ -37,16 +37,6 @@ class EvalSet:
     # final exit), used for top-1 agreement and accuracy
 
 
-def int8_roundtrip(x: np.ndarray) -> np.ndarray:
-    """Quantize a float tensor to uint8 with one scale and zero point, then restore it."""
-    if not np.issubdtype(x.dtype, np.floating):
-        return x
-    lo, hi = float(x.min()), float(x.max())
-    scale = (hi - lo) / 255.0 or 1.0
-    q = np.clip(np.round((x - lo) / scale), 0, 255).astype(np.uint8)
-    return (q.astype(np.float32) * scale + lo).astype(x.dtype)
-
-
 def _feeds(session, env: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {i.name: env[i.name] for i in session.get_inputs()}
 
@@ -75,8 +65,6 @@ def run_cascade(
             exit_index += 1
             if stop and float(entropy(env[step.tensor]).reshape(-1)[0]) < step.threshold:
                 return env, exit_index
-        elif step.int8:
-            env.update({t: int8_roundtrip(env[t]) for t in step.tensors})
     return env, (exit_index if exit_index >= 0 else None)
 
 
@@ -213,10 +201,7 @@ def validate(
             nbytes = 0
             for t in step.tensors:
                 arr = first_env[t] if first_env and t in first_env else None
-                nb = int(arr.nbytes) if arr is not None else g.tensor(t).nbytes
-                if step.int8 and arr is not None and np.issubdtype(arr.dtype, np.floating):
-                    nb = int(arr.size) + 8
-                nbytes += nb
+                nbytes += int(arr.nbytes) if arr is not None else g.tensor(t).nbytes
             ms = transfer_ms(nbytes, step.link, "up" if step.direction == "up" else "down")
             lat = Latency(ms=ms, kind="predicted_target", method=LINK_METHOD, target=step.link.id)
             stages.append(

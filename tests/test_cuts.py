@@ -175,3 +175,29 @@ def test_weight_only_nodes_are_folded_so_no_cut_sends_a_weight():
         assert not weights & set(cut.tensors), cut
         head, tail, _ = split_model(g, cut.head)
         np.testing.assert_allclose(run_split(head, tail, {"x": x})["y"], want, rtol=1e-6)
+
+
+def test_int8_boundary_artifacts_send_uint8_and_restore_the_output(residual_model, int64_model):
+    from advisor.cuts import int8_boundary
+
+    g = load_model(residual_model)
+    cut = next(c for c in g.cuts() if len(c.tensors) == 2)  # across the skip connection
+    head, tail, crossing = split_model(g, cut.head)
+    q_head, q_tail, sent = int8_boundary(g, head, tail, crossing)
+    assert len(sent) == 3 * len(crossing)
+    x = sample_inputs(g)
+    full = run_split(head, tail, x)
+    out = run_split(q_head, q_tail, x)
+    sess = ort.InferenceSession(q_head.SerializeToString(), providers=["CPUExecutionProvider"])
+    kinds = {o.name: o.type for o in sess.get_outputs()}
+    assert all(kinds[t] == "tensor(uint8)" for t in sent if t.endswith(".q"))
+    name = g.outputs[0].name
+    assert not np.array_equal(out[name], full[name])  # really quantized ...
+    np.testing.assert_allclose(out[name], full[name], atol=0.05 * np.abs(full[name]).max())
+
+    ids = load_model(int64_model)  # token ids cross as they are; only float tensors shrink
+    c = ids.cuts()[0]
+    h, t, crossing = split_model(ids, c.head)
+    _, _, sent = int8_boundary(ids, h, t, crossing)
+    ints = [n for n in crossing if ids.tensor(n).dtype.startswith("int")]
+    assert ints and all(n in sent for n in ints)

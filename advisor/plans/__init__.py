@@ -46,7 +46,6 @@ class Transfer:
     link: Link
     direction: str
     tensors: tuple[str, ...]
-    int8: bool = False  # boundary compressed to 8 bits before sending (JALAD-style)
 
 
 @dataclass(frozen=True)

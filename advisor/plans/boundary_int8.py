@@ -1,12 +1,16 @@
 """`compress.boundary_int8`: JALAD-style — the tensors crossing the cut are quantized to 8
 bits (per-tensor scale and zero point) before they are sent, and restored on the server.
 
-The cut is chosen under the cost model with the compressed sizes; the fidelity cost is measured
-by `advisor.validate`, which really quantizes and restores the boundary."""
+The cut is chosen under the cost model with the compressed sizes. The head and tail artifacts
+carry the codec as ONNX ops, so the fidelity cost and the codec's time are measured by running
+them, and a split run sends the 8-bit tensors."""
 
 from __future__ import annotations
 
-from advisor.plans import Candidate, PlanContext, Skip, planner
+from dataclasses import replace
+
+from advisor.cuts import int8_boundary
+from advisor.plans import Candidate, Compute, PlanContext, Skip, Transfer, planner
 from advisor.plans.costs import best
 from advisor.plans.partition_chain import partition_candidate
 
@@ -26,6 +30,17 @@ def boundary_int8(ctx: PlanContext) -> list[Candidate] | Skip:
         f"Cut after {g.nodes[top.position - 1].layer}, boundary sent as INT8 "
         f"({top.bytes / 1024:.1f} KiB)",
         top.position,
-        int8=True,
     )
+    # the artifacts carry the encoding (DynamicQuantizeLinear at the end of the head,
+    # DequantizeLinear at the start of the tail): a deployment or a split run sends what the
+    # plan says, and validation measures the real thing, codec time included
+    head, up, tail = c.steps[0], c.steps[1], c.steps[2]
+    if not (isinstance(head, Compute) and isinstance(up, Transfer) and isinstance(tail, Compute)):
+        raise TypeError("a partition is device compute, uplink, server compute")
+    q_head, q_tail, sent = int8_boundary(g, head.model, tail.model, up.tensors)
+    c.steps[0] = replace(head, model=q_head)
+    c.steps[1] = replace(up, tensors=sent)
+    c.steps[2] = replace(tail, model=q_tail)
+    c.params["sent"] = list(sent)
+    c.params["codec"] = "DynamicQuantizeLinear / DequantizeLinear (uint8, per tensor)"
     return [c]

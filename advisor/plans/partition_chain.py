@@ -18,7 +18,6 @@ def partition_candidate(
     kind: str,
     title: str,
     position: int,
-    int8: bool = False,
     extra: dict | None = None,
 ) -> Candidate:
     """Head = first `position` nodes on the device, tail on the server."""
@@ -33,7 +32,7 @@ def partition_candidate(
         title=title,
         steps=[
             Compute("device compute", "device", ctx.device, head, nodes=head_nodes),
-            Transfer("uplink transfer", ctx.link, "up", crossing, int8=int8),
+            Transfer("uplink transfer", ctx.link, "up", crossing),
             Compute(
                 f"{tier} compute",
                 tier,
