@@ -326,3 +326,42 @@ def test_parse_shape():
     assert ui.parse_shape("1, 5, 16") == [1, 5, 16]
     with pytest.raises(ValueError, match="positive integers"):
         ui.parse_shape("1xHx3")
+
+
+def test_edgedl_app_is_the_server_so_its_pid_stops_it(tmp_path):
+    """`edgedl app` execs Streamlit: SIGTERM to the PID a supervisor holds stops the server
+    (it used to stop only the wrapper and orphan Streamlit)."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    spec = importlib.util.spec_from_file_location(
+        "make_screenshot", Path(__file__).resolve().parent.parent / "docs" / "make_screenshot.py"
+    )
+    flow = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(flow)
+    port = flow.free_port()
+    env = {**os.environ, "EDGEDL_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "app", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/_stcore/health"
+    try:
+        for _ in range(120):  # bounded: up to a minute
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.read() == b"ok":
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the app did not answer its health check within a minute")
+        proc.terminate()
+        proc.wait(timeout=20)
+        with pytest.raises(OSError):
+            urllib.request.urlopen(url, timeout=2)
+    finally:
+        flow.stop_server(proc)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -27,4 +27,7 @@ def app_command(port: int, host: str) -> None:
     """Start the web app (Streamlit) on localhost."""
     cmd = streamlit_command(host, port)
     click.echo(f"EdgeDL Advisor app on http://{host}:{port}  (Ctrl-C to stop)")
-    raise SystemExit(subprocess.call(cmd))
+    sys.stdout.flush()
+    # become the server rather than its parent: a signal sent to this PID (a supervisor's
+    # SIGTERM, `kill PID`) then stops Streamlit itself instead of orphaning it
+    os.execv(cmd[0], cmd)
