@@ -429,3 +429,19 @@ def test_an_fp16_model_is_not_converted_or_quantized_and_runs_as_fp16(tmp_path):
         assert by[q].status == "skipped" and "takes FP32 models" in by[q].reasons[0]
     stage = next(s for s in by["baseline.device"].stages if s.kind == "compute")
     assert "fp16 peak" in stage.predicted.method  # the target's fp16 peak, not its fp32 one
+
+
+def test_a_pruned_model_is_kept_in_the_cache_under_its_inputs(tmp_path, monkeypatch, chain_model):
+    from advisor.plans import prune_structured as ps
+
+    monkeypatch.setenv("EDGEDL_CACHE_DIR", str(tmp_path))
+    src = get_zoo("digits_cnn")
+    key = ps._cache_key("digest-a", src)
+    assert key != ps._cache_key("digest-b", src)  # another model: another entry
+    assert ps._cached(key) is None
+    ps._store(key, chain_model, 100, 40)
+    model, before, after = ps._cached(key)
+    assert (before, after) == (100, 40)
+    assert model.SerializeToString() == chain_model.SerializeToString()
+    next(tmp_path.rglob("*.onnx")).write_bytes(b"garbage")  # a damaged entry: prune again
+    assert ps._cached(key) is None

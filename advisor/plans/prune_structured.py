@@ -71,6 +71,53 @@ def export_like(module, example, graph) -> onnx.ModelProto:
     )
 
 
+def _cache_key(model_digest: str, src) -> str:
+    """Pruning and fine-tuning are deterministic (seeded) for a given model, weights, data,
+    settings and library versions, and take most of an advise() run on a small model: the
+    result is kept in the cache under all of these."""
+    import hashlib
+    from importlib.metadata import version
+
+    h = hashlib.sha256()
+    weights = getattr(src, "torch_weights", None)
+    parts = [
+        model_digest,
+        str(getattr(src, "id", src)),
+        hashlib.sha256(weights.read_bytes()).hexdigest() if weights else "",
+        f"{DEFAULT_RATIO}-{FINE_TUNE_EPOCHS}-seed0",
+        version("torch"),
+        version("torch-pruning"),
+    ]
+    h.update("|".join(parts).encode())
+    return h.hexdigest()[:32]
+
+
+def _cached(key: str) -> tuple[onnx.ModelProto, int, int] | None:
+    from google.protobuf.message import DecodeError
+
+    from advisor import cache
+
+    meta = cache.read_json("pruned", key)
+    path = cache.cache_path("pruned", key).with_suffix(".onnx")
+    if meta is None or not path.is_file():
+        return None
+    try:
+        return onnx.load(path), int(meta["params_before"]), int(meta["params_after"])
+    except (OSError, KeyError, ValueError, DecodeError):
+        return None  # unreadable: prune again
+
+
+def _store(key: str, model: onnx.ModelProto, before: int, after: int) -> None:
+    from advisor import cache
+
+    path = cache.cache_path("pruned", key).with_suffix(".onnx")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".onnx.tmp")
+    onnx.save(model, tmp)
+    tmp.replace(path)  # the model first: the JSON is what marks the entry complete
+    cache.write_json("pruned", key, {"params_before": before, "params_after": after})
+
+
 @planner("prune.structured", "L1 channel pruning with a short fine-tune (torch), on the device")
 def prune_structured(ctx: PlanContext) -> list[Candidate] | Skip:
     src = ctx.torch_source
@@ -88,17 +135,23 @@ def prune_structured(ctx: PlanContext) -> list[Candidate] | Skip:
             "training data; this model is ONNX-only here or its weights are untrained (the zoo's "
             "trained models have all three)",
         )
-    import torch
+    key = _cache_key(ctx.graph.digest, src)
+    hit = _cached(key)
+    if hit is not None:
+        model, params_before, params_after = hit
+    else:
+        import torch
 
-    from advisor.zoo import torch_model, training_data
+        from advisor.zoo import torch_model, training_data
 
-    module = torch_model(src)
-    x_train, y_train = training_data(src)
-    example = torch.from_numpy(x_train[:1])
-    params_before = sum(p.numel() for p in module.parameters())
-    module = prune_and_finetune(module, example, x_train, y_train)
-    params_after = sum(p.numel() for p in module.parameters())
-    model = export_like(module, example, ctx.graph)
+        module = torch_model(src)
+        x_train, y_train = training_data(src)
+        example = torch.from_numpy(x_train[:1])
+        params_before = sum(p.numel() for p in module.parameters())
+        module = prune_and_finetune(module, example, x_train, y_train)
+        params_after = sum(p.numel() for p in module.parameters())
+        model = export_like(module, example, ctx.graph)
+        _store(key, model, params_before, params_after)
     return [
         Candidate(
             kind="prune.structured",
@@ -110,6 +163,7 @@ def prune_structured(ctx: PlanContext) -> list[Candidate] | Skip:
                 "epochs": FINE_TUNE_EPOCHS,
                 "params_before": params_before,
                 "params_after": params_after,
+                "reused_from_cache": hit is not None,
             },
         )
     ]
