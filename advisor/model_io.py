@@ -103,11 +103,11 @@ def read_file(path: Path) -> onnx.ModelProto:
 
 
 def _is_torch_checkpoint(data: bytes) -> bool:
-    """torch.save writes a zip archive holding '<name>/data.pkl' (or, before torch 1.6, a
-    pickle, which starts with the protocol byte 0x80)."""
+    """torch.save writes a zip archive holding '<name>/data.pkl' (before torch 1.6: a pickle
+    that starts with torch's magic number 0x1950a86a20f9469cfc6c)."""
     import zipfile
 
-    if data[:2] == b"\x80\x02" or data[:2] == b"\x80\x04":
+    if data.startswith(b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"):
         return True
     if not data.startswith(b"PK\x03\x04"):
         return False

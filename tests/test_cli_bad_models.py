@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 
 import onnx
 import onnx.helper as oh
@@ -22,7 +23,7 @@ def _truncated(tmp):
 
 def _random_bytes(tmp):
     p = tmp / "m.onnx"
-    p.write_bytes(os.urandom(4096))
+    p.write_bytes(random.Random(0).randbytes(4096))  # seeded: the same bytes every run
     return p
 
 
@@ -97,8 +98,17 @@ def _torch_checkpoint(tmp):
     return p
 
 
+def _torch_legacy_checkpoint(tmp):
+    import torch
+
+    p = tmp / "m.onnx"
+    torch.save({"w": torch.zeros(2)}, p, _use_new_zipfile_serialization=False)
+    return p
+
+
 CASES = [
     (_torch_checkpoint, "PyTorch checkpoint"),
+    (_torch_legacy_checkpoint, "PyTorch checkpoint"),
     (_no_nodes, "has no nodes"),
     (_zero_dim, "dimension of size 0"),
     (_future_opset, "Opset 99"),  # ORT's reason survives, its C++ signature does not
