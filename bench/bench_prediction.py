@@ -409,6 +409,7 @@ def render(res: dict) -> str:
         + ", ".join(f"{k} {'met' if ok else '**missed**'}" for k, ok in verdict)
         + ".\n"
     )
+    out.append(_history(res.get("history") or []))
     out.append(_misses(res))
     out.append(_stage_table(res))
     out.append(_where(res))
@@ -423,6 +424,31 @@ def render(res: dict) -> str:
             "for them; their per-node FP32 stages, where they have any, stay in the stage view."
         )
     return "\n".join(out)
+
+
+def _history(rows: list[dict]) -> str:
+    """The headline of this bench's recent runs (bench/results/history.jsonl), newest last."""
+    if len(rows) < 2:
+        return ""
+    met = sum(bool(r.get("met")) for r in rows)
+    table = md_table(
+        ["run", "commit", "median / p90 (over repeats)", "one run: median / p90", "targets"],
+        [
+            [
+                f"{r['date']}{' --full' if r.get('full') else ''}",
+                r.get("commit") or "–",
+                f"{_p(r.get('median'))} / {_p(r.get('p90'))}",
+                f"{_p(r.get('one_run_median'))} / {_p(r.get('one_run_p90'))}",
+                "met" if r.get("met") else "missed",
+            ]
+            for r in rows
+        ],
+    )
+    return (
+        f"The same headline in this bench's last {len(rows)} runs on this host (newest last; "
+        f"bench/results/history.jsonl): targets met in {met} of {len(rows)}. On a shared "
+        "host one run is one draw; this is the spread to read the verdict against.\n\n" + table
+    )
 
 
 def _why(v: dict, r: dict) -> str:
@@ -577,6 +603,14 @@ def main(argv: list[str] | None = None) -> dict:
     with fresh_cache():
         models = [z.id for z in list_zoo()]
         res = run(models, runs=50 if args.full else 20, repeats=11 if args.full else 7)
+    one = res["plan_error_single_run"]
+    res["history_entry"] = {
+        "median": res["plan_error"]["median"],
+        "p90": res["plan_error"]["p90"],
+        "one_run_median": one["median"],
+        "one_run_p90": one["p90"],
+        "met": res["median_target_met"] and res["p90_target_met"],
+    }
     return publish("prediction-error", "bench_prediction", args.full, res, t0, render)
 
 

@@ -230,10 +230,46 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore")
 
 
+HISTORY = RESULTS_DIR / "history.jsonl"
+
+
+def record_history(section: str, entry: dict, keep: int = 8) -> list[dict]:
+    """Append this run's headline figures to bench/results/history.jsonl and return the
+    section's last `keep` entries (oldest first): on a noisy host one run's verdict is one
+    draw, and the table says so by showing the recent ones next to it."""
+    import subprocess
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+            timeout=10,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    row = {"section": section, "date": _dt.date.today().isoformat(), "commit": commit, **entry}
+    HISTORY.parent.mkdir(parents=True, exist_ok=True)
+    with HISTORY.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row, sort_keys=True) + "\n")
+    rows = []
+    for line in HISTORY.read_text(encoding="utf-8").splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue  # a damaged line: skip it, keep the rest
+        if isinstance(item, dict) and item.get("section") == section:
+            rows.append(item)
+    return rows[-keep:]
+
+
 def publish(section: str, module: str, full: bool, res: dict, t0: float, render) -> dict:
-    """Stamp wall time and load on `res`, write its section of BENCHMARKS.md, print it."""
+    """Stamp wall time and load on `res`, write its section of BENCHMARKS.md, print it.
+
+    A bench that sets res["history_entry"] (its headline figures) gets res["history"]: the
+    recent runs of the same section, recorded in bench/results/history.jsonl."""
     import time
 
+    if "history_entry" in res:
+        res["history"] = record_history(section, {**res.pop("history_entry"), "full": full})
     res["wall_seconds"] = time.perf_counter() - t0
     res["load"] = load_average()
     body = render(res) + f"\n\nWall time {res['wall_seconds']:.0f} s; {res['load']}.\n"

@@ -357,3 +357,20 @@ def test_paired_ratios_cancel_a_drift_that_hits_every_placement_in_a_round():
         {"w": median(paired(whole, whole)), "c": median(paired(cut, whole))},
         {"adv": "c", "ns": "w"},
     ) == pytest.approx({"adv": 0.0, "ns": 1 / 0.9 - 1})
+
+
+def test_history_keeps_each_sections_recent_runs(tmp_path, monkeypatch):
+    from bench.bench_prediction import _history
+
+    monkeypatch.setattr(common, "HISTORY", tmp_path / "history.jsonl")
+    for m in (0.04, 0.14, 0.05):
+        rows = common.record_history("prediction-error", {"median": m, "p90": 0.2, "met": m < 0.1})
+    common.record_history("plan-quality", {"median": 0.0})
+    (tmp_path / "history.jsonl").open("a").write("not json\n")  # a damaged line is skipped
+    rows = common.record_history(
+        "prediction-error", {"median": 0.03, "p90": 0.1, "met": True}, keep=3
+    )
+    assert [r["median"] for r in rows] == [0.14, 0.05, 0.03]
+    text = _history(rows)
+    assert "met in 2 of 3" in text and "14.0% / 20.0%" in text
+    assert _history(rows[:1]) == ""  # one run: nothing to compare with
