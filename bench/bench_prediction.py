@@ -4,7 +4,7 @@
 
 For each zoo model, advise() runs with every tier on this host (device, edge and cloud =
 'host', ethernet links), so every validated plan carries both a predicted_target and a
-measured_host latency for the same compute. advise() runs several times per model (7 by
+measured_host latency for the same compute. advise() runs several times per model (11 by
 default), each on a fresh profile, round-robin over the models: this host's speed jumps by up
 to 30% between one-second stretches, so one profile and one validation can sit in different
 speed states. Each plan's predicted and measured figures are medians over the repeats; each
@@ -279,7 +279,7 @@ def predicted_kinds(advice) -> tuple[str, ...]:
     return ("baseline.device", *sorted(kinds - {"baseline.device"}))
 
 
-def run(models: list[str], runs: int = 20, repeats: int = 5) -> dict:
+def run(models: list[str], runs: int = 20, repeats: int = 11) -> dict:
     """Repeat 0 is the shared full advise() (every plan, memoised for the other benches);
     repeats 1.. run the plans with an independent prediction again, each on a fresh profile,
     round-robin over the models so each repeat of a model lands in a different stretch of
@@ -502,7 +502,7 @@ def _misses(res: dict) -> str:
         "(scale × per-node sum + overhead, unless the scale was clamped), so its error is the "
         "difference between two measurements of the same model taken seconds apart on a "
         "shared 2-core host — noise the predictor cannot remove, only average away (more "
-        "repeats; `--full`: 11 repeats of 50 runs). Split plans add two causes: the scale is "
+        "repeats; `--full`: 21 repeats of 50 runs). Split plans add two causes: the scale is "
         "one factor per model while a head "
         "or tail sub-model gets its own share of ALL-level fusions (NCHWc layout changes pay "
         "off per conv chain, not per model), and stages of one or two nodes are mostly "
@@ -593,7 +593,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--full",
         action="store_true",
-        help="50 timed runs per measurement and 11 repeats (default 20 and 7)",
+        help="50 timed runs per measurement and 21 repeats (default 20 and 11)",
     )
     args = ap.parse_args(argv)
     quiet_libraries()
@@ -602,7 +602,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     with fresh_cache():
         models = [z.id for z in list_zoo()]
-        res = run(models, runs=50 if args.full else 20, repeats=11 if args.full else 7)
+        res = run(models, runs=50 if args.full else 20, repeats=21 if args.full else 11)
     one = res["plan_error_single_run"]
     res["history_entry"] = {
         "median": res["plan_error"]["median"],
