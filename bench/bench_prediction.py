@@ -435,7 +435,8 @@ def _history(rows: list[dict]) -> str:
         ["run", "commit", "median / p90 (over repeats)", "one run: median / p90", "targets"],
         [
             [
-                f"{r['date']}{' --full' if r.get('full') else ''}",
+                f"{r['date']}{' --full' if r.get('full') else ''}"
+                + (f" ({r['repeats']} × {r['runs']} runs)" if r.get("repeats") else ""),
                 r.get("commit") or "–",
                 f"{_p(r.get('median'))} / {_p(r.get('p90'))}",
                 f"{_p(r.get('one_run_median'))} / {_p(r.get('one_run_p90'))}",
@@ -610,6 +611,8 @@ def main(argv: list[str] | None = None) -> dict:
         "one_run_median": one["median"],
         "one_run_p90": one["p90"],
         "met": res["median_target_met"] and res["p90_target_met"],
+        "repeats": res["repeats"],
+        "runs": 50 if args.full else 20,
     }
     return publish("prediction-error", "bench_prediction", args.full, res, t0, render)
 
