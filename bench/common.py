@@ -239,13 +239,17 @@ def record_history(section: str, entry: dict, keep: int = 8) -> list[dict]:
     draw, and the table says so by showing the recent ones next to it."""
     import subprocess
 
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
-            timeout=10,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *args], capture_output=True, text=True, cwd=ROOT, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if commit and git("status", "--porcelain", "--untracked-files=no", "--", "advisor", "bench"):
+        commit += "-dirty"  # the code that ran is not that commit's
     row = {"section": section, "date": _dt.date.today().isoformat(), "commit": commit, **entry}
     HISTORY.parent.mkdir(parents=True, exist_ok=True)
     with HISTORY.open("a", encoding="utf-8") as fh:
