@@ -63,31 +63,27 @@ def _symbolic(tmp):
     return p
 
 
-def _no_nodes(tmp):
-    x = oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])
-    g = oh.make_graph([], "g", [x], [x])
+def _relu(tmp, shape=(1, 4), opset=17, nodes=True):
+    """A one-Relu model (or, nodes=False, a graph with no nodes) saved as m.onnx."""
+    x = oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, list(shape))
+    y = oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, list(shape))
+    relu = [oh.make_node("Relu", ["x"], ["y"], name="r")] if nodes else []
+    g = oh.make_graph(relu, "g", [x], [y] if nodes else [x])
     p = tmp / "m.onnx"
-    onnx.save(oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)]), p)
+    onnx.save(oh.make_model(g, opset_imports=[oh.make_opsetid("", opset)]), p)
     return p
+
+
+def _no_nodes(tmp):
+    return _relu(tmp, nodes=False)
 
 
 def _zero_dim(tmp):
-    x = oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [0, 4])
-    y = oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [0, 4])
-    g = oh.make_graph([oh.make_node("Relu", ["x"], ["y"], name="r")], "g", [x], [y])
-    p = tmp / "m.onnx"
-    onnx.save(oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)]), p)
-    return p
+    return _relu(tmp, shape=(0, 4))
 
 
 def _future_opset(tmp):
-    x = oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])
-    y = oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])
-    g = oh.make_graph([oh.make_node("Relu", ["x"], ["y"], name="r")], "g", [x], [y])
-    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 99)])
-    p = tmp / "m.onnx"
-    onnx.save(m, p)
-    return p
+    return _relu(tmp, opset=99)
 
 
 def _torch_checkpoint(tmp):
