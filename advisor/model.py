@@ -12,7 +12,7 @@ import ast
 import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -185,7 +185,14 @@ def load_model(
     ]
     notices, batch_inputs = model_io.fix_input_shapes(proto, dict(input_shapes or {}))
     model_io.infer_shapes(proto)
-    return _build(proto, origin, (*folded, *notices), tuple(batch_inputs))
+    graph = _build(proto, origin, (*folded, *notices), tuple(batch_inputs))
+    if graph.precision == "fp16":
+        note = (
+            "the model computes in FP16 (most weight bytes are float16): it is predicted at each "
+            "target's fp16 peak, and FP16 conversion and INT8 quantization are skipped"
+        )
+        graph = replace(graph, notices=(*graph.notices, note))
+    return graph
 
 
 def _dtype_name(elem_type: int) -> str:

@@ -411,7 +411,8 @@ def test_an_fp16_model_is_not_converted_or_quantized_and_runs_as_fp16(tmp_path):
     )
     path = tmp_path / "half.onnx"
     onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)]), path)
-    assert load_model(path).precision == "fp16"
+    half = load_model(path)
+    assert half.precision == "fp16" and any("computes in FP16" in n for n in half.notices)
     a = advise(
         AdviceRequest(
             model=str(path), device="jetson_orin_nano", link="wifi", latency_ms=50, runs=3,
