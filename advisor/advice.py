@@ -23,6 +23,10 @@ class _Model(BaseModel):
 class AdviceRequest(_Model):
     """What the user asks: a model, where it may run, over which link, and how fast."""
 
+    # every number a user gives must be finite: an infinite link or target once produced
+    # plans at "inf ms" and a stored run that JSON could not carry
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
     model: str = Field(description="path to an .onnx file, or a zoo id such as 'digits_cnn'")
     input_shapes: dict[str, list[int]] = Field(
         default_factory=dict, description="values for symbolic dimensions, per input name"
@@ -35,9 +39,7 @@ class AdviceRequest(_Model):
     down_mbps: float | None = Field(default=None, gt=0)
     rtt_ms: float | None = Field(default=None, ge=0)
     cloud_link: str = Field(default="ethernet", description="link preset for edge <-> cloud")
-    latency_ms: float = Field(
-        gt=0, allow_inf_nan=False, description="end-to-end latency target in ms"
-    )
+    latency_ms: float = Field(gt=0, description="end-to-end latency target in ms")
     accuracy_budget: float | None = Field(
         default=None,
         ge=0,

@@ -271,6 +271,13 @@ def test_cli_exit_codes(tmp_path):
             ["advise", "digits_cnn", "--device", "rpi4", "--link", "wifi", "--latency-ms", bad],
         )
         assert r.exit_code == 2 and "latency_ms" in r.output, (bad, r.output)
+    for flag in ("--rtt-ms", "--up-mbps", "--accuracy-budget"):  # every number must be finite
+        args = ["advise", "digits_cnn", "--device", "rpi4", "--latency-ms", "5"]
+        link = {"--up-mbps": "10", "--down-mbps": "10", "--rtt-ms": "20", flag: "inf"}
+        for k, v in link.items():
+            args += [k, v]
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 2 and "finite" in r.output, (flag, r.output)
 
 
 def test_labels_beyond_the_models_classes_are_refused(tmp_path):
