@@ -271,6 +271,15 @@ def test_cli_exit_codes(tmp_path):
             ["advise", "digits_cnn", "--device", "rpi4", "--link", "wifi", "--latency-ms", bad],
         )
         assert r.exit_code == 2 and "latency_ms" in r.output, (bad, r.output)
+    for report, message in (
+        ("r.txt", "cannot tell the report format"),
+        ("no/dir/r.html", "does not exist"),
+    ):
+        r = CliRunner().invoke(  # refused before any profiling, not after
+            cli, ["advise", "digits_cnn", "--device", "rpi4", "--link", "wifi", "--latency-ms", "5",
+                  "--report", str(tmp_path / report)],
+        )  # fmt: skip
+        assert r.exit_code == 2 and message in r.output and "[" not in r.output, r.output
     for flag in ("--rtt-ms", "--up-mbps", "--accuracy-budget"):  # every number must be finite
         args = ["advise", "digits_cnn", "--device", "rpi4", "--latency-ms", "5"]
         link = {"--up-mbps": "10", "--down-mbps": "10", "--rtt-ms": "20", flag: "inf"}

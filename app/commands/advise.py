@@ -53,6 +53,22 @@ class _Progress:
             click.echo(f"[{frac * 100:3.0f}%] {stage}", err=True)
 
 
+def _check_report_path(path: str) -> None:
+    """The report's format must follow from its suffix and its folder must be writable."""
+    import os
+    from pathlib import Path
+
+    from advisor.errors import RequestError
+    from advisor.report import format_for_path
+
+    format_for_path(path)
+    folder = Path(path).expanduser().resolve().parent
+    if not folder.is_dir():
+        raise RequestError(f"--report {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise RequestError(f"--report {path}: the folder {folder} is not writable")
+
+
 def _table(advice) -> str:
     on_target = any(p.measured_target for p in advice.plans)
     rows = [
@@ -250,6 +266,8 @@ def advise_command(
         raise RequestError(
             f"{loc + ': ' if loc else ''}{err['msg']}".replace("Value error, ", "")
         ) from None
+    if report_path:
+        _check_report_path(report_path)  # before minutes of work, not after
     advice = advise(req, progress=_Progress(not quiet))
     if report_path:
         from advisor.report import write_report
