@@ -136,6 +136,17 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
     if unknown:
         raise RequestError(f"unknown plan kind {unknown[0]!r}; known: {', '.join(PLANNERS)}")
 
+    # --- targets and links first: an unknown id fails before any work ---------------------
+    catalog = load_catalog()
+
+    def target(tid: str | None):
+        return get_target(tid, catalog, threads=request.threads) if tid else None
+
+    device, edge, cloud = target(request.device), target(request.edge), target(request.cloud)
+    link = _link(request, catalog)
+    cloud_link = get_link(request.cloud_link, catalog) if cloud and edge else None
+    server = edge or cloud
+
     # --- model and data ---------------------------------------------------------------
     stages.start("load model", 0.02)
     shapes = {k: tuple(v) for k, v in request.input_shapes.items()}
@@ -161,15 +172,6 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
     stages.start("profile", 0.08)
     fp = fingerprint(request.threads)
     cal = calibrate(threads=request.threads)
-    catalog = load_catalog()
-
-    def target(tid: str | None):
-        return get_target(tid, catalog, threads=request.threads) if tid else None
-
-    device, edge, cloud = target(request.device), target(request.edge), target(request.cloud)
-    link = _link(request, catalog)
-    cloud_link = get_link(request.cloud_link, catalog) if cloud and edge else None
-    server = edge or cloud
     prof = profile_model(graph, eval_inputs[0], runs=request.runs, threads=request.threads)
     stages.stop("profile")
 
