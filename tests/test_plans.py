@@ -462,3 +462,37 @@ def test_a_pruned_model_is_kept_in_the_cache_under_its_inputs(tmp_path, monkeypa
     assert model.SerializeToString() == chain_model.SerializeToString()
     next(tmp_path.rglob("*.onnx")).write_bytes(b"garbage")  # a damaged entry: prune again
     assert ps._cached(key) is None
+
+
+def test_boundary_int8_cuts_where_a_float_tensor_crosses(tmp_path, int64_model):
+    """On a token model the cheapest cut may send only int64 ids; the compression plan must
+    then pick a cut with a float tensor to compress, and its head carries the codec."""
+    import onnx
+
+    from advisor.hardware import get_target
+    from advisor.plans import PlanContext
+    from advisor.plans.boundary_int8 import boundary_int8
+    from advisor.predict import calibrate
+
+    # a first node on ids alone: the cut after it sends only int64 tensors
+    int64_model.graph.node.insert(
+        0, onnx.helper.make_node("Identity", ["attention_mask"], ["mask.copy"], "mask.copy")
+    )
+    int64_model.graph.node[2].input[0] = "mask.copy"  # mask.cast reads the copy
+    g = load_model(int64_model)
+    host, link = get_target("host"), get_link("wifi", load_catalog())
+    slow_device = {n.name: 100.0 for n in g.nodes}  # offload as early as possible
+    fast_server = {n.name: 0.001 for n in g.nodes}
+    ctx = PlanContext(
+        graph=g, device=host, server=host, server_tier="edge", edge=host, cloud=None,
+        link=link, cloud_link=None, device_ms=slow_device, server_ms=fast_server,
+        edge_ms=fast_server, cloud_ms={}, calib_inputs=[], work_dir=tmp_path,
+        calibration=calibrate(threads=1),
+    )  # fmt: skip
+    earliest = min((r for r in ctx.costs(g) if 0 < r.position < len(g.nodes)),
+                   key=lambda r: r.total_ms)  # fmt: skip
+    assert all(g.tensor(t).dtype == "int64" for t in earliest.tensors)  # the trap is set
+    (plan,) = boundary_int8(ctx)
+    assert plan.params["position"] > earliest.position
+    assert any(t.endswith(".q") for t in plan.params["sent"]), plan.params
+    assert "DynamicQuantizeLinear" in {n.op_type for n in plan.steps[0].model.graph.node}

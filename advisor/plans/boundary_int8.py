@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from advisor.cuts import int8_boundary
 from advisor.plans import Candidate, Compute, PlanContext, Skip, Transfer, planner
-from advisor.plans.costs import best
+from advisor.plans.costs import best, is_float, size_text
 from advisor.plans.partition_chain import partition_candidate
 
 
@@ -20,15 +20,19 @@ def boundary_int8(ctx: PlanContext) -> list[Candidate] | Skip:
     if ctx.server is None:
         return Skip("compress.boundary_int8", "no edge or cloud target given")
     g = ctx.graph
-    rows = ctx.costs(g, int8_boundary=True)
+    # only cuts that send a float tensor have anything to compress (a cut that sends token
+    # ids alone would be a plain partition under this plan's name)
+    rows = [r for r in ctx.costs(g, int8_boundary=True) if any(is_float(g, t) for t in r.tensors)]
     top = best(rows, proper_only=True, n_nodes=len(g.nodes))
     if top is None:
-        return Skip("compress.boundary_int8", "the model has no inner cut")
+        return Skip(
+            "compress.boundary_int8", "the model has no inner cut that sends a float tensor"
+        )
     c = partition_candidate(
         ctx,
         "compress.boundary_int8",
         f"Cut after {g.nodes[top.position - 1].layer}, boundary sent as INT8 "
-        f"({top.bytes / 1024:.1f} KiB)",
+        f"({size_text(top.bytes)})",
         top.position,
     )
     # the artifacts carry the encoding (DynamicQuantizeLinear at the end of the head,

@@ -61,11 +61,24 @@ def boundary_bytes(graph: ModelGraph, tensors: tuple[str, ...], int8: bool = Fal
     total = 0
     for name in tensors:
         t = graph.tensor(name)
-        if int8 and t.dtype in ("float32", "float16", "float64"):
+        if int8 and is_float(graph, name):
             total += t.nbytes // max(1, _itemsize(t.dtype)) + 8
         else:
             total += t.nbytes
     return total
+
+
+def size_text(nbytes: int) -> str:
+    """Bytes for a plan title: exact below 1 KiB, else KiB with one decimal.
+
+    >>> size_text(133), size_text(4096)
+    ('133 B', '4.0 KiB')
+    """
+    return f"{nbytes} B" if nbytes < 1024 else f"{nbytes / 1024:.1f} KiB"
+
+
+def is_float(graph: ModelGraph, tensor: str) -> bool:
+    return graph.tensor(tensor).dtype in ("float32", "float16", "float64")
 
 
 def _itemsize(dtype: str) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from advisor.cuts import split_model
 from advisor.model import ModelGraph
 from advisor.plans import Candidate, Compute, PlanContext, Skip, Step, Transfer, planner
+from advisor.plans.costs import size_text
 from advisor.plans.exit_costs import PairCost, edgent_choice, measure_exits, missing, pair_costs
 
 KIND = "early_exit.partition"
@@ -76,7 +77,7 @@ def exit_candidate(
 
 def pair_title(pair: PairCost, exits: int) -> str:
     where = {"all on device": "all on the device", "all on server": "all on the server"}.get(
-        pair.placement, f"cut after {pair.cut_after} ({pair.cut.bytes / 1024:.1f} KiB sent)"
+        pair.placement, f"cut after {pair.cut_after} ({size_text(pair.cut.bytes)} sent)"
     )
     return f"Early exit {pair.exit} ({pair.exit_index + 1} of {exits}), {where}"
 

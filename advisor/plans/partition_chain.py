@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from advisor.cuts import returned_outputs, split_model
 from advisor.plans import Candidate, Compute, PlanContext, Skip, Transfer, planner
-from advisor.plans.costs import best
+from advisor.plans.costs import best, size_text
 
 
 def partition_candidate(
@@ -76,7 +76,7 @@ def chain(ctx: PlanContext) -> list[Candidate] | Skip:
         partition_candidate(
             ctx,
             "partition.chain",
-            f"Cut after {g.nodes[top.position - 1].layer} ({top.bytes / 1024:.1f} KiB sent)",
+            f"Cut after {g.nodes[top.position - 1].layer} ({size_text(top.bytes)} sent)",
             top.position,
             extra={**table, "chosen_position": top.position},
         )

@@ -17,6 +17,7 @@ from advisor.cuts import returned_outputs, split_model
 from advisor.hardware import transfer_ms
 from advisor.model import ModelGraph
 from advisor.plans import Candidate, Compute, PlanContext, Skip, Transfer, planner
+from advisor.plans.costs import size_text
 
 SRC, SNK = "__device__", "__server__"
 
@@ -88,7 +89,7 @@ def dag(ctx: PlanContext) -> list[Candidate] | Skip:
         Candidate(
             kind="partition.dag",
             title=f"Min-cut split: {len(head)} of {n} nodes on the device, "
-            f"{len(crossing)} tensor(s), {nbytes / 1024:.1f} KiB sent",
+            f"{len(crossing)} tensor(s), {size_text(nbytes)} sent",
             steps=[
                 Compute("device compute", "device", ctx.device, head_model, nodes=head),
                 Transfer("uplink transfer", ctx.link, "up", crossing),
