@@ -496,3 +496,33 @@ def test_boundary_int8_cuts_where_a_float_tensor_crosses(tmp_path, int64_model):
     assert plan.params["position"] > earliest.position
     assert any(t.endswith(".q") for t in plan.params["sent"]), plan.params
     assert "DynamicQuantizeLinear" in {n.op_type for n in plan.steps[0].model.graph.node}
+
+
+def test_static_int8_refuses_infinite_scales_from_a_minus_inf_mask():
+    import warnings
+
+    import onnx
+    from onnx import TensorProto
+    from onnx import helper as oh
+
+    from advisor.errors import ModelError
+    from advisor.plans.quantize_common import static_int8
+
+    mask = np.zeros((1, 8), np.float32)
+    mask[0, 4:] = -np.inf  # an attention-style mask
+    graph = oh.make_graph(
+        [oh.make_node("Add", ["x", "mask"], ["masked"], "apply_mask"),
+         oh.make_node("MatMul", ["masked", "w"], ["y"], "mm")],
+        "masked",
+        [oh.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [oh.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [onnx.numpy_helper.from_array(mask, "mask"),
+         onnx.numpy_helper.from_array(np.ones((8, 4), np.float32), "w")],
+    )  # fmt: skip
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+    calib = [{"x": np.random.default_rng(i).standard_normal((1, 8)).astype(np.float32)}
+             for i in range(4)]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and numpy's warnings stay inside the quantizer
+        with pytest.raises(ModelError, match="infinite INT8 scale"):
+            static_int8(model, calib)

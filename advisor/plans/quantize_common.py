@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +35,35 @@ def _quiet_root_logger():
     root.setLevel(logging.ERROR)
     ort.set_default_logger_severity(3)
     try:
-        yield
+        with warnings.catch_warnings():
+            # numpy's divide/cast warnings from the calibrator; a bad scale they point at is
+            # caught by _check_scales with a reason
+            warnings.simplefilter("ignore", RuntimeWarning)
+            yield
     finally:
         root.setLevel(level)
         ort.set_default_logger_severity(2)
+
+
+def _check_scales(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Refuse a quantized model whose (De)QuantizeLinear scales are not finite: calibration
+    met a tensor with infinite values (an attention mask of -inf, typically)."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    bad = []
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 1:
+            scale = inits.get(node.input[1])
+            if scale is not None and not np.all(np.isfinite(numpy_helper.to_array(scale))):
+                bad.append(node.input[0])
+    if bad:
+        raise ModelError(
+            f"calibration gave {len(set(bad))} tensor(s) an infinite INT8 scale (e.g. "
+            f"{sorted(set(bad))[0]!r}, which holds infinite values such as an attention mask "
+            "of -inf); such a model cannot be quantized as it is"
+        )
+    return model
 
 
 class _Reader(CalibrationDataReader):
@@ -111,7 +137,7 @@ def static_int8(
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
         )
-        return onnx.load(out)
+        return _check_scales(onnx.load(out))
 
 
 def dynamic_int8(model: onnx.ModelProto) -> onnx.ModelProto:
