@@ -457,6 +457,15 @@ def _load_data(request: AdviceRequest, graph, zoo_entry) -> _EvalData:
     if data_path:
         batched, labels = load_npz(data_path, graph)
         inputs = _split_samples(batched, graph, request.max_eval_samples)
+        with np.load(data_path, allow_pickle=False) as archive:
+            used = {t.name for t in graph.inputs} | {"y", "labels"}
+            used |= {"x"} if len(graph.inputs) == 1 else set()
+            unused = sorted(set(archive.files) - used)
+        if unused:
+            notices.append(
+                f"{Path(data_path).name}: ignored array(s) {', '.join(unused)} (the model's "
+                f"inputs are {', '.join(t.name for t in graph.inputs)}; labels go under 'y')"
+            )
     else:
         inputs = [sample_inputs(graph, seed=i) for i in range(NO_LABEL_EVAL_SAMPLES)]
         notices.append(

@@ -294,6 +294,11 @@ def test_labels_beyond_the_models_classes_are_refused(tmp_path):
     from advisor.errors import InputDataError
 
     x = np.load(get_zoo("digits_cnn").labelled_data)["x"]
+    np.savez(tmp_path / "ok.npz", x=x[:8], y=np.arange(8), zzz=np.zeros(3))
+    a = advise(AdviceRequest(model="digits_cnn", device="rpi4", link="wifi", latency_ms=5,
+                             data=str(tmp_path / "ok.npz"), plans=["baseline.device"], runs=3,
+                             out_dir=str(tmp_path / "out0")))  # fmt: skip
+    assert any("ignored array(s) zzz" in n for n in a.notices)  # a typo'd key is not silent
     np.savez(tmp_path / "d.npz", x=x[:8], y=np.full(8, 50))
     req = AdviceRequest(model="digits_cnn", device="rpi4", link="wifi", latency_ms=5,
                         data=str(tmp_path / "d.npz"), plans=["baseline.device"], runs=3,
