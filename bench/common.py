@@ -248,7 +248,8 @@ def record_history(section: str, entry: dict, keep: int = 8) -> list[dict]:
             return ""
 
     commit = git("rev-parse", "--short", "HEAD")
-    if commit and git("status", "--porcelain", "--untracked-files=no", "--", "advisor", "bench"):
+    code = ("advisor", "bench", ":(exclude)bench/results")  # results are written by this run
+    if commit and git("status", "--porcelain", "--untracked-files=no", "--", *code):
         commit += "-dirty"  # the code that ran is not that commit's
     row = {"section": section, "date": _dt.date.today().isoformat(), "commit": commit, **entry}
     HISTORY.parent.mkdir(parents=True, exist_ok=True)
