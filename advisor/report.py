@@ -2,7 +2,8 @@
 
     render_html(advice)      one HTML file: inline <style>, charts as inline SVG, no script,
                              no external CSS/JS/fonts/images (it opens offline)
-    render_markdown(advice)  the same sections in Markdown (charts as inline SVG blocks)
+    render_markdown(advice)  the same sections in Markdown (charts as inline SVG blocks;
+                             write_report puts them beside a .md file as .svg files)
     render_json(advice)      the Advice itself; round-trips through Advice.model_validate_json
     write_report(advice, path, fmt=None)   fmt from the suffix: .html/.htm, .md, .json
     load_advice(path)        an Advice from a JSON file, or ReportError naming what is wrong
@@ -45,6 +46,7 @@ __all__ = [
     "ReportFormat",
     "render_html",
     "render_markdown",
+    "render_markdown_with_charts",
     "render_json",
     "render",
     "write_report",
@@ -207,7 +209,7 @@ def _fence(text: str) -> str:
     return f"{ticks}\n{text}\n{ticks}"
 
 
-def _md_block(block: Block) -> str:
+def _md_block(block: Block, charts: list[str] | None = None, folder: str = "") -> str:
     if isinstance(block, Para):
         return f"**{md_escape(block.text)}**" if block.strong else md_escape(block.text)
     if isinstance(block, Heading):
@@ -217,6 +219,9 @@ def _md_block(block: Block) -> str:
     if isinstance(block, Code):
         return _fence(block.text)
     if isinstance(block, Chart):
+        if charts is not None:  # written beside the report: a link any Markdown viewer draws
+            charts.append(block.svg)
+            return f"![chart {len(charts)}](<{folder}/chart-{len(charts)}.svg>)"
         # An HTML block: Markdown viewers that allow inline HTML draw it; it has no blank line
         return block.svg
     lines = [
@@ -228,7 +233,19 @@ def _md_block(block: Block) -> str:
 
 
 def render_markdown(advice: Advice) -> str:
-    """The report in Markdown, with the same sections as the HTML."""
+    """The report in Markdown, with the same sections as the HTML; charts as inline SVG (one
+    self-contained file)."""
+    return _markdown(advice, None, "")
+
+
+def render_markdown_with_charts(advice: Advice, folder: str) -> tuple[str, list[str]]:
+    """The Markdown report linking its charts as `folder/chart-N.svg`, and those charts' SVG
+    in order: many Markdown viewers (GitHub's among them) do not draw inline SVG."""
+    charts: list[str] = []
+    return _markdown(advice, charts, folder), charts
+
+
+def _markdown(advice: Advice, charts: list[str] | None, folder: str) -> str:
     secs = sections(advice)
     out = [
         f"# {md_escape(_title(advice))}",
@@ -237,7 +254,7 @@ def render_markdown(advice: Advice) -> str:
     ]
     for s in secs:
         out.append(f'<a id="{s.anchor}"></a>\n\n## {md_escape(s.title)}')
-        out.extend(_md_block(b) for b in s.blocks)
+        out.extend(_md_block(b, charts, folder) for b in s.blocks)
     return "\n\n".join(out) + "\n"
 
 
@@ -272,8 +289,17 @@ def format_for_path(path: str | Path) -> ReportFormat:
 def write_report(advice: Advice, path: str | Path, fmt: str | None = None) -> Path:
     """Write the report to `path` (parent folders created); the format defaults to the suffix."""
     out = Path(path)
-    text = render(advice, fmt or format_for_path(out))
+    fmt = fmt or format_for_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "md":  # the charts go beside it as .svg files, linked from the text
+        folder = f"{out.stem}.charts"
+        text, charts = render_markdown_with_charts(advice, folder)
+        if charts:
+            (out.parent / folder).mkdir(exist_ok=True)
+            for i, svg in enumerate(charts, 1):
+                (out.parent / folder / f"chart-{i}.svg").write_text(svg, encoding="utf-8")
+    else:
+        text = render(advice, fmt)
     out.write_text(text, encoding="utf-8")
     return out
 

@@ -252,6 +252,20 @@ def test_write_report_infers_the_format(tmp_path, advice, name, check):
     assert check(path.read_text(encoding="utf-8"))
 
 
+def test_a_markdown_file_links_its_charts_as_svg_files_beside_it(tmp_path, advice):
+    """GitHub and many other Markdown viewers do not draw inline SVG: the file links them."""
+    import xml.etree.ElementTree as ET
+
+    path = write_report(advice, tmp_path / "my report.md")
+    text = path.read_text(encoding="utf-8")
+    files = sorted((tmp_path / "my report.charts").glob("chart-*.svg"))
+    assert files and "<svg" not in text
+    for i, f in enumerate(files, 1):
+        assert f"![chart {i}](<my report.charts/chart-{i}.svg>)" in text
+        assert ET.parse(f).getroot().tag.endswith("svg")
+    assert "<svg" in render_markdown(advice)  # in memory (the app's download): one file
+
+
 def test_write_report_errors(tmp_path, advice):
     with pytest.raises(ReportError, match=r"name it \.html, \.md or \.json"):
         write_report(advice, tmp_path / "r.txt")
