@@ -219,10 +219,13 @@ class RunStore:
         try:
             return Advice.model_validate_json(text)
         except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"]) or "(top level)"
             raise ReportError(
-                f"run {rid} was stored in a form this version cannot read "
-                f"({exc.error_count()} problem(s)); delete it with "
-                f"`edgedl runs delete {rid}`"
+                f"run {rid} cannot be read back ({exc.error_count()} problem(s); first at "
+                f"{where}: {first['msg']}): it was stored by another version of edgedl, or "
+                f"before a check that now refuses its request; run the advice again, and "
+                f"delete this one with `edgedl runs delete {rid}`"
             ) from None
 
     def delete(self, run_id: str) -> None:

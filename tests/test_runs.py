@@ -128,7 +128,9 @@ def test_corrupt_database_and_unreadable_run(db, tmp_path):
     sqlite_utils.Database(db)["runs"].insert(
         {"id": "feedbeef0000", "saved": "2026", "advice_json": '{"old": 1}'}
     )
-    with pytest.raises(ReportError, match="delete it with `edgedl runs delete feedbeef0000`"):
+    with pytest.raises(
+        ReportError, match="first at .*delete this one with `edgedl runs delete feedbeef0000`"
+    ):
         store.get("feedbeef0000")
 
 
