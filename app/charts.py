@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Literal
 import altair as alt
 import pandas as pd
 
+from advisor.charts import fidelity_metric
+
 if TYPE_CHECKING:
     from advisor.advice import Advice, Latency, PlanResult, Stage
     from kb import Comparison, KnowledgeBase
@@ -257,17 +259,8 @@ def layers_chart(advice: Advice) -> alt.LayerChart | None:
     )
 
 
-def _fidelity_metric(advice: Advice) -> tuple[str, str]:
-    fids = [p.fidelity for p in advice.plans if p.fidelity]
-    if any(f.accuracy is not None for f in fids):
-        return "accuracy", "task accuracy (labelled data)"
-    if any(f.top1_agreement is not None for f in fids):
-        return "top1_agreement", "top-1 agreement with FP32"
-    return "cosine", "output cosine similarity to FP32"
-
-
 def pareto_frame(advice: Advice, kind: ChartKind = "predicted_target") -> pd.DataFrame:
-    metric, _ = _fidelity_metric(advice)
+    metric, _ = fidelity_metric(advice)
     rows = []
     for p in advice.plans:
         lat = _plan_latency(p, kind)
@@ -292,7 +285,7 @@ def pareto_chart(advice: Advice, kind: ChartKind = "predicted_target") -> alt.La
     frame = pareto_frame(advice, kind)
     if frame.empty:
         return None
-    _, label = _fidelity_metric(advice)
+    _, label = fidelity_metric(advice)
     base = alt.Chart(frame)
     points = base.mark_point(filled=True, size=90).encode(
         x=alt.X("ms:Q", title=f"{kind} e2e latency (ms)"),

@@ -13,18 +13,20 @@ from advisor.plans import Candidate, Compute, PlanContext, Skip, Transfer, plann
 from advisor.plans.costs import best, size_text
 
 
-def partition_candidate(
+def split_candidate(
     ctx: PlanContext,
     kind: str,
     title: str,
-    position: int,
+    head_nodes: frozenset[str],
+    params: dict,
     extra: dict | None = None,
 ) -> Candidate:
-    """Head = first `position` nodes on the device, tail on the server."""
+    """`head_nodes` (closed under predecessors) on the device, the rest on the server: the
+    steps every two-tier partition shares (device compute, uplink, server compute, downlink of
+    the outputs the server computes)."""
     g = ctx.graph
     if ctx.server is None:
         raise ValueError("a partition needs a server target")
-    head_nodes = frozenset(n.name for n in g.nodes[:position])
     head, tail, crossing = split_model(g, head_nodes)
     tier = ctx.server_tier or "edge"
     return Candidate(
@@ -38,18 +40,36 @@ def partition_candidate(
                 tier,
                 ctx.server,
                 tail,
-                nodes=frozenset(n.name for n in g.nodes[position:]),
+                nodes=frozenset(n.name for n in g.nodes) - head_nodes,
             ),
             Transfer("downlink transfer", ctx.link, "down", returned_outputs(g, head_nodes)),
         ],
-        params={
+        params={**params, "tensors": list(crossing)},
+        extra=extra or {},
+        speed_claim=False,
+    )
+
+
+def partition_candidate(
+    ctx: PlanContext,
+    kind: str,
+    title: str,
+    position: int,
+    extra: dict | None = None,
+) -> Candidate:
+    """Head = first `position` nodes on the device, tail on the server."""
+    g = ctx.graph
+    return split_candidate(
+        ctx,
+        kind,
+        title,
+        frozenset(n.name for n in g.nodes[:position]),
+        {
             "position": position,
             "cut_after": g.nodes[position - 1].name,
             "cut_layer": g.nodes[position - 1].layer,
-            "tensors": list(crossing),
         },
-        extra=extra or {},
-        speed_claim=False,
+        extra,
     )
 
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import networkx as nx
 
-from advisor.cuts import returned_outputs, split_model
+from advisor.cuts import crossing_tensors
 from advisor.hardware import transfer_ms
 from advisor.model import ModelGraph
-from advisor.plans import Candidate, Compute, PlanContext, Skip, Transfer, planner
+from advisor.plans import Candidate, PlanContext, Skip, planner
 from advisor.plans.costs import size_text
+from advisor.plans.partition_chain import split_candidate
 
 SRC, SNK = "__device__", "__server__"
 
@@ -81,29 +82,17 @@ def dag(ctx: PlanContext) -> list[Candidate] | Skip:
             "round trip aside): the matching baseline covers it",
             {"cut_value_ms": value},
         )
-    head_model, tail_model, crossing = split_model(g, head)
-    tier = ctx.server_tier or "edge"
+    crossing = crossing_tensors(g, head)
     nbytes = sum(g.tensor(t).nbytes for t in crossing)
     rtt = transfer_ms(0, ctx.link, "up") + transfer_ms(0, ctx.link, "down")
     return [
-        Candidate(
-            kind="partition.dag",
-            title=f"Min-cut split: {len(head)} of {n} nodes on the device, "
+        split_candidate(
+            ctx,
+            "partition.dag",
+            f"Min-cut split: {len(head)} of {n} nodes on the device, "
             f"{len(crossing)} tensor(s), {size_text(nbytes)} sent",
-            steps=[
-                Compute("device compute", "device", ctx.device, head_model, nodes=head),
-                Transfer("uplink transfer", ctx.link, "up", crossing),
-                Compute(
-                    f"{tier} compute",
-                    tier,
-                    ctx.server,
-                    tail_model,
-                    nodes=frozenset(x.name for x in g.nodes) - head,
-                ),
-                Transfer("downlink transfer", ctx.link, "down", returned_outputs(g, head)),
-            ],
-            params={"head_nodes": len(head), "tensors": list(crossing)},
-            extra={"cut_value_ms": round(value, 4), "rtt_ms": rtt},
-            speed_claim=False,
+            head,
+            {"head_nodes": len(head)},
+            {"cut_value_ms": round(value, 4), "rtt_ms": rtt},
         )
     ]
