@@ -7,7 +7,7 @@ validates every plan it ranks by running it in ONNX Runtime.
 """
 
 from advisor.advice import Advice, AdviceRequest, PlanResult
-from advisor.api import advise
 from advisor.errors import AdvisorError
+from advisor.pipeline import advise
 
 __all__ = ["advise", "AdviceRequest", "Advice", "PlanResult", "AdvisorError"]

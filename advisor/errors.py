@@ -17,6 +17,8 @@ Messages say what was wrong and what to do about it.
 
 from __future__ import annotations
 
+import re
+
 
 class AdvisorError(Exception):
     """Base class of every advisor error."""
@@ -55,3 +57,31 @@ class AgentError(AdvisorError):
 
 class ReportError(AdvisorError):
     """An advice JSON file, a stored run or a report format cannot be used."""
+
+
+# ONNX Runtime's error text, cleaned for one-line messages
+_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+_ORT_LOAD = re.compile(r"^Load model from .*? failed:")
+# "/onnxruntime_src/.../model_load_utils.h:46 void onnxruntime::...::Fn(const std::...&, int) "
+_CPP_WHERE = re.compile(r"/\S+\.(?:h|cc|cpp):\d+ [^()]*\((?:[^()]|\([^()]*\))*\) ")
+
+
+def ort_message(exc: BaseException, limit: int = 420) -> str:
+    """ONNX Runtime's error text without its status prefix and C++ source locations, cut at a
+    sentence or word boundary, so the reason survives in one line.
+
+    >>> ort_message(RuntimeError("[ONNXRuntimeError] : 1 : FAIL : /src/a.h:46 void f(int, "
+    ...     "const std::string&) Opset 99 is under development. Current official support is 28."))
+    'Opset 99 is under development. Current official support is 28.'
+    """
+    text = " ".join(str(exc).split())
+    text = _ORT_PREFIX.sub("", text)
+    text = _ORT_LOAD.sub("", text).strip()
+    text = _CPP_WHERE.sub("", text).strip()
+    if not text:
+        return type(exc).__name__
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    end = cut.rfind(". ")
+    return cut[: end + 1] if end > limit // 3 else cut.rsplit(" ", 1)[0] + " …"

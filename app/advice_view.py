@@ -121,7 +121,9 @@ def _downloads(advice: Advice, run_id: str | None) -> None:
         "application/json",
         key="dl_json",
     )
-    report = ui.optional_module("advisor.report", "HTML and Markdown reports (advisor.report)")
+    report = ui.optional_module(
+        "advisor.report.renderers", "HTML and Markdown reports (advisor.report.renderers)"
+    )
     if report is not None:
         with ui.guarded("Rendering the report"):
             c2.download_button(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 import altair as alt
 import pandas as pd
 
-from advisor.charts import fidelity_metric
+from advisor.report.charts import fidelity_metric
 
 if TYPE_CHECKING:
     from advisor.advice import Advice, Latency, PlanResult, Stage

@@ -119,7 +119,7 @@ def knowledge_base():
 @st.cache_resource(show_spinner=False)
 def hardware_catalog():
     """The hardware and link catalog (data/hardware.yaml), read once per server process."""
-    from advisor.hardware import load_catalog
+    from advisor.targets.catalog import load_catalog
 
     return load_catalog()
 

@@ -4,7 +4,7 @@
 
 For each zoo model, the compression plans of one advise() run (device = this host):
 quantize.static_int8, quantize.dynamic_int8, prune.structured and convert.fp16. Speedup is
-the guard's paired timing (advisor.validate.paired_timing): FP32 and the plan timed in
+the guard's paired timing (advisor.validate.guard.paired_timing): FP32 and the plan timed in
 alternating rounds in the same run, median over rounds of FP32 / plan. Plans the guard
 rejects stay in the table with the measured reason; skipped plans with the stated one.
 
@@ -37,7 +37,7 @@ COMPRESSION_KINDS = (
 
 def fp16_device() -> str | None:
     """The first device-tier catalog target that lists fp16, or None."""
-    from advisor.hardware import load_catalog
+    from advisor.targets.catalog import load_catalog
 
     for t in load_catalog().targets.values():
         if t.tier == "device" and "fp16" in t.precisions:
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     args = ap.parse_args(argv)
     quiet_libraries()
-    from advisor.zoo import list_zoo
+    from advisor.zoo.manifest import list_zoo
 
     t0 = time.perf_counter()
     with fresh_cache():

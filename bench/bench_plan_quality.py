@@ -6,11 +6,11 @@ The emulated setting (both sides measured for real, on this host):
 - device = this host, ONNX Runtime CPU, 1 intra-op thread, ORT_ENABLE_ALL;
 - server = this host's measured time for the server-side part divided by SPEED (10× by
   default: an emulated faster server; --full adds 3× and 30×);
-- link = each preset of data/hardware.yaml, costed with advisor.hardware.transfer_ms
+- link = each preset of data/hardware.yaml, costed with advisor.targets.catalog.transfer_ms
   (RTT/2 + bytes / bandwidth per direction), the link model the planners use.
 
 The oracle measures, for every enumerated cut of the model (and every non-prefix head any
-method picked), the real head and tail sub-models (advisor.cuts.split_model), round-robin in
+method picked), the real head and tail sub-models (advisor.graph.cuts.split_model), round-robin in
 shuffled order so machine drift hits every cut alike; a placement's latency in one round is
 head + up(bytes crossing) + tail / SPEED + down(output bytes). All-on-device is the whole
 model; all-on-server uploads the input. This host's speed moves by tens of percent from one
@@ -22,9 +22,9 @@ oracle's best is the lowest; regret = a method's choice's figure / the best's fi
 Methods, all given the same emulated setting:
 - advisor: the registered planners baseline.device, baseline.server, partition.chain and
   partition.dag run on a PlanContext holding what advise(device='host') predicts with — the
-  per-node host predictions (advisor.predict: per-node ORT_ENABLE_BASIC medians × the model's
-  ALL/BASIC scale) and the measured per-call overhead once per compute stage — on the device,
-  and the same divided by SPEED on the server; the candidate with the lowest predicted
+  per-node host predictions (advisor.targets.predict: per-node ORT_ENABLE_BASIC medians × the
+  model's ALL/BASIC scale) and the measured per-call overhead once per compute stage — on the
+  device, and the same divided by SPEED on the server; the candidate with the lowest predicted
   latency wins, as advise() ranks FP32 partitions;
 - Neurosurgeon-style: per-op-type linear regression of per-node latency on FLOPs, input bytes
   and output bytes, fitted on the same per-node host predictions of the OTHER zoo models
@@ -95,8 +95,8 @@ def _describe(graph, head: frozenset[str]) -> str:
 def _context(graph, host, link, device_ms, speed: float, work_dir: Path, overhead_ms=0.0):
     """The emulated setting as a PlanContext: the server is the device's figures / `speed`,
     per-node and per-call alike (the oracle divides the tail's whole measured run)."""
+    from advisor.measure.calibrate import calibrate
     from advisor.plans import PlanContext
-    from advisor.predict import calibrate
 
     server_ms = {k: v / speed for k, v in device_ms.items()}
     return PlanContext(
@@ -108,10 +108,10 @@ def _context(graph, host, link, device_ms, speed: float, work_dir: Path, overhea
 
 
 def _predicted(ctx, cand) -> float:
-    """A candidate's predicted latency, as advisor.validate sums it for FP32 stages: per-node
+    """A candidate's predicted latency, as advisor.validate.core sums it for FP32 stages: per-node
     predictions plus the tier's per-call overhead per compute stage, and link-model transfers."""
-    from advisor.hardware import transfer_ms
     from advisor.plans import Compute
+    from advisor.targets.catalog import transfer_ms
 
     g, total = ctx.graph, 0.0
     for step in cand.steps:
@@ -150,12 +150,12 @@ def measure_oracle(
     graph, heads: list[frozenset[str]], feeds, rounds: int, warmup: int = 3, seed: int = 0
 ) -> dict[frozenset[str], list[tuple[float, float] | None]]:
     """Per head: (head ms, tail ms) of each round, None where the round waited for a core
-    (wall time well above the thread's CPU time, advisor.timing.uncontended; kept when too few
-    clean rounds remain); key frozenset(all nodes) = the whole model, as (whole ms, 0). The
+    (wall time well above the thread's CPU time, advisor.measure.timing.uncontended; kept when
+    too few clean rounds remain); key frozenset(all nodes) = the whole model, as (whole ms, 0). The
     lists are aligned by round, so placements can be compared round by round."""
-    from advisor.cuts import split_model
-    from advisor.profile import make_session
-    from advisor.timing import timed_run, uncontended
+    from advisor.graph.cuts import split_model
+    from advisor.measure.profile import make_session
+    from advisor.measure.timing import timed_run, uncontended
 
     full = frozenset(n.name for n in graph.nodes)
     runners: dict[frozenset[str], list] = {}
@@ -195,9 +195,9 @@ def measure_oracle(
 
 def oracle_totals(graph, head: frozenset[str], times, link, speed: float) -> list[float | None]:
     """Per-round oracle latency of a placement (ms), None for a dropped round."""
-    from advisor.cuts import crossing_tensors
-    from advisor.hardware import transfer_ms
+    from advisor.graph.cuts import crossing_tensors
     from advisor.plans.costs import input_bytes, output_bytes
+    from advisor.targets.catalog import transfer_ms
 
     full = frozenset(n.name for n in graph.nodes)
     whole = [t[0] if t else None for t in times[full]]
@@ -236,10 +236,11 @@ def run(
     work_dir: Path | None = None,
 ) -> dict:
     """Measure every case; returns the results dict (cases + summary)."""
-    from advisor.hardware import get_link, get_target, load_catalog
+    from advisor.measure.calibrate import calibrate
+    from advisor.measure.profile import profile_model
     from advisor.model import load_model, sample_inputs
-    from advisor.predict import calibrate, opt_level_scale, predict_nodes
-    from advisor.profile import profile_model
+    from advisor.targets.catalog import get_link, get_target, load_catalog
+    from advisor.targets.predict import opt_level_scale, predict_nodes
 
     catalog = load_catalog()
     host = get_target("host", catalog, threads=1)
@@ -496,7 +497,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--full", action="store_true", help="3 server speeds, more rounds")
     args = ap.parse_args(argv)
     quiet_libraries()
-    from advisor.zoo import list_zoo
+    from advisor.zoo.manifest import list_zoo
 
     models = [z.id for z in list_zoo()]
     speeds, rounds = ((3.0, 10.0, 30.0), 40) if args.full else ((10.0,), 15)

@@ -598,7 +598,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     args = ap.parse_args(argv)
     quiet_libraries()
-    from advisor.zoo import list_zoo
+    from advisor.zoo.manifest import list_zoo
 
     t0 = time.perf_counter()
     with fresh_cache():

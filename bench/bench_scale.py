@@ -7,7 +7,7 @@ of 10 to 5,000 nodes, given per-node costs (seeded random device times; server =
 edge = device / 5, cloud = device / 20; 4G device link, ethernet edge-cloud link) — no
 profiling, so only the planners are timed:
 
-- enumerate cuts: `ModelGraph.cuts()` (advisor.cuts.enumerate_cuts);
+- enumerate cuts: `ModelGraph.cuts()` (advisor.graph.cuts.enumerate_cuts);
 - chain scan: `prefix_costs` + `best` (advisor.plans.costs), the Neurosurgeon-style scan;
 - DAG min-cut: `min_cut_head` (advisor.plans.partition_dag), networkx max-flow;
 - planner calls, end to end as advise() makes them (scan + sub-model extraction):
@@ -67,9 +67,9 @@ def node_costs(graph, seed: int = 0) -> dict[str, dict[str, float]]:
 
 
 def _context(graph, costs, work_dir: Path):
-    from advisor.hardware import get_link, load_catalog
+    from advisor.measure.calibrate import calibrate
     from advisor.plans import PlanContext
-    from advisor.predict import calibrate
+    from advisor.targets.catalog import get_link, load_catalog
 
     cat = load_catalog()
     dev, edge, cloud = (cat.target(t) for t in ("rpi4", "edge_t4", "cloud_a100"))
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--full", action="store_true", help="more sizes and repeats")
     args = ap.parse_args(argv)
     quiet_libraries()
-    from advisor.zoo import list_zoo
+    from advisor.zoo.manifest import list_zoo
 
     sizes = [10, 30, 100, 300, 1000, 2000, 3000, 5000] if args.full else [10, 100, 500, 2000, 5000]
     repeats = 5 if args.full else 3

@@ -84,7 +84,7 @@ def md_table(header: list[str], rows: list[list[Any]]) -> str:
 def environment() -> str:
     """One line: CPU, cores, ISA flags that pick ORT kernels, ORT/onnx/Python versions."""
     try:
-        from advisor.environment import fingerprint
+        from advisor.measure.environment import fingerprint
 
         fp = fingerprint(1)
         isa = ", ".join(fp.isa_flags) or "none detected"
@@ -166,7 +166,7 @@ def fresh_cache() -> Iterator[Path]:
 
 def host_calibration_seconds() -> float:
     """Calibrate this host (once per cache folder); seconds the micro-benchmark took."""
-    from advisor.predict import calibrate
+    from advisor.measure.calibrate import calibrate
 
     return calibrate(threads=1).seconds
 

@@ -21,8 +21,8 @@ from advisor.agent import AgentClient, measure_on_agent
 from advisor.agent.codec import decode_tensors, encode_tensors
 from advisor.agent.server import AgentLimits, exposure_warning, is_loopback
 from advisor.errors import AgentError, InputDataError, RequestError
-from advisor.profile import Profile
-from advisor.split import max_abs_error
+from advisor.measure.profile import Profile
+from advisor.validate.split import max_abs_error
 
 pytestmark = pytest.mark.timeout(120)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -320,11 +320,11 @@ def test_codec_keeps_any_tensor_name_and_refuses_bombs_and_pickles():
 
 def test_public_surface():
     import advisor.agent
-    import advisor.split
+    import advisor.validate.split
 
     assert advisor.agent.__all__ == [
         "AgentClient", "AgentLimits", "EmulatedLink", "RemoteRun", "TargetProfile",
         "create_app", "measure_on_agent", "serve",
     ]  # fmt: skip
     assert all(getattr(advisor.agent, name) for name in advisor.agent.__all__)
-    assert all(getattr(advisor.split, name) for name in advisor.split.__all__)
+    assert all(getattr(advisor.validate.split, name) for name in advisor.validate.split.__all__)

@@ -208,7 +208,7 @@ def test_advise_digits_cnn():
     at = run_advice(at)
     check_results(at)
     labels = [b.label for b in at.get("download_button")]
-    if importlib.util.find_spec("advisor.report") is not None:
+    if importlib.util.find_spec("advisor.report.renderers") is not None:
         assert {"Report (HTML)", "Report (Markdown)"} <= set(labels)
     assert any(lbl.startswith("Artifacts of") for lbl in labels)
 
@@ -257,7 +257,7 @@ def test_runs_page_reopens_a_stored_run(advice):
 @pytest.fixture(scope="module")
 def advice(tmp_path_factory):
     from advisor import AdviceRequest, advise
-    from advisor.hardware import load_catalog
+    from advisor.targets.catalog import load_catalog
 
     cat = load_catalog()
     device = next(t.id for t in cat.targets.values() if t.tier == "device")

@@ -11,8 +11,8 @@ import onnxruntime as ort
 import pytest
 
 from advisor.advice import Latency, PlanResult, Stage
-from advisor.hardware import get_link, get_target, load_catalog
 from advisor.model import load_model, sample_inputs
+from advisor.targets.catalog import get_link, get_target, load_catalog
 from bench import common
 from bench.bench_compression import fp16_device, plan_row
 from bench.bench_plan_quality import (

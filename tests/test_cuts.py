@@ -1,4 +1,4 @@
-"""advisor.cuts: cut enumeration and head/tail extraction checked against the full model."""
+"""advisor.graph.cuts: cut enumeration and head/tail extraction checked against the full model."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from onnx import TensorProto
 from onnx import helper as oh
 
-from advisor.cuts import crossing_tensors, enumerate_cuts, run_split, split_model
 from advisor.errors import ModelError
+from advisor.graph.cuts import crossing_tensors, enumerate_cuts, run_split, split_model
 from advisor.model import ModelGraph, load_model, sample_inputs
 
 
@@ -178,7 +178,7 @@ def test_weight_only_nodes_are_folded_so_no_cut_sends_a_weight():
 
 
 def test_int8_boundary_artifacts_send_uint8_and_restore_the_output(residual_model, int64_model):
-    from advisor.cuts import int8_boundary
+    from advisor.graph.cuts import int8_boundary
 
     g = load_model(residual_model)
     cut = next(c for c in g.cuts() if len(c.tensors) == 2)  # across the skip connection

@@ -14,11 +14,11 @@ from onnx import TensorProto, helper
 
 from advisor import Advice, AdviceRequest, advise
 from advisor.errors import ModelError
-from advisor.exits import cascade_stages, declare_exits, entropy, exit_submodel, exits_of
-from advisor.hardware import get_link, load_catalog
+from advisor.graph.exits import cascade_stages, declare_exits, entropy, exit_submodel, exits_of
 from advisor.model import load_model
 from advisor.plans.costs import prefix_costs
-from advisor.zoo import get_zoo
+from advisor.targets.catalog import get_link, load_catalog
+from advisor.zoo.manifest import get_zoo
 from app.cli import cli
 
 MODEL = "digits_multiexit"
@@ -370,7 +370,7 @@ def test_model_without_exits_or_labels_is_skipped_with_a_reason(tmp_path):
 
 
 def test_json_report_and_charts_show_the_exit_table(tight, digits_plain):
-    from advisor.report import render_html, render_markdown
+    from advisor.report.renderers import render_html, render_markdown
     from app import charts
 
     data = json.loads(tight.model_dump_json())
@@ -426,9 +426,9 @@ def test_runs_page_draws_the_exit_heat_map(tight):
 
 def test_train_and_export_a_multi_exit_model(tmp_path):
     torch = pytest.importorskip("torch")
-    from advisor.exits import export_multi_exit, train_multi_exit
-    from advisor.zoo import digits_train
-    from advisor.zoo_models import MultiExitDigitsCNN
+    from advisor.graph.exits import export_multi_exit, train_multi_exit
+    from advisor.zoo.manifest import digits_train
+    from advisor.zoo.models import MultiExitDigitsCNN
 
     x, y = digits_train()
     torch.manual_seed(0)
@@ -455,7 +455,7 @@ def test_device_agent_measures_the_cascade_as_an_expectation(tight, tmp_path):
     """On a real agent, a cascade's measured_target is the share-weighted path sum too."""
     from _agent_fixtures import TOKEN, agent_server
 
-    from advisor.onsite import measure_on_device_agent
+    from advisor.validate.onsite import measure_on_device_agent
 
     plan = tight.plan("early_exit.threshold")
     with np.load(get_zoo(MODEL).labelled_data) as data:

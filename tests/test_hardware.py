@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from advisor.errors import CatalogError, RequestError, UnknownIdError
-from advisor.hardware import (
+from advisor.targets.catalog import (
     DEFAULT_CATALOG,
     Link,
     get_link,
@@ -147,8 +147,8 @@ def test_transfer_model():
 
 
 def test_host_target_is_built_from_calibration_and_fingerprint():
-    from advisor.predict import calibrate
-    from advisor.profile import fingerprint
+    from advisor.measure.calibrate import calibrate
+    from advisor.measure.profile import fingerprint
 
     cal, fp = calibrate(threads=1), fingerprint(1)
     host = host_target(cal, fp)

@@ -1,4 +1,4 @@
-"""advisor.model: loading every kind of source, shapes, costs, inputs, and bad input."""
+"""advisor.graph.model: loading every kind of source, shapes, costs, inputs, and bad input."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from conftest import (
 from onnx import TensorProto
 
 from advisor.errors import InputDataError, ModelError, ShapeError, UnknownIdError
-from advisor.flops import count_node
+from advisor.graph.flops import count_node
 from advisor.model import layer_name, load_model, load_npz, sample_inputs
 
 
@@ -332,3 +332,24 @@ def test_npz_missing_or_corrupt(tmp_path, chain_model):
     np.savez(tmp_path / "g.npz", input_ids=np.zeros((1, 6)), attention_mask=np.zeros((1, 6)))
     with pytest.raises(InputDataError, match="float64, the model needs int64"):
         load_npz(tmp_path / "g.npz", int_model)
+
+
+def test_subnormal_weights_get_a_notice(tmp_path):
+    """Weights in the subnormal range slow x86 CPUs down many times: load says so."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.full((4, 4), 1e-40, np.float32)
+    w[0, 0] = 0.5
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    path = tmp_path / "sub.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    notices = load_model(str(path)).notices
+    assert any("15 weight value(s) in 1 tensor(s) (w) are subnormal" in n for n in notices)
+    assert not any("subnormal" in n for n in load_model("digits_cnn").notices)

@@ -105,7 +105,7 @@ def test_validate_split_runs_partition_through_server(agent, tmp_path):
     assert sv.end_to_end.kind == "measured_target" and sv.end_to_end.ms > 0
     assert set(sv.breakdown_ms) >= {"head", "network", "tail"}
     assert json.loads(a.model_dump_json())["split_validation"]["plan_id"] == sv.plan_id
-    from advisor.report import render_html, render_markdown
+    from advisor.report.renderers import render_html, render_markdown
 
     for text in (render_html(a), render_markdown(a)):
         assert "Split run through the server agent" in text and sv.plan_id in text

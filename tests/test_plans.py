@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from advisor import Advice, AdviceRequest, advise
-from advisor.hardware import get_link, load_catalog
 from advisor.model import load_model
 from advisor.plans import PLANNERS, Compute, load_builtins
 from advisor.plans.costs import best, prefix_costs
 from advisor.plans.partition_dag import min_cut_head
-from advisor.validate import run_pipeline
-from advisor.zoo import get_zoo
+from advisor.targets.catalog import get_link, load_catalog
+from advisor.validate.fidelity import run_pipeline
+from advisor.zoo.manifest import get_zoo
 from app.cli import cli
 from kb.schema import PlanKind
 
@@ -134,7 +134,7 @@ def test_partition_head_tail_reproduce_dag_model(tmp_path, residual_model):
     """Every multi-tensor cut of a residual model: head then tail equals the full model."""
     import onnx
 
-    from advisor.cuts import split_model
+    from advisor.graph.cuts import split_model
 
     path = tmp_path / "res.onnx"
     onnx.save(residual_model, path)
@@ -186,9 +186,10 @@ def test_min_cut_matches_brute_force_on_dag(tmp_path, residual_model):
 def test_resnet_partition_moves_with_bandwidth(tmp_path):
     """Slow links keep everything on the device; a fast link moves work to the server; the
     chosen partition is the cheapest over all enumerated cuts under the same cost model."""
+    from advisor.measure.calibrate import calibrate
+    from advisor.measure.profile import profile_model
     from advisor.plans import PLANNERS as _  # noqa: F401
-    from advisor.predict import calibrate, predict_nodes
-    from advisor.profile import profile_model
+    from advisor.targets.predict import predict_nodes
 
     catalog = load_catalog()
     chosen = {}
@@ -351,11 +352,11 @@ def test_outputs_the_device_computes_are_not_sent_back(tmp_path):
     from onnx import TensorProto
     from onnx import helper as oh
 
-    from advisor.cuts import returned_bytes_by_position, returned_outputs
-    from advisor.hardware import get_target, transfer_ms
+    from advisor.graph.cuts import returned_bytes_by_position, returned_outputs
+    from advisor.measure.calibrate import calibrate
     from advisor.plans import PlanContext, Transfer
     from advisor.plans.partition_chain import partition_candidate
-    from advisor.predict import calibrate
+    from advisor.targets.catalog import get_target, transfer_ms
 
     w = oh.make_tensor("w", TensorProto.FLOAT, [256, 4], np.ones(1024, np.float32).tolist())
     nodes = [
@@ -474,10 +475,10 @@ def test_boundary_int8_cuts_where_a_float_tensor_crosses(tmp_path, int64_model):
     then pick a cut with a float tensor to compress, and its head carries the codec."""
     import onnx
 
-    from advisor.hardware import get_target
+    from advisor.measure.calibrate import calibrate
     from advisor.plans import PlanContext
     from advisor.plans.boundary_int8 import boundary_int8
-    from advisor.predict import calibrate
+    from advisor.targets.catalog import get_target
 
     # a first node on ids alone: the cut after it sends only int64 tensors
     int64_model.graph.node.insert(

@@ -7,16 +7,16 @@ import doctest
 import pytest
 from conftest import make_chain_model, make_residual_model
 
-import advisor.hardware
-import advisor.ort_trace
-import advisor.predict
+import advisor.measure.ort_trace
+import advisor.targets.catalog
+import advisor.targets.predict
 from advisor.errors import RequestError
-from advisor.hardware import Target, get_target, load_catalog
+from advisor.measure.calibrate import Calibration, calibrate
+from advisor.measure.profile import profile_model
 from advisor.model import load_model, sample_inputs
-from advisor.predict import (
-    Calibration,
+from advisor.targets.catalog import Target, get_target, load_catalog
+from advisor.targets.predict import (
     bound,
-    calibrate,
     effective_precision,
     node_time_ratio,
     predict,
@@ -24,7 +24,6 @@ from advisor.predict import (
     predict_nodes,
     roofline_ms,
 )
-from advisor.profile import profile_model
 
 # a 512x512x512 GEMM and a ReLU over 1M floats
 GEMM = (2 * 512**3, 3 * 512 * 512 * 4)  # intensity ~85 FLOP/byte
@@ -59,7 +58,7 @@ def _scaled(target: Target, k: float) -> Target:
 
 
 def test_doc_examples():
-    for module in (advisor.predict, advisor.hardware, advisor.ort_trace):
+    for module in (advisor.targets.predict, advisor.targets.catalog, advisor.measure.ort_trace):
         failed, tried = doctest.testmod(module)
         assert tried > 0 and failed == 0
 
@@ -96,7 +95,7 @@ def test_ratio_is_monotonic_in_target_speed():
 def test_host_ratio_is_one_and_prediction_is_the_scaled_measurement(profiled):
     """On the host the roofline ratio is 1: each node is its BASIC median times the one
     optimisation-level factor (ALL whole-run time less a call's overhead, over the BASIC sum)."""
-    from advisor.predict import opt_level_scale
+    from advisor.targets.predict import opt_level_scale
 
     graph, prof, cal = profiled
     host = get_target("host")

@@ -15,9 +15,8 @@ from conftest import make_chain_model, make_if_model
 from onnx import TensorProto, numpy_helper
 
 from advisor.errors import InputDataError, ModelError, RequestError
-from advisor.model import load_model, sample_inputs
-from advisor.ort_trace import kernel_ms_per_run, owner
-from advisor.profile import (
+from advisor.measure.ort_trace import kernel_ms_per_run, owner
+from advisor.measure.profile import (
     LatencyStats,
     fingerprint,
     make_session,
@@ -25,7 +24,8 @@ from advisor.profile import (
     profile_model,
     profiler_overhead_us,
 )
-from advisor.timing import uncontended
+from advisor.measure.timing import uncontended
+from advisor.model import load_model, sample_inputs
 from app.cli import cli
 
 RUNS, WARMUP = 15, 3

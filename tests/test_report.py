@@ -1,5 +1,5 @@
-"""advisor.report / advisor.charts: self-contained HTML, Markdown and JSON of an Advice, and
-`edgedl report` through click's CliRunner."""
+"""advisor.report.renderers / advisor.report.charts: self-contained HTML, Markdown and JSON of
+an Advice, and `edgedl report` through click's CliRunner."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import pytest
 from _advice_fixtures import EVIL, make_advice
 from click.testing import CliRunner
 
-import advisor.charts
-import advisor.report
-import advisor.report_blocks
+import advisor.report.blocks
+import advisor.report.charts
+import advisor.report.renderers
 from advisor.advice import Advice
 from advisor.errors import ReportError
-from advisor.report import (
+from advisor.report.renderers import (
     load_advice,
     md_escape,
     render_html,
@@ -293,7 +293,7 @@ def test_charts_scale_with_the_data():
         big.layers[i % 4].model_copy(update={"layer": f"block{i}", "name": f"n{i}"})
         for i in range(300)
     ]
-    svg = advisor.charts.layers_chart_svg(big.model_copy(update={"layers": rows}))
+    svg = advisor.report.charts.layers_chart_svg(big.model_copy(update={"layers": rows}))
     root = ET.fromstring(svg)
     labels = [
         e for e in root.iter() if e.tag.endswith("text") and (e.text or "").startswith("block")
@@ -303,7 +303,7 @@ def test_charts_scale_with_the_data():
 
 
 def test_doctests():
-    for mod in (advisor.charts, advisor.report, advisor.report_blocks):
+    for mod in (advisor.report.charts, advisor.report.renderers, advisor.report.blocks):
         result = doctest.testmod(mod)
         assert result.failed == 0 and result.attempted > 0
 

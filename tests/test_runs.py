@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from advisor.advice import Advice
 from advisor.errors import ReportError, UnknownIdError
-from advisor.report import render_json
+from advisor.report.renderers import render_json
 from advisor.runs import DB_NAME, RunStore
 from app.cli import cli
 
@@ -46,7 +46,7 @@ def test_a_run_saved_by_another_process_is_visible(db, tmp_path):
     src.write_text(render_json(make_advice()))
     store = RunStore(db)
     code = (
-        "import sys; from advisor.runs import RunStore; from advisor.report import "
+        "import sys; from advisor.runs import RunStore; from advisor.report.renderers import "
         "load_advice; print(RunStore(sys.argv[1]).save(load_advice(sys.argv[2])))"
     )
     out = subprocess.run(

@@ -1,4 +1,4 @@
-"""advisor.split through a real agent process on loopback: joined outputs equal the full
+"""advisor.validate.split through a real agent process on loopback: joined outputs equal the full
 model, and with an emulated 10 Mbps / 20 ms link the measured end-to-end latency follows
 the transfer model one_way = rtt/2 + bytes*8/bandwidth (each direction)."""
 
@@ -13,12 +13,12 @@ import pytest
 from _agent_fixtures import SKIP_CUT, STEM, TOKEN, agent_server, residual_block_model
 
 from advisor.agent import AgentClient, EmulatedLink
-from advisor.cuts import run_split, split_model
 from advisor.errors import InputDataError, RequestError
-from advisor.hardware import Link, transfer_ms
+from advisor.graph.cuts import run_split, split_model
+from advisor.measure.profile import measure_latency
 from advisor.model import load_model
-from advisor.profile import measure_latency
-from advisor.split import SplitRunner, max_abs_error
+from advisor.targets.catalog import Link, transfer_ms
+from advisor.validate.split import SplitRunner, max_abs_error
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -98,7 +98,7 @@ def test_emulated_link_latency_matches_transfer_model(model, inputs, agent):
     """Two cuts whose boundaries differ 2x (384 vs 768 KiB, the larger across the skip):
     the median end-to-end time of 15 requests is within 15% of the computed latency
     head (measured here) + transfer up + tail (measured here) + transfer down, with
-    transfer = rtt/2 + bytes*8/bandwidth (advisor.hardware.transfer_ms)."""
+    transfer = rtt/2 + bytes*8/bandwidth (advisor.targets.catalog.transfer_ms)."""
     link = Link(
         id="test_link",
         name="10 Mbps / 20 ms",

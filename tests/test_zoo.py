@@ -12,7 +12,14 @@ from click.testing import CliRunner
 
 from advisor.errors import CatalogError, UnknownIdError
 from advisor.model import load_model, load_npz
-from advisor.zoo import ZOO_DIR, digits_split, get_zoo, list_zoo, torch_model, training_data
+from advisor.zoo.manifest import (
+    ZOO_DIR,
+    digits_split,
+    get_zoo,
+    list_zoo,
+    torch_model,
+    training_data,
+)
 
 IDS = ["digits_cnn", "resnet_style", "mobilenetv2_style", "transformer_encoder", "digits_multiexit"]
 

@@ -2,7 +2,7 @@
 
 ``edgedl agent serve`` runs :func:`serve`; :class:`AgentClient` talks to it;
 :func:`measure_on_agent` profiles a model on the agent's machine (cached per target);
-``advisor.split`` runs a partition through one or more agents. The server side (FastAPI)
+``advisor.validate.split`` runs a partition through one or more agents. The server side (FastAPI)
 and the measurement side are imported only when asked for.
 """
 

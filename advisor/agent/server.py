@@ -46,8 +46,9 @@ from advisor.agent.codec import decode_tensors, encode_tensors
 from advisor.agent.store import LoadedModel, ModelStore, check_feeds
 from advisor.cache import cache_dir
 from advisor.errors import AdvisorError, InputDataError, RequestError, UnknownIdError
-from advisor.model import load_model, sample_inputs
-from advisor.profile import fingerprint, profile_model
+from advisor.graph.inputs import sample_inputs
+from advisor.graph.load import load_model
+from advisor.measure.profile import fingerprint, profile_model
 
 MiB = 1024 * 1024
 _NO_LOCK = contextlib.nullcontext()
@@ -86,7 +87,7 @@ def _refuse(status: int, message: str) -> HTTPException:
 def _profile(
     loaded: LoadedModel, inputs: dict[str, np.ndarray] | None, runs: int, warmup: int, threads: int
 ) -> dict[str, Any]:
-    """Profile on this machine. advisor.model.load_model names the nodes as the advisor does
+    """Profile on this machine. advisor.graph.model.load_model names the nodes as the advisor does
     (and fixes symbolic dimensions from the given inputs); without inputs it samples some."""
     shapes = {name: tuple(arr.shape) for name, arr in (inputs or {}).items()}
     graph = load_model(loaded.model, input_shapes=shapes or None)

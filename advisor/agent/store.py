@@ -21,7 +21,7 @@ import onnxruntime as ort
 
 from advisor.agent.codec import SINGLE
 from advisor.errors import InputDataError, ModelError, UnknownIdError
-from advisor.profile import make_session
+from advisor.measure.profile import make_session
 
 _ID_CHARS = frozenset("0123456789abcdef")
 

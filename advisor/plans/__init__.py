@@ -2,8 +2,9 @@
 
 A planner looks at a `PlanContext` (the model graph, its host profile, predictions per target,
 the link) and proposes `Candidate`s — concrete pipelines of compute and transfer steps with
-real ONNX models — or says why it does not apply (`Skip`). It never measures: `advisor.validate`
-runs every candidate in ONNX Runtime. Built-in planners register exactly as an add-on would.
+real ONNX models — or says why it does not apply (`Skip`). It never measures:
+`advisor.validate.core` runs every candidate in ONNX Runtime. Built-in planners register
+exactly as an add-on would.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from advisor.hardware import Link, Target
-from advisor.model import ModelGraph
-from advisor.predict import Calibration
+from advisor.graph.model import ModelGraph
+from advisor.measure.calibrate import Calibration
+from advisor.targets.catalog import Link, Target
 
 if TYPE_CHECKING:
-    from advisor.zoo import ZooModel
+    from advisor.zoo.manifest import ZooModel
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class Skip:
 
 @dataclass
 class PlanContext:
-    """Everything a planner may read. Built once per advice run by `advisor.api`."""
+    """Everything a planner may read. Built once per advice run by `advisor.pipeline`."""
 
     graph: ModelGraph
     device: Target
@@ -103,12 +104,12 @@ class PlanContext:
     calibration: Calibration
     torch_source: ZooModel | None = None  # a trained zoo model with its torch source, for pruning
     precision_ok: Callable[[Target, str], bool] = lambda t, p: p in t.precisions
-    exits: tuple[str, ...] = ()  # declared exit outputs, shallowest first (advisor.exits)
+    exits: tuple[str, ...] = ()  # declared exit outputs, shallowest first (advisor.graph.exits)
     eval_inputs: list[dict[str, np.ndarray]] = field(default_factory=list)  # labelled split
     labels: np.ndarray | None = None
     latency_ms: float | None = None  # the request's latency target
     threads: int = 1
-    # per-inference call overhead per tier, added once per compute stage (advisor.predict)
+    # per-inference call overhead per tier, added once per compute stage (advisor.targets.predict)
     overhead_ms: dict[str, float] = field(default_factory=dict)
 
     def overhead(self, tier: str) -> float:

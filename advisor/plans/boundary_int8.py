@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from advisor.cuts import int8_boundary
+from advisor.graph.cuts import int8_boundary
 from advisor.plans import Candidate, Compute, PlanContext, Skip, Transfer, planner
 from advisor.plans.costs import best, is_float, size_text
 from advisor.plans.partition_chain import partition_candidate

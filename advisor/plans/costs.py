@@ -2,7 +2,8 @@
 
 A plan's predicted latency is the sum of its steps: compute on each tier (the sum of the
 per-node predicted_target latencies of the nodes placed there) and transfers, each costing
-`advisor.hardware.transfer_ms(bytes, link, direction)` (half the RTT plus bytes over bandwidth).
+`advisor.targets.catalog.transfer_ms(bytes, link, direction)` (half the RTT plus bytes over
+bandwidth).
 Planners and benchmarks use these functions, so "the chosen cut is the cheapest under the
 cost model" can be checked against the same model.
 """
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from advisor.cuts import returned_bytes_by_position
-from advisor.hardware import Link, transfer_ms
-from advisor.model import ModelGraph
+from advisor.graph.cuts import returned_bytes_by_position
+from advisor.graph.model import ModelGraph
+from advisor.targets.catalog import Link, transfer_ms
 
 
 @dataclass(frozen=True)

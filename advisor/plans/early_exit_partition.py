@@ -10,8 +10,8 @@ which validation runs in ONNX Runtime on the labelled split.
 
 from __future__ import annotations
 
-from advisor.cuts import split_model
-from advisor.model import ModelGraph
+from advisor.graph.cuts import split_model
+from advisor.graph.model import ModelGraph
 from advisor.plans import Candidate, Compute, PlanContext, Skip, Step, Transfer, planner
 from advisor.plans.costs import size_text
 from advisor.plans.exit_costs import PairCost, edgent_choice, measure_exits, missing, pair_costs

@@ -1,6 +1,6 @@
 """`early_exit.threshold`: BranchyNet's confidence cascade under a latency target.
 
-The model runs stage by stage (`advisor.exits.cascade_stages`); after each exit an input
+The model runs stage by stage (`advisor.graph.exits.cascade_stages`); after each exit an input
 leaves when the entropy of its softmax is below a threshold T, else it goes on; the final exit
 takes whatever is left. For a range of thresholds, measured on the labelled split: the
 accuracy, the share of inputs leaving at each exit (the shares sum to 1) and the expected
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from advisor.exits import CascadeStage, cascade_stages, entropy
-from advisor.hardware import transfer_ms
+from advisor.graph.exits import CascadeStage, cascade_stages, entropy
 from advisor.plans import Candidate, Compute, Exit, PlanContext, Skip, Step, Transfer, planner
 from advisor.plans.exit_costs import edgent_choice, measure_exits, missing, pair_costs
+from advisor.targets.catalog import transfer_ms
 
 KIND = "early_exit.threshold"
 #: thresholds, as fractions of the largest possible entropy ln(classes)

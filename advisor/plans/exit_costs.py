@@ -1,6 +1,6 @@
 """What the early-exit planners share: measured exit accuracy and the exit × cut cost table.
 
-For a model with declared exits (`advisor.exits`), every exit's sub-model (trunk up to the
+For a model with declared exits (`advisor.graph.exits`), every exit's sub-model (trunk up to the
 exit plus its branch) is cut like any model: position 0 uploads the input and runs it all on
 the server, position N runs it all on the device, the positions between are its prefix cuts.
 Each pair's latency comes from the same cost model as the partition planners
@@ -12,12 +12,15 @@ the deadline.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from advisor.exits import exit_outputs, exit_submodel
-from advisor.model import ModelGraph, load_model
+from advisor.graph.exits import exit_submodel, exits_of
+from advisor.graph.load import load_model
+from advisor.graph.model import ModelGraph
+from advisor.measure.timing import make_session
 from advisor.plans import PlanContext
 from advisor.plans.costs import CutCost
 
@@ -33,13 +36,30 @@ class ExitData:
     samples: int
 
 
+def exit_outputs(
+    graph: ModelGraph,
+    inputs: list[dict[str, np.ndarray]],
+    threads: int = 1,
+    exits: Sequence[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """Every exit's logits for each sample, from one ORT run of the full model per sample:
+    {exit: array (samples, classes)}."""
+    exits = tuple(exits or exits_of(graph))
+    sess = make_session(graph.model, threads=threads)
+    rows: dict[str, list[np.ndarray]] = {e: [] for e in exits}
+    for x in inputs:
+        for e, out in zip(exits, sess.run(list(exits), x), strict=True):
+            rows[e].append(np.asarray(out).reshape(-1))
+    return {e: np.stack(v) for e, v in rows.items()}
+
+
 def missing(ctx: PlanContext) -> str | None:
     """Why early-exit planning cannot run on `ctx`, or None."""
     if not ctx.exits:
         return (
             "the model declares no early exits (one output only, or none named as exits); "
             "name its exit outputs with --exit NAME (repeatable, shallowest first) or "
-            "advisor.exits.declare_exits, or use a multi-exit model such as digits_multiexit"
+            "advisor.graph.exits.declare_exits, or use a multi-exit model such as digits_multiexit"
         )
     if ctx.labels is None or not ctx.eval_inputs:
         return (

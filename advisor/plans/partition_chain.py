@@ -8,7 +8,7 @@ says so instead of proposing a duplicate.
 
 from __future__ import annotations
 
-from advisor.cuts import returned_outputs, split_model
+from advisor.graph.cuts import returned_outputs, split_model
 from advisor.plans import Candidate, Compute, PlanContext, Skip, Transfer, planner
 from advisor.plans.costs import best, size_text
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import networkx as nx
 
-from advisor.cuts import crossing_tensors
-from advisor.hardware import transfer_ms
-from advisor.model import ModelGraph
+from advisor.graph.cuts import crossing_tensors
+from advisor.graph.model import ModelGraph
 from advisor.plans import Candidate, PlanContext, Skip, planner
 from advisor.plans.costs import size_text
 from advisor.plans.partition_chain import split_candidate
+from advisor.targets.catalog import transfer_ms
 
 SRC, SNK = "__device__", "__server__"
 

@@ -7,16 +7,16 @@ prefix sums keep it O(N²) with O(1) per pair.
 
 from __future__ import annotations
 
-from advisor.cuts import (
+from advisor.graph.cuts import (
     crossing_tensors,
     returned_bytes_by_position,
     returned_outputs,
     split_model,
 )
-from advisor.hardware import transfer_ms
+from advisor.graph.segments import extract_segment
 from advisor.plans import Candidate, Compute, PlanContext, Skip, Step, Transfer, planner
 from advisor.plans.costs import boundary_bytes
-from advisor.plans.segments import extract_segment
+from advisor.targets.catalog import Link, Target, transfer_ms
 
 
 @planner("partition.three_tier", "device → edge → cloud with two cuts (vertical collaboration)")
@@ -62,30 +62,8 @@ def three_tier(ctx: PlanContext) -> list[Candidate] | Skip:
     if best_pair is None:
         return Skip("partition.three_tier", "the model has too few cut points for two cuts")
     i, j = best_pair
-    head_nodes = frozenset(names[:i])
-    mid_nodes = frozenset(names[i:j])
-    tail_nodes = frozenset(names[j:])
-    c1 = crossing_tensors(g, head_nodes) if head_nodes else cuts[0]
-    c2 = crossing_tensors(g, head_nodes | mid_nodes)
-    head = split_model(g, head_nodes)[0] if head_nodes else None
-    mid = extract_segment(g, mid_nodes)
-    tail = split_model(g, head_nodes | mid_nodes)[1]
-    steps: list[Step] = []
-    if head is not None:
-        steps.append(Compute("device compute", "device", ctx.device, head, nodes=head_nodes))
-    steps += [
-        Transfer("device→edge transfer", ctx.link, "up", c1),
-        Compute("edge compute", "edge", ctx.edge, mid, nodes=mid_nodes),
-        Transfer("edge→cloud transfer", ctx.cloud_link, "up", c2),
-        Compute("cloud compute", "cloud", ctx.cloud, tail, nodes=tail_nodes),
-        Transfer(
-            "cloud→edge transfer",
-            ctx.cloud_link,
-            "down",
-            returned_outputs(g, head_nodes | mid_nodes),
-        ),
-        Transfer("edge→device transfer", ctx.link, "down", returned_outputs(g, head_nodes)),
-    ]
+    tiers = (ctx.edge, ctx.cloud, ctx.cloud_link)
+    steps, head_nodes, mid_nodes, tail_nodes, c1, c2 = _steps(ctx, tiers, names, cuts[0], i, j)
     return [
         Candidate(
             kind="partition.three_tier",
@@ -102,3 +80,42 @@ def three_tier(ctx: PlanContext) -> list[Candidate] | Skip:
             speed_claim=False,
         )
     ]
+
+
+def _steps(
+    ctx: PlanContext,
+    tiers: tuple[Target, Target, Link],
+    names: list[str],
+    inputs: tuple[str, ...],
+    i: int,
+    j: int,
+) -> tuple[list[Step], frozenset[str], frozenset[str], frozenset[str], tuple, tuple]:
+    """The plan's steps for cuts at positions i < j, with the three node sets and the tensors
+    crossing each cut."""
+    g = ctx.graph
+    edge, cloud, cloud_link = tiers
+    head_nodes = frozenset(names[:i])
+    mid_nodes = frozenset(names[i:j])
+    tail_nodes = frozenset(names[j:])
+    c1 = crossing_tensors(g, head_nodes) if head_nodes else inputs
+    c2 = crossing_tensors(g, head_nodes | mid_nodes)
+    head = split_model(g, head_nodes)[0] if head_nodes else None
+    mid = extract_segment(g, mid_nodes)
+    tail = split_model(g, head_nodes | mid_nodes)[1]
+    steps: list[Step] = []
+    if head is not None:
+        steps.append(Compute("device compute", "device", ctx.device, head, nodes=head_nodes))
+    steps += [
+        Transfer("device→edge transfer", ctx.link, "up", c1),
+        Compute("edge compute", "edge", edge, mid, nodes=mid_nodes),
+        Transfer("edge→cloud transfer", cloud_link, "up", c2),
+        Compute("cloud compute", "cloud", cloud, tail, nodes=tail_nodes),
+        Transfer(
+            "cloud→edge transfer",
+            cloud_link,
+            "down",
+            returned_outputs(g, head_nodes | mid_nodes),
+        ),
+        Transfer("edge→device transfer", ctx.link, "down", returned_outputs(g, head_nodes)),
+    ]
+    return steps, head_nodes, mid_nodes, tail_nodes, c1, c2

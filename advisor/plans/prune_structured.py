@@ -61,7 +61,7 @@ def prune_and_finetune(
 
 def export_like(module, example, graph) -> onnx.ModelProto:
     """Export with the original model's input and output names, one file, quietly."""
-    from advisor.model_io import quiet_export
+    from advisor.graph.io import quiet_export
 
     return quiet_export(
         module,
@@ -126,7 +126,7 @@ def prune_structured(ctx: PlanContext) -> list[Candidate] | Skip:
             "prune.structured",
             f"the model has {len(ctx.exits)} early exits; the "
             "pruning fine-tune trains a single output (a multi-exit model needs its "
-            "joint exit loss, see advisor.exits.train_multi_exit)",
+            "joint exit loss, see advisor.graph.exits.train_multi_exit)",
         )
     if src is None:
         return Skip(
@@ -142,7 +142,7 @@ def prune_structured(ctx: PlanContext) -> list[Candidate] | Skip:
     else:
         import torch
 
-        from advisor.zoo import torch_model, training_data
+        from advisor.zoo.manifest import torch_model, training_data
 
         module = torch_model(src)
         x_train, y_train = training_data(src)

@@ -3,7 +3,7 @@
 Meant for MatMul/Gemm-heavy models (Transformers). It is proposed for every model with
 quantizable ops, because whether it pays is a measurement, not a rule: on ORT's CPU provider,
 dynamically quantized Conv layers (ConvInteger) run far slower than FP32, and the guard in
-`advisor.validate` rejects the plan with the measured figures.
+`advisor.validate.core` rejects the plan with the measured figures.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def _check_report_path(path: str) -> None:
     from pathlib import Path
 
     from advisor.errors import RequestError
-    from advisor.report import format_for_path
+    from advisor.report.renderers import format_for_path
 
     format_for_path(path)
     folder = Path(path).expanduser().resolve().parent
@@ -270,7 +270,7 @@ def advise_command(
         _check_report_path(report_path)  # before minutes of work, not after
     advice = advise(req, progress=_Progress(not quiet))
     if report_path:
-        from advisor.report import write_report
+        from advisor.report.renderers import write_report
 
         write_report(advice, report_path)
         if not quiet:

@@ -25,13 +25,13 @@ threads_option = click.option(
 
 
 def _catalog(path: str | None):
-    from advisor.hardware import load_catalog
+    from advisor.targets.catalog import load_catalog
 
     return load_catalog(path)
 
 
 def _host(threads: int):
-    from advisor.hardware import get_target
+    from advisor.targets.catalog import get_target
 
     return get_target("host", threads=threads)
 
@@ -104,7 +104,7 @@ def list_cmd(catalog_path: str | None, threads: int, no_host: bool, as_json: boo
 def show(ident: str, catalog_path: str | None, threads: int, as_json: bool) -> None:
     """One target or link preset with every figure and its source."""
     from advisor.errors import UnknownIdError
-    from advisor.hardware import HOST_ID
+    from advisor.targets.catalog import HOST_ID
 
     cat = _catalog(catalog_path)
     if ident == HOST_ID or ident in cat.targets:

@@ -75,10 +75,11 @@ def profile(
     model, runs, warmup, threads, input_shapes, inputs_path, targets, precision, no_cache, as_json
 ) -> None:
     """Profile MODEL (an .onnx path or a zoo id) layer by layer on this host."""
-    from advisor.hardware import get_target, load_catalog
+    from advisor.measure.calibrate import calibrate
+    from advisor.measure.profile import profile_model
     from advisor.model import load_model, load_npz, sample_inputs
-    from advisor.predict import calibrate, effective_precision, predict
-    from advisor.profile import profile_model
+    from advisor.targets.catalog import get_target, load_catalog
+    from advisor.targets.predict import effective_precision, predict
 
     graph = load_model(model, input_shapes=parse_input_shapes(input_shapes) or None)
     inputs = load_npz(inputs_path, graph)[0] if inputs_path else sample_inputs(graph)

@@ -29,7 +29,7 @@ def _looks_like_path(arg: str) -> bool:
 
 def load_source(arg: str, db: str | None = None) -> Advice:
     """An Advice from a run id (or unique prefix) in the store, or from an advice JSON file."""
-    from advisor.report import load_advice
+    from advisor.report.renderers import load_advice
 
     if _looks_like_path(arg):
         return load_advice(arg)
@@ -58,7 +58,7 @@ def report(source: str, fmt: str | None, output: str | None, db: str | None) -> 
 
     RUN_ID_OR_JSON is a run id from `edgedl runs list` (or a unique prefix, or `latest`), or
     the path of an advice JSON file (`edgedl advise ... --json > advice.json`)."""
-    from advisor.report import format_for_path, render, write_report
+    from advisor.report.renderers import format_for_path, render, write_report
 
     advice = load_source(source, db)
     if output is None:
@@ -116,7 +116,7 @@ def show_run(run_id: str, db: str | None, as_json: bool) -> None:
     store = _store(db)
     advice = store.get(run_id)
     if as_json:
-        from advisor.report import render_json
+        from advisor.report.renderers import render_json
 
         click.echo(render_json(advice), nl=False)
         return

@@ -20,7 +20,7 @@ def _accuracy(value: float | None) -> str:
 @json_option
 def list_cmd(as_json: bool) -> None:
     """List the zoo models."""
-    from advisor.zoo import list_zoo
+    from advisor.zoo.manifest import list_zoo
 
     models = list_zoo()
     if as_json:
@@ -41,7 +41,7 @@ def list_cmd(as_json: bool) -> None:
 def show_cmd(zoo_id: str, as_json: bool) -> None:
     """Show one zoo model: what it is, its inputs and outputs, and its graph summary."""
     from advisor.model import load_model
-    from advisor.zoo import get_zoo
+    from advisor.zoo.manifest import get_zoo
 
     entry = get_zoo(zoo_id)
     graph = load_model(entry.path)

@@ -31,7 +31,7 @@ def _check_model(path: str, shapes: tuple[tuple[str, tuple[int, ...]], ...]) -> 
 
 @st.cache_data(show_spinner=False)
 def _zoo() -> list[dict[str, Any]]:
-    from advisor.zoo import list_zoo
+    from advisor.zoo.manifest import list_zoo
 
     return [
         {
@@ -45,7 +45,7 @@ def _zoo() -> list[dict[str, Any]]:
 
 
 def _zoo_model() -> str | None:
-    if ui.optional_attr("advisor.zoo", "list_zoo", "The model zoo") is None:
+    if ui.optional_attr("advisor.zoo.manifest", "list_zoo", "The model zoo") is None:
         return None
     models = {z["id"]: z for z in _zoo()}
     if not models:
@@ -320,7 +320,7 @@ def main() -> None:
     advise = ui.optional_attr("advisor", "advise", "The advisor (advisor.advise)")
     catalog = None
     with ui.guarded("Reading the hardware catalog"):
-        if ui.optional_module("advisor.hardware", "The hardware catalog") is not None:
+        if ui.optional_module("advisor.targets.catalog", "The hardware catalog") is not None:
             catalog = ui.hardware_catalog()
     if advise is None or catalog is None:
         return

@@ -12,14 +12,14 @@ from app import ui
 
 @st.cache_data(show_spinner=False)
 def _fingerprint(threads: int) -> dict:
-    from advisor.profile import fingerprint
+    from advisor.measure.profile import fingerprint
 
     return fingerprint(threads).model_dump()
 
 
 @st.cache_data(show_spinner="Calibrating this host (compute and memory micro-benchmarks)…")
 def _calibration(threads: int) -> dict:
-    from advisor.predict import calibrate
+    from advisor.measure.calibrate import calibrate
 
     return calibrate(threads=threads).model_dump()
 
@@ -84,7 +84,12 @@ def _host() -> None:
     threads = int(
         st.number_input("ORT intra-op threads", 1, max(1, os.cpu_count() or 1), 1, key="hw_threads")
     )
-    if ui.optional_module("advisor.profile", "The host fingerprint (advisor.profile)") is None:
+    if (
+        ui.optional_module(
+            "advisor.measure.profile", "The host fingerprint (advisor.measure.profile)"
+        )
+        is None
+    ):
         return
     with ui.guarded("Reading the host fingerprint"):
         fp = _fingerprint(threads)
@@ -97,7 +102,12 @@ def _host() -> None:
             ),
             hide_index=True,
         )
-    if ui.optional_module("advisor.predict", "Host calibration (advisor.predict)") is None:
+    if (
+        ui.optional_module(
+            "advisor.measure.calibrate", "Host calibration (advisor.measure.calibrate)"
+        )
+        is None
+    ):
         return
     if st.button("Calibrate this host", key="calibrate"):
         st.session_state["calibrate_threads"] = threads
@@ -125,7 +135,12 @@ def main() -> None:
         "The catalog the advisor predicts with (data/hardware.yaml): every figure names "
         "its source. The `host` target is this machine, measured on demand."
     )
-    if ui.optional_module("advisor.hardware", "The hardware catalog (advisor.hardware)") is None:
+    if (
+        ui.optional_module(
+            "advisor.targets.catalog", "The hardware catalog (advisor.targets.catalog)"
+        )
+        is None
+    ):
         return
     with ui.guarded("Reading the hardware catalog"):
         catalog = ui.hardware_catalog()

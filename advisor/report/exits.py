@@ -1,6 +1,6 @@
 """The report's early-exit section: the exit × cut table, the threshold table and the cascade
 as validated. Built from the `extra` tables of the early-exit plans; None when there are none.
-Kept apart from `advisor.report_content` (which includes it) to keep that module small.
+Kept apart from `advisor.report.content` (which includes it) to keep that module small.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from advisor.report_blocks import DASH, Block, Heading, Para, Section, Table, num, pct, yes
+from advisor.report.blocks import DASH, Block, Heading, Para, Section, Table, num, pct, yes
 
 if TYPE_CHECKING:
     from advisor.advice import Advice, PlanResult

@@ -12,7 +12,7 @@ ids, layer and node names, target ids) goes through `xml.sax.saxutils.escape` / 
                       layer (bars) and the layer's output size (line) — the partition picture
     pareto_chart_svg  predicted_target latency against fidelity; the Pareto front joined
 
->>> from advisor.charts import nice_ticks
+>>> from advisor.report.charts import nice_ticks
 >>> nice_ticks(7.3)
 [0.0, 2.0, 4.0, 6.0, 8.0]
 """
@@ -277,6 +277,45 @@ def layer_groups(advice: Advice) -> list[LayerGroup]:
     return groups
 
 
+def _two_axes(
+    ms_ticks: list[float],
+    kb_ticks: list[float],
+    left: float,
+    right: float,
+    top: float,
+    plot_h: float,
+    width: int,
+) -> list[str]:
+    """Ticks and titles of the per-layer chart's two axes: ms on the left, KB on the right."""
+    bottom = top + plot_h
+    ms_max, kb_max = ms_ticks[-1], kb_ticks[-1]
+    parts: list[str] = []
+    for t in ms_ticks:
+        y = bottom - plot_h * t / ms_max
+        parts += [
+            _line(left - 4, y, left, y, "#444"),
+            _text(left - 6, y + 3, _fmt(t), anchor="end", size=10),
+        ]
+    for t in kb_ticks:
+        y = bottom - plot_h * t / kb_max
+        parts += [
+            _line(right, y, right + 4, y, SIZE_COLOR),
+            _text(right + 6, y + 3, _fmt(t), size=10, fill=SIZE_COLOR),
+        ]
+    parts.append(_text(14, top + plot_h / 2, "latency per layer (ms)", anchor="middle", rotate=-90))
+    parts.append(
+        _text(
+            width - 12,
+            top + plot_h / 2,
+            "output size (KB)",
+            anchor="middle",
+            rotate=90,
+            fill=SIZE_COLOR,
+        )
+    )
+    return parts
+
+
 def layers_chart_svg(advice: Advice, width: int = 900) -> str:
     """Per-layer measured_host and predicted_target device latency (bars, left axis, ms) and
     the layer's output size (line, right axis, KB), in execution order."""
@@ -307,29 +346,7 @@ def layers_chart_svg(advice: Advice, width: int = 900) -> str:
         _line(left, top, left, bottom, "#444"),
         _line(right, top, right, bottom, SIZE_COLOR),
     ]
-    for t in ms_ticks:
-        y = bottom - plot_h * t / ms_max
-        parts += [
-            _line(left - 4, y, left, y, "#444"),
-            _text(left - 6, y + 3, _fmt(t), anchor="end", size=10),
-        ]
-    for t in kb_ticks:
-        y = bottom - plot_h * t / kb_max
-        parts += [
-            _line(right, y, right + 4, y, SIZE_COLOR),
-            _text(right + 6, y + 3, _fmt(t), size=10, fill=SIZE_COLOR),
-        ]
-    parts.append(_text(14, top + plot_h / 2, "latency per layer (ms)", anchor="middle", rotate=-90))
-    parts.append(
-        _text(
-            width - 12,
-            top + plot_h / 2,
-            "output size (KB)",
-            anchor="middle",
-            rotate=90,
-            fill=SIZE_COLOR,
-        )
-    )
+    parts += _two_axes(ms_ticks, kb_ticks, left, right, top, plot_h, width)
     label_every = max(1, math.ceil(n / 40))
     bar_w = max(slot * (0.4 if has_dev else 0.75), 0.8)
     points = []

@@ -18,7 +18,7 @@ import onnx
 from advisor.errors import InputDataError
 
 if TYPE_CHECKING:
-    from advisor.model import ModelGraph, TensorSpec
+    from advisor.graph.model import ModelGraph, TensorSpec
 
 #: ops that pass an index tensor through unchanged in value (for finding what it indexes)
 _PASS_THROUGH = {
@@ -88,7 +88,7 @@ def feeds_for(
     shapes: dict[str, tuple[int, ...]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Random feeds for `specs` (input specs) of `model`; see `sample_inputs`."""
-    from advisor.model import tensor_specs
+    from advisor.graph.model import tensor_specs
 
     known = {n: s.shape for n, s in tensor_specs(model).items()}
     rng = np.random.default_rng(seed)

@@ -5,7 +5,7 @@ are exits, shallowest first and the final classifier last, is declared in the mo
 metadata (`edgedl.exits`, a JSON list), so a saved model keeps its declaration:
 `declare_exits(graph, ["exit1", "exit2", "logits"])` works for any model that already has
 several classifier outputs; `export_multi_exit` writes a torch model (such as
-`advisor.zoo_models.MultiExitDigitsCNN`, trained with `train_multi_exit`) with its exits
+`advisor.zoo.models.MultiExitDigitsCNN`, trained with `train_multi_exit`) with its exits
 declared.
 
 Per exit, `exit_submodel` extracts the trunk up to the exit plus its branch with
@@ -14,7 +14,7 @@ runs one after another (stage k continues from the tensors stage k-1 left, so no
 redone). `exit_outputs` runs the full model once in ONNX Runtime and returns every exit's
 logits per sample, from which exit accuracies and entropies are measured.
 
->>> from advisor.model import load_model
+>>> from advisor.graph.load import load_model
 >>> g = load_model("zoo:digits_multiexit")
 >>> exits_of(g)
 ('exit1', 'exit2', 'logits')
@@ -35,8 +35,8 @@ import onnx
 import onnx.utils
 
 from advisor.errors import ModelError
-from advisor.model import ModelGraph
-from advisor.plans.segments import segment_io
+from advisor.graph.model import ModelGraph
+from advisor.graph.segments import segment_io
 
 __all__ = [
     "EXITS_KEY",
@@ -45,7 +45,6 @@ __all__ = [
     "declare_exits",
     "entropy",
     "exit_nodes",
-    "exit_outputs",
     "exit_submodel",
     "exits_of",
     "export_multi_exit",
@@ -72,7 +71,7 @@ def exits_of(model: ModelGraph | onnx.ModelProto) -> tuple[str, ...]:
     except json.JSONDecodeError:
         raise ModelError(
             f"model metadata {EXITS_KEY!r} is not a JSON list of output names; "
-            "declare the exits again with advisor.exits.declare_exits"
+            "declare the exits again with advisor.graph.exits.declare_exits"
         ) from None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ModelError(f"model metadata {EXITS_KEY!r} must be a JSON list of output names")
@@ -170,7 +169,9 @@ def cascade_stages(graph: ModelGraph, exits: Sequence[str] | None = None) -> lis
     """Split the model into the stages of an early-exit cascade, one per exit, in order."""
     exits = tuple(exits or exits_of(graph))
     if not exits:
-        raise ModelError(f"model {graph.name!r} declares no exits; see advisor.exits.declare_exits")
+        raise ModelError(
+            f"model {graph.name!r} declares no exits; see advisor.graph.exits.declare_exits"
+        )
     done: set[str] = set()
     stages = []
     for e in exits:
@@ -205,25 +206,6 @@ def entropy(logits: np.ndarray) -> np.ndarray:
     p /= p.sum(axis=-1, keepdims=True)
     logp = np.log(np.where(p > 0, p, 1.0))  # 0 * log 0 = 0
     return np.asarray(-(p * logp).sum(axis=-1))
-
-
-def exit_outputs(
-    graph: ModelGraph,
-    inputs: list[dict[str, np.ndarray]],
-    threads: int = 1,
-    exits: Sequence[str] | None = None,
-) -> dict[str, np.ndarray]:
-    """Every exit's logits for each sample, from one ORT run of the full model per sample:
-    {exit: array (samples, classes)}."""
-    from advisor.profile import make_session
-
-    exits = tuple(exits or exits_of(graph))
-    sess = make_session(graph.model, threads=threads)
-    rows: dict[str, list[np.ndarray]] = {e: [] for e in exits}
-    for x in inputs:
-        for e, out in zip(exits, sess.run(list(exits), x), strict=True):
-            rows[e].append(np.asarray(out).reshape(-1))
-    return {e: np.stack(v) for e, v in rows.items()}
 
 
 # --- training and export (torch, imported here only) ----------------------------------------
@@ -283,7 +265,7 @@ def export_multi_exit(
     import onnxruntime as ort
     import torch
 
-    from advisor.model_io import quiet_export
+    from advisor.graph.io import quiet_export
 
     path = Path(path)
     batch = torch.export.Dim("batch", min=1, max=4096)

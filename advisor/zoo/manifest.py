@@ -38,7 +38,7 @@ __all__ = [
     "training_data",
 ]
 
-ZOO_DIR = Path(__file__).resolve().parent.parent / "data" / "zoo"
+ZOO_DIR = Path(__file__).resolve().parents[2] / "data" / "zoo"
 MANIFEST_NAME = "zoo.json"
 
 

@@ -6,7 +6,7 @@ cut; in a DAG (skip connections, branches) several tensors cross at once. Nodes 
 subgraphs (If, Loop, Scan) are atomic, and outer-scope tensors their subgraphs read count as
 inputs of the node. Splitting uses onnx.utils.Extractor, widened to see those reads.
 
->>> from advisor.model import load_model
+>>> from advisor.graph.load import load_model
 >>> g = load_model("zoo:digits_cnn")
 >>> cut = g.cuts()[0]
 >>> head, tail, crossing = split_model(g, cut.head)
@@ -17,8 +17,9 @@ True
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -26,9 +27,31 @@ import onnx.utils
 import onnx.version_converter
 
 from advisor.errors import ModelError
-from advisor.model import Cut, ModelGraph
+
+if TYPE_CHECKING:
+    from advisor.graph.model import ModelGraph
 
 __all__ = ["crossing_tensors", "enumerate_cuts", "run_split", "split_model"]
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A split of the node order: head = nodes[:position], the rest is the tail.
+
+    `order` is the graph's node order, shared by every cut of a graph; the head set is built
+    on first use, so enumerating all N cuts costs O(N), not O(N^2), memory and time.
+    """
+
+    id: str
+    position: int
+    tensors: tuple[str, ...]
+    bytes: int
+    multi: bool
+    order: tuple[str, ...] = field(repr=False, compare=False, default=())
+
+    @cached_property
+    def head(self) -> frozenset[str]:
+        return frozenset(self.order[: self.position])
 
 
 def _subgraph_reads(graph: onnx.GraphProto) -> set[str]:

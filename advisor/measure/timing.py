@@ -9,7 +9,6 @@ statistics when enough clean runs remain.
 
 from __future__ import annotations
 
-import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -21,7 +20,7 @@ import onnx
 import onnxruntime as ort
 from pydantic import BaseModel, ConfigDict
 
-from advisor.errors import InputDataError, ModelError, RequestError
+from advisor.errors import InputDataError, ModelError, RequestError, ort_message
 
 __all__ = [
     "LatencyStats",
@@ -31,7 +30,6 @@ __all__ = [
     "make_session",
     "measure_latency",
     "median_p90",
-    "ort_message",
     "timed_run",
     "uncontended",
 ]
@@ -50,33 +48,6 @@ _ORT_ERRORS: tuple[type[BaseException], ...] = tuple(
               "RuntimeException", "InvalidProtobuf", "NotImplemented", "InvalidGraph", "EPFail")
     if hasattr(ort.capi.onnxruntime_pybind11_state, n)
 ) + (RuntimeError,)  # fmt: skip
-
-
-_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
-_ORT_LOAD = re.compile(r"^Load model from .*? failed:")
-# "/onnxruntime_src/.../model_load_utils.h:46 void onnxruntime::...::Fn(const std::...&, int) "
-_CPP_WHERE = re.compile(r"/\S+\.(?:h|cc|cpp):\d+ [^()]*\((?:[^()]|\([^()]*\))*\) ")
-
-
-def ort_message(exc: BaseException, limit: int = 420) -> str:
-    """ONNX Runtime's error text without its status prefix and C++ source locations, cut at a
-    sentence or word boundary, so the reason survives in one line.
-
-    >>> ort_message(RuntimeError("[ONNXRuntimeError] : 1 : FAIL : /src/a.h:46 void f(int, "
-    ...     "const std::string&) Opset 99 is under development. Current official support is 28."))
-    'Opset 99 is under development. Current official support is 28.'
-    """
-    text = " ".join(str(exc).split())
-    text = _ORT_PREFIX.sub("", text)
-    text = _ORT_LOAD.sub("", text).strip()
-    text = _CPP_WHERE.sub("", text).strip()
-    if not text:
-        return type(exc).__name__
-    if len(text) <= limit:
-        return text
-    cut = text[:limit]
-    end = cut.rfind(". ")
-    return cut[: end + 1] if end > limit // 3 else cut.rsplit(" ", 1)[0] + " …"
 
 
 class LatencyStats(BaseModel):

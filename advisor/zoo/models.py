@@ -1,7 +1,7 @@
 """Torch definitions of the zoo models (imported only where torch is needed).
 
 `data/zoo/build_zoo.py` builds and exports these; planners that prune or fine-tune import
-them through each zoo entry's `torch_builder` ('advisor.zoo_models:<name>'), a callable that
+them through each zoo entry's `torch_builder` ('advisor.zoo.models:<name>'), a callable that
 returns the module (the factories re-create the untrained models' exact initialization).
 
     DigitsCNN            8x8 digits classifier (trained by the build script)

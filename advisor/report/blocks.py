@@ -1,9 +1,9 @@
 """The neutral document a report is made of, and how its numbers are written.
 
-`advisor.report_content` builds a list of `Section`s of these blocks from an Advice; the
-renderers in `advisor.report` escape and lay them out as HTML or Markdown. Every string in a
-block is untrusted text, escaped by the renderer; only `Chart.svg` is markup (built by
-`advisor.charts`, every text in it escaped there).
+`advisor.report.content` builds a list of `Section`s of these blocks from an Advice; the
+renderers in `advisor.report.renderers` escape and lay them out as HTML or Markdown. Every
+string in a block is untrusted text, escaped by the renderer; only `Chart.svg` is markup (built by
+`advisor.report.charts`, every text in it escaped there).
 
 >>> num(0.000123456), num(12345), pct(0.98333), yes(None)
 ('0.0001235', '12,345', '98.33', '—')
@@ -65,7 +65,7 @@ class Code:
 
 @dataclass(frozen=True)
 class Chart:
-    svg: str  # markup from advisor.charts; every text in it is already escaped
+    svg: str  # markup from advisor.report.charts; every text in it is already escaped
 
 
 @dataclass(frozen=True)

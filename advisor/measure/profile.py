@@ -30,10 +30,10 @@ import onnx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from advisor import cache as _cache
-from advisor.environment import Fingerprint, fingerprint
 from advisor.errors import ModelError
-from advisor.ort_trace import kernel_ms_per_run, owner, subgraph_node_names
-from advisor.timing import (
+from advisor.measure.environment import Fingerprint, fingerprint
+from advisor.measure.ort_trace import kernel_ms_per_run, owner, subgraph_node_names
+from advisor.measure.timing import (
     LatencyStats,
     check_counts,
     check_inputs,
@@ -112,7 +112,7 @@ def _graph_nodes(model: onnx.ModelProto) -> dict[str, str]:
             raise ModelError(
                 f"node #{i} ({node.op_type}) has {'no' if not node.name else 'a duplicate'} name; "
                 "per-node profiling needs unique names - load the model with "
-                "advisor.model.load_model, which names every node"
+                "advisor.graph.model.load_model, which names every node"
             )
         nodes[node.name] = node.op_type
     return nodes
@@ -146,7 +146,7 @@ def profile_model(
     if not isinstance(model, onnx.ModelProto):
         raise ModelError(
             f"cannot profile a {type(graph_or_model).__name__}; pass a ModelGraph "
-            "(advisor.model.load_model) or an onnx.ModelProto"
+            "(advisor.graph.model.load_model) or an onnx.ModelProto"
         )
     ops = _graph_nodes(model)
     digest = (

@@ -158,8 +158,8 @@ def _accuracy_verdict(
 def _speed_verdict(
     res: PlanResult, base: PlanResult, feeds: dict[str, np.ndarray], request: AdviceRequest
 ) -> tuple[PlanResult, list[str]]:
-    """Time the plan's device model against FP32 in alternating rounds (advisor.validate)."""
-    from advisor.validate import paired_timing
+    """Time the plan's device model against FP32 in alternating rounds (advisor.validate.core)."""
+    from advisor.validate.guard import paired_timing
 
     pt = paired_timing(
         base.artifacts[0],

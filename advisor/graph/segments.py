@@ -1,6 +1,6 @@
 """Cutting a middle segment (nodes [i, j)) out of a model, for plans with more than two tiers.
 
-`advisor.cuts.split_model` gives a head and a tail; a middle segment needs a model whose
+`advisor.graph.cuts.split_model` gives a head and a tail; a middle segment needs a model whose
 inputs are the tensors flowing into the node set and whose outputs are the tensors leaving it.
 onnx's own `onnx.utils.Extractor` does the extraction, and onnx.checker checks the result.
 """
@@ -12,7 +12,7 @@ from collections.abc import Collection
 import onnx
 import onnx.utils
 
-from advisor.model import ModelGraph
+from advisor.graph.model import ModelGraph
 
 
 def segment_io(graph: ModelGraph, nodes: Collection[str]) -> tuple[list[str], list[str]]:

@@ -8,7 +8,7 @@
     write_report(advice, path, fmt=None)   fmt from the suffix: .html/.htm, .md, .json
     load_advice(path)        an Advice from a JSON file, or ReportError naming what is wrong
 
-The content comes from `advisor.report_content.sections` (blocks of `advisor.report_blocks`);
+The content comes from `advisor.report.content.sections` (blocks of `advisor.report.blocks`);
 this module only lays it out and escapes. Every string that can come from the model or the user
 (node, tensor, layer and model names, titles, reasons) is escaped: `html.escape` in HTML,
 `md_escape` in Markdown, so a model cannot inject markup. The HTML also carries a
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import ValidationError
 
 from advisor.errors import ReportError
-from advisor.report_blocks import (
+from advisor.report.blocks import (
     Block,
     Bullets,
     Chart,
@@ -36,7 +36,7 @@ from advisor.report_blocks import (
     Heading,
     Para,
 )
-from advisor.report_content import sections
+from advisor.report.content import sections
 
 if TYPE_CHECKING:
     from advisor.advice import Advice
@@ -130,7 +130,7 @@ def _html_block(block: Block) -> str:
     if isinstance(block, Code):
         return f"<pre><code>{_e(block.text)}</code></pre>"
     if isinstance(block, Chart):
-        return f"<div class='chart'>{block.svg}</div>"  # trusted: escaped in advisor.charts
+        return f"<div class='chart'>{block.svg}</div>"  # trusted: escaped in advisor.report.charts
     head = "".join(f"<th scope='col'>{_e(h)}</th>" for h in block.header)
     body = []
     for i, row in enumerate(block.rows):

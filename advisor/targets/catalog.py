@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from advisor.errors import CatalogError, RequestError, UnknownIdError
 
 if TYPE_CHECKING:  # imported lazily at run time: profile/predict import ORT
-    from advisor.predict import Calibration
-    from advisor.profile import Fingerprint
+    from advisor.measure.calibrate import Calibration
+    from advisor.measure.profile import Fingerprint
 
 __all__ = [
     "Catalog",
@@ -34,7 +34,7 @@ __all__ = [
     "transfer_ms",
 ]
 
-DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "data" / "hardware.yaml"
+DEFAULT_CATALOG = Path(__file__).resolve().parents[2] / "data" / "hardware.yaml"
 HOST_ID = "host"
 
 Precision = Literal["fp32", "fp16", "int8"]
@@ -220,8 +220,8 @@ def _load(path_str: str, _size: int, _mtime_ns: int) -> Catalog:
 def get_target(target_id: str, catalog: Catalog | None = None, *, threads: int = 1) -> Target:
     """A catalog target, or `host` (built from this machine's fingerprint and calibration)."""
     if target_id == HOST_ID:
-        from advisor.predict import calibrate
-        from advisor.profile import fingerprint
+        from advisor.measure.calibrate import calibrate
+        from advisor.measure.profile import fingerprint
 
         return host_target(calibrate(threads=threads), fingerprint(threads))
     return (catalog or load_catalog()).target(target_id)

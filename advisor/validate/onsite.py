@@ -8,12 +8,18 @@ they never change what was predicted or measured here.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 
-from advisor.advice import Latency, PlanResult, SplitValidation
+from advisor.advice import AdviceRequest, Latency, PlanResult, SplitValidation, Stage
 from advisor.errors import AgentError
+
+if TYPE_CHECKING:
+    from advisor.plans import Candidate
+    from advisor.targets.catalog import Link
+    from advisor.validate.fidelity import EvalSet
 
 
 def _device_stage_models(plan: PlanResult) -> list[tuple[int, str]]:
@@ -38,8 +44,7 @@ def measure_on_device_agent(
     model (the method says which). `prediction_error` becomes |predicted − measured| /
     measured over the device compute, where both exist for the same models.
     """
-    from advisor.agent import AgentClient, measure_on_agent
-    from advisor.profile import make_session
+    from advisor.agent import AgentClient
 
     client = AgentClient(url, token)
     client.health()  # fails early with a clear AgentError when the agent is unreachable
@@ -50,35 +55,9 @@ def measure_on_device_agent(
         if not device_parts:
             done.append(p)
             continue
-        stages = list(p.stages)
-        env = dict(inputs)
-        pred_dev = meas_dev = 0.0
-        fp_key = ""
-        for idx, path in device_parts:
-            sess = make_session(path)
-            feeds = {i.name: env[i.name] for i in sess.get_inputs()}
-            env.update(
-                dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
-            )
-            if path not in cache:
-                prof = measure_on_agent(client, onnx.load(path), runs=runs, inputs=feeds)
-                cache[path] = prof.end_to_end_ms
-                fp_key = prof.fingerprint.cpu_model or ""
-            ms = cache[path]
-            s = stages[idx]
-            stages[idx] = s.model_copy(
-                update={
-                    "measured_target": Latency(
-                        ms=ms,
-                        kind="measured_target",
-                        target=s.target,
-                        method=f"ORT on the device agent {url}"
-                        f"{' (' + fp_key + ')' if fp_key else ''}, median of {runs} runs",
-                    )
-                }
-            )
-            pred_dev += s.predicted.ms if s.predicted else 0.0
-            meas_dev += ms
+        stages, pred_dev, meas_dev = _device_stages_on_agent(
+            p, device_parts, client, url, inputs, runs, cache
+        )
         best_known = [s.measured_target or s.predicted for s in stages]
         total = sum(lat.ms for lat in best_known if lat is not None)
         cascade = p.extra.get("cascade")
@@ -112,6 +91,52 @@ def measure_on_device_agent(
     return done
 
 
+def _device_stages_on_agent(
+    p: PlanResult,
+    device_parts: list[tuple[int, str]],
+    client: Any,
+    url: str,
+    inputs: dict[str, np.ndarray],
+    runs: int,
+    cache: dict[str, float],
+) -> tuple[list[Stage], float, float]:
+    """The plan's stages with `measured_target` on each device stage (each artifact timed once
+    per run, `cache`), and the device compute's (predicted, measured) sums."""
+    from advisor.agent import measure_on_agent
+    from advisor.measure.timing import make_session
+
+    stages = list(p.stages)
+    env = dict(inputs)
+    pred_dev = meas_dev = 0.0
+    fp_key = ""
+    for idx, path in device_parts:
+        sess = make_session(path)
+        feeds = {i.name: env[i.name] for i in sess.get_inputs()}
+        env.update(
+            dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
+        )
+        if path not in cache:
+            prof = measure_on_agent(client, onnx.load(path), runs=runs, inputs=feeds)
+            cache[path] = prof.end_to_end_ms
+            fp_key = prof.fingerprint.cpu_model or ""
+        ms = cache[path]
+        s = stages[idx]
+        stages[idx] = s.model_copy(
+            update={
+                "measured_target": Latency(
+                    ms=ms,
+                    kind="measured_target",
+                    target=s.target,
+                    method=f"ORT on the device agent {url}"
+                    f"{' (' + fp_key + ')' if fp_key else ''}, median of {runs} runs",
+                )
+            }
+        )
+        pred_dev += s.predicted.ms if s.predicted else 0.0
+        meas_dev += ms
+    return stages, pred_dev, meas_dev
+
+
 def validate_split(
     plan: PlanResult,
     url: str,
@@ -125,7 +150,7 @@ def validate_split(
 ) -> SplitValidation:
     """Run `plan` (a partition) with its device part here and the rest on the server agent."""
     from advisor.agent import AgentClient, EmulatedLink
-    from advisor.split import SplitRunner
+    from advisor.validate.split import SplitRunner
 
     computes = [s for s in plan.stages if s.kind == "compute"]
     if len(computes) < 2 or not computes[0].name.startswith("device"):
@@ -164,3 +189,69 @@ def validate_split(
         max_abs_error=err,
         output_matches=err <= (plan.fidelity.max_abs_error if plan.fidelity else 0.0) + 1e-5,
     )
+
+
+def _split_choice(
+    candidates: list[tuple[str, Candidate]], final: list[PlanResult], recommended: str | None
+) -> tuple[PlanResult | None, list[str]]:
+    """The partition `--validate split` runs (the recommended one when it is a partition of
+    the full model, else the best-ranked one), with notices saying which and why."""
+    from advisor.plans import Exit
+
+    own_outputs = {
+        pid
+        for pid, c in candidates
+        if c.prediction is None and not any(isinstance(s, Exit) for s in c.steps)
+    }
+    parts = [
+        p
+        for p in final
+        if p.status in ("recommended", "candidate")
+        and sum(1 for s in p.stages if s.kind == "compute") >= 2
+        and p.id in own_outputs
+    ]
+    notes = []
+    if recommended and recommended not in own_outputs:
+        notes.append(
+            f"--validate split: {recommended} ends at an early exit, which the "
+            "split runner does not check; a partition of the full model is run"
+        )
+    if not parts:
+        notes.append("--validate split: no validated partition plan to run")
+        return None, notes
+    chosen = next((p for p in parts if p.status == "recommended"), parts[0])
+    if chosen.status != "recommended" and (recommended is None or recommended in own_outputs):
+        why = (
+            f"the recommended plan {recommended} is not a partition"
+            if recommended
+            else "no plan is recommended"
+        )
+        notes.append(f"--validate split: {why}; ran {chosen.id}, the best-ranked partition")
+    return chosen, notes
+
+
+def split_check(
+    request: AdviceRequest,
+    candidates: list[tuple[str, Candidate]],
+    final: list[PlanResult],
+    recommended: str | None,
+    ev: EvalSet,
+    output_names: list[str],
+    link: Link,
+) -> tuple[SplitValidation | None, list[str]]:
+    """`--validate split`: run the chosen partition through the server agent (the link
+    emulated unless `--no-emulate-link`); (its measurement or None, notices)."""
+    chosen, notes = _split_choice(candidates, final, recommended)
+    if chosen is None or request.server_agent is None:
+        return None, notes
+    result = validate_split(
+        chosen,
+        request.server_agent,
+        request.agent_token,
+        ev.inputs[0],
+        ev.reference[0],
+        output_names,
+        link=link if request.emulate_link else None,
+        threads=request.threads,
+    )
+    return result, notes

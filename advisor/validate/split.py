@@ -32,10 +32,11 @@ from pydantic import BaseModel, ConfigDict
 
 from advisor.agent.client import AgentClient, RemoteRun
 from advisor.agent.link import EmulatedLink
-from advisor.cuts import split_model
 from advisor.errors import InputDataError, RequestError
-from advisor.model import ModelGraph, load_model
-from advisor.profile import make_session
+from advisor.graph.cuts import split_model
+from advisor.graph.load import load_model
+from advisor.graph.model import ModelGraph
+from advisor.measure.profile import make_session
 
 __all__ = [
     "EmulatedLink",
@@ -213,7 +214,7 @@ class SplitRunner:
         *,
         threads: int = 1,
     ) -> SplitRunner:
-        """Split ``graph`` (an advisor.model.ModelGraph) at nested heads (sets of node names,
+        """Split ``graph`` (an advisor.graph.model.ModelGraph) at nested heads (sets of node names,
         each containing the one before) into ``len(heads) + 1`` parts: the first runs here,
         part i+1 on ``agents[i]`` over ``links[i]`` (None: the real network). One head =
         head/tail; two heads = a three-tier chain."""

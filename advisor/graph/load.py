@@ -1,0 +1,52 @@
+"""`load_model`: every model source to one checked, shape-inferred `ModelGraph`.
+
+The recipe: read the source (`advisor.graph.io`), check its structure, name its nodes, fold
+weight-only nodes, make input shapes concrete and infer the rest (`advisor.graph.repair`),
+then build the per-node view (`advisor.graph.model.build_graph`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from advisor.graph import io as model_io
+from advisor.graph import repair
+from advisor.graph.model import ModelGraph, build_graph
+
+__all__ = ["load_model"]
+
+
+def load_model(
+    source: Any,
+    *,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    example_inputs: Any = None,
+) -> ModelGraph:
+    """Load an .onnx path, 'zoo:<id>' / bare zoo id, ModelProto or torch.nn.Module.
+
+    >>> g = load_model("zoo:digits_cnn")
+    >>> g.inputs[0].shape, g.outputs[0].shape
+    ((1, 1, 8, 8), (1, 10))
+    """
+
+    proto, origin = model_io.read_source(source, example_inputs)
+    repair.check_structure(proto)
+    repair.name_nodes(proto)
+    folded = [
+        *repair.weights_out_of_inputs(proto),
+        *repair.fold_constants(proto),
+        *repair.subgraph_notices(proto),
+        *repair.subnormal_notices(proto),
+    ]
+    notices, batch_inputs = repair.fix_input_shapes(proto, dict(input_shapes or {}))
+    repair.infer_shapes(proto)
+    graph = build_graph(proto, origin, (*folded, *notices), tuple(batch_inputs))
+    if graph.precision == "fp16":
+        note = (
+            "the model computes in FP16 (most weight bytes are float16): it is predicted at each "
+            "target's fp16 peak, and FP16 conversion and INT8 quantization are skipped"
+        )
+        graph = replace(graph, notices=(*graph.notices, note))
+    return graph

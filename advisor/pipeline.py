@@ -1,0 +1,500 @@
+"""`advise()`: from a request to validated, ranked plans, as a pipeline of stages.
+
+Each stage is one function below, in the order `advise` calls them: resolve targets and links
+(an unknown id fails before any work) → load the model and its data → fingerprint, calibrate
+and profile this host → predict per-node latency on each target → ask every registered planner
+for candidates → validate each candidate in ONNX Runtime and re-measure them interleaved →
+judge (accuracy budget, speed guard) and rank → measure on the real device and split when
+agents are given → assemble the Advice.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from advisor.advice import Advice, AdviceRequest, LayerRow, ModelSummary, PlanResult
+from advisor.errors import AdvisorError, InputDataError, RequestError
+from advisor.graph.data import EvalData, eval_data
+from advisor.graph.model import ModelGraph
+from advisor.measure.calibrate import Calibration
+from advisor.measure.environment import Fingerprint
+from advisor.measure.profile import Profile
+from advisor.plans import PLANNERS, Candidate, PlanContext, Skip, load_builtins
+from advisor.targets.catalog import Catalog, Link, Target
+from advisor.validate.fidelity import EvalSet
+from advisor.validate.rank import citations, judge, rank
+
+__all__ = ["advise", "Progress"]
+
+Progress = Callable[[str, float], None]
+
+
+def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
+    """Plan, build, run and rank. Raises AdvisorError subclasses on bad input."""
+    stages = _Stages(progress or (lambda stage, frac: None))
+    kinds = _plan_kinds(request)
+    tiers = _resolve_targets(request)
+    with stages("load model", 0.02):
+        loaded = _load(request)
+    with stages("profile", 0.08):
+        host = _profile_host(request, loaded)
+    with stages("predict", 0.2):
+        ctx = _context(request, tiers, loaded, host)
+    with stages("plan", 0.25):
+        candidates, skipped = _plan(ctx, kinds)
+    with stages("validate", 0.3):
+        ev = _eval_set(request, loaded, ctx.threads)
+        validated, failed = _validate(ctx, candidates, ev, request, stages.report)
+    stages.report("rank", 0.97)
+    final, recommended, front = _judge_and_rank(request, loaded, validated, [*skipped, *failed])
+    final, split_validation, notes = _measure_on_site(
+        request, tiers, loaded, ev, candidates, final, recommended, stages.report
+    )
+    stages.seconds["total"] = round(time.perf_counter() - stages.t0, 3)
+    stages.report("done", 1.0)
+    advice = _assemble(request, tiers, loaded, host, ctx, final, recommended, front, stages)
+    return advice.model_copy(
+        update={"split_validation": split_validation, "notices": [*advice.notices, *notes]}
+    )
+
+
+# --- the stages, in order -----------------------------------------------------------------
+
+
+def _plan_kinds(request: AdviceRequest) -> list[str]:
+    """The planners to run; baseline.device always (the FP32 reference for the guard)."""
+    load_builtins()
+    unknown = [p for p in request.plans or [] if p not in PLANNERS]
+    if unknown:
+        raise RequestError(f"unknown plan kind {unknown[0]!r}; known: {', '.join(PLANNERS)}")
+    kinds = request.plans or list(PLANNERS)
+    return kinds if "baseline.device" in kinds else ["baseline.device", *kinds]
+
+
+@dataclass(frozen=True)
+class _Tiers:
+    catalog: Catalog
+    device: Target
+    edge: Target | None
+    cloud: Target | None
+    link: Link
+    cloud_link: Link | None
+
+    @property
+    def server(self) -> Target | None:
+        return self.edge or self.cloud
+
+
+def _resolve_targets(request: AdviceRequest) -> _Tiers:
+    """Targets and links first: an unknown id fails before any work."""
+    from advisor.targets.catalog import get_link, get_target, load_catalog
+
+    catalog = load_catalog()
+
+    def target(tid: str | None) -> Target | None:
+        return get_target(tid, catalog, threads=request.threads) if tid else None
+
+    device = get_target(request.device, catalog, threads=request.threads)
+    edge, cloud = target(request.edge), target(request.cloud)
+    link = _link(request, catalog)
+    cloud_link = get_link(request.cloud_link, catalog) if cloud and edge else None
+    return _Tiers(catalog, device, edge, cloud, link, cloud_link)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    graph: ModelGraph
+    zoo_entry: Any  # advisor.zoo.ZooModel | None
+    exits: tuple[str, ...]
+    data: EvalData
+
+
+def _load(request: AdviceRequest) -> _Loaded:
+    """The model (with its declared exits) and its evaluation and calibration data."""
+    from advisor.graph.load import load_model
+    from advisor.zoo import get_zoo
+
+    shapes = {k: tuple(v) for k, v in request.input_shapes.items()}
+    graph = load_model(request.model, input_shapes=shapes)
+    try:
+        zoo_entry = get_zoo(request.model.removeprefix("zoo:"))
+    except AdvisorError:
+        zoo_entry = None
+    if zoo_entry is not None and Path(request.model).suffix == ".onnx":
+        zoo_entry = None  # a path, not a zoo id
+    graph, exits = _declared_exits(graph, request, zoo_entry)
+    data = eval_data(graph, request.data, zoo_entry, request.max_eval_samples)
+    return _Loaded(graph, zoo_entry, exits, data)
+
+
+@dataclass(frozen=True)
+class _Host:
+    fingerprint: Fingerprint
+    calibration: Calibration
+    profile: Profile
+
+
+def _profile_host(request: AdviceRequest, loaded: _Loaded) -> _Host:
+    """This host's fingerprint and ceilings, and every node's time on it."""
+    from advisor.measure.calibrate import calibrate
+    from advisor.measure.profile import fingerprint, profile_model
+
+    fp = fingerprint(request.threads)
+    cal = calibrate(threads=request.threads)
+    prof = profile_model(
+        loaded.graph, loaded.data.inputs[0], runs=request.runs, threads=request.threads
+    )
+    return _Host(fp, cal, prof)
+
+
+def _context(request: AdviceRequest, tiers: _Tiers, loaded: _Loaded, host: _Host) -> PlanContext:
+    """Per-node predictions on each tier, and everything a planner may read."""
+    from advisor.targets.predict import predict_nodes
+
+    graph, cal, prof = loaded.graph, host.calibration, host.profile
+    # an FP16 export computes in fp16: its nodes are predicted with each target's fp16 peak
+    prec = graph.precision
+    device_ms = predict_nodes(graph, prof, tiers.device, cal, prec)
+    edge_ms = predict_nodes(graph, prof, tiers.edge, cal, prec) if tiers.edge else {}
+    cloud_ms = predict_nodes(graph, prof, tiers.cloud, cal, prec) if tiers.cloud else {}
+    out_dir = Path(request.out_dir) if request.out_dir else _default_out(graph)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entry = loaded.zoo_entry
+    trained = entry is not None and entry.trained and entry.torch_builder and entry.training_data
+    return PlanContext(
+        graph=graph,
+        device=tiers.device,
+        server=tiers.server,
+        server_tier="edge" if tiers.edge else ("cloud" if tiers.cloud else None),
+        edge=tiers.edge,
+        cloud=tiers.cloud,
+        link=tiers.link,
+        cloud_link=tiers.cloud_link,
+        device_ms=device_ms,
+        server_ms=edge_ms or cloud_ms,
+        edge_ms=edge_ms,
+        cloud_ms=cloud_ms,
+        calib_inputs=loaded.data.calib,
+        work_dir=out_dir,
+        calibration=cal,
+        torch_source=entry if trained else None,
+        exits=loaded.exits,
+        eval_inputs=loaded.data.inputs,
+        labels=loaded.data.labels,
+        latency_ms=request.latency_ms,
+        threads=request.threads,
+        overhead_ms={
+            tier: cal.run_overhead_ms
+            for tier, t in (("device", tiers.device), ("edge", tiers.edge), ("cloud", tiers.cloud))
+            if t is not None and t.id == "host"
+        },
+    )
+
+
+def _plan(
+    ctx: PlanContext, kinds: list[str]
+) -> tuple[list[tuple[str, Candidate]], list[PlanResult]]:
+    """Every planner's candidates (ids `kind` or `kind#n`), and the planners that skipped."""
+    candidates: list[tuple[str, Candidate]] = []
+    skipped: list[PlanResult] = []
+    for kind in kinds:
+        try:
+            out = PLANNERS[kind].fn(ctx)
+        except AdvisorError as exc:
+            out = Skip(kind, str(exc))
+        except Exception as exc:  # noqa: BLE001 - one planner's failure must not sink the rest
+            out = Skip(kind, f"planner failed: {type(exc).__name__}: {exc}")
+        if isinstance(out, Skip):
+            skipped.append(
+                PlanResult(
+                    id=kind,
+                    kind=kind,
+                    title=PLANNERS[kind].summary,
+                    status="skipped",
+                    reasons=[out.reason],
+                    extra=out.extra,
+                    citations=citations(kind),
+                )
+            )
+            continue
+        for i, c in enumerate(out):
+            candidates.append((kind if len(out) == 1 else f"{kind}#{i + 1}", c))
+    return candidates, skipped
+
+
+def _eval_set(request: AdviceRequest, loaded: _Loaded, threads: int) -> EvalSet:
+    """FP32 reference outputs on the evaluation inputs, and its accuracy when labelled."""
+    from advisor.validate.fidelity import accuracy, reference_outputs
+
+    graph, labels = loaded.graph, loaded.data.labels
+    reference = reference_outputs(graph, loaded.data.inputs, threads)
+    out_names = [t.name for t in graph.outputs]
+    primary = out_names.index(loaded.exits[-1]) if loaded.exits else 0  # the final exit
+    if labels is not None:
+        classes = reference[0][primary].shape[-1] if reference[0][primary].ndim else 1
+        if labels.size and int(labels.max()) >= classes:
+            raise InputDataError(
+                f"{request.data or 'the labelled data'}: labels 'y' go up to "
+                f"{int(labels.max())}, but output "
+                f"{out_names[primary]!r} scores {classes} classes (0..{classes - 1}); give "
+                "labels of this model's classes, or leave 'y' out to compare with FP32 only"
+            )
+    base_acc = accuracy([r[primary] for r in reference], labels) if labels is not None else None
+    return EvalSet(loaded.data.inputs, labels, reference, base_acc, primary)
+
+
+_Validated = dict[str, tuple[Candidate, PlanResult]]
+
+
+def _validate(
+    ctx: PlanContext,
+    candidates: list[tuple[str, Candidate]],
+    ev: EvalSet,
+    request: AdviceRequest,
+    report: Progress,
+) -> tuple[_Validated, list[PlanResult]]:
+    """Build and run every candidate; then time all of them again, interleaved."""
+    from advisor.validate.core import validate
+    from advisor.validate.guard import remeasure_interleaved
+
+    validated: _Validated = {}
+    failed: list[PlanResult] = []
+    for n, (pid, cand) in enumerate(candidates):
+        report(f"validate {pid}", 0.3 + 0.65 * n / max(1, len(candidates)))
+        try:
+            res = validate(
+                ctx, cand, pid.replace("#", "-"), ev, ctx.work_dir, request.runs, request.threads
+            )
+            validated[pid] = (cand, res.model_copy(update={"id": pid}))
+        except Exception as exc:  # noqa: BLE001 - a broken artifact is a rejected plan
+            failed.append(
+                PlanResult(
+                    id=pid,
+                    kind=cand.kind,
+                    title=cand.title,
+                    params=cand.params,
+                    status="rejected",
+                    reasons=[f"validation failed: {type(exc).__name__}: {exc}"],
+                )
+            )
+    report("measure all plans, interleaved", 0.95)
+    again = remeasure_interleaved(
+        [res for _, res in validated.values()],
+        ev.inputs[0],
+        runs=request.runs,
+        threads=request.threads,
+    )
+    validated = {
+        pid: (cand, res) for (pid, (cand, _)), res in zip(validated.items(), again, strict=True)
+    }
+    return validated, failed
+
+
+def _judge_and_rank(
+    request: AdviceRequest, loaded: _Loaded, validated: _Validated, others: list[PlanResult]
+) -> tuple[list[PlanResult], str | None, list[str]]:
+    """Accuracy budget and speed guard per plan, then the ranking."""
+    labelled = loaded.data.labels is not None
+    base = validated.get("baseline.device")
+    feeds = loaded.data.inputs[0]
+    judged = [judge(res, cand, request, labelled, base, feeds) for cand, res in validated.values()]
+    base_ms = (
+        base[1].stages[0].measured_host.ms if base and base[1].stages[0].measured_host else None
+    )
+    return rank([*others, *judged], request, base_ms)
+
+
+def _measure_on_site(
+    request: AdviceRequest,
+    tiers: _Tiers,
+    loaded: _Loaded,
+    ev: EvalSet,
+    candidates: list[tuple[str, Candidate]],
+    final: list[PlanResult],
+    recommended: str | None,
+    report: Progress,
+) -> tuple[list[PlanResult], Any, list[str]]:
+    """Time plans on the device agent, and run the chosen partition through a server agent."""
+    split_validation, notes = None, list[str]()
+    if request.device_agent:
+        report("measure on device agent", 0.975)
+        from advisor.validate.onsite import measure_on_device_agent
+
+        final = measure_on_device_agent(
+            final, request.device_agent, request.agent_token, ev.inputs[0], request.runs
+        )
+    if request.validate_split and request.server_agent:
+        report("validate split", 0.985)
+        from advisor.validate.onsite import split_check
+
+        split_validation, notes = split_check(
+            request,
+            candidates,
+            final,
+            recommended,
+            ev,
+            [t.name for t in loaded.graph.outputs],
+            tiers.link,
+        )
+    return final, split_validation, notes
+
+
+def _assemble(
+    request: AdviceRequest,
+    tiers: _Tiers,
+    loaded: _Loaded,
+    host: _Host,
+    ctx: PlanContext,
+    final: list[PlanResult],
+    recommended: str | None,
+    front: list[str],
+    stages: _Stages,
+) -> Advice:
+    graph, prof = loaded.graph, host.profile
+    return Advice(
+        request=request,
+        model=ModelSummary(
+            name=graph.name,
+            source=graph.source,
+            digest=graph.digest,
+            nodes=len(graph.nodes),
+            flops=graph.total_flops,
+            params_bytes=graph.total_params_bytes,
+            inputs={t.name: list(t.shape) for t in graph.inputs},
+            outputs={t.name: list(t.shape) for t in graph.outputs},
+        ),
+        environment=host.fingerprint.model_dump(),
+        calibration=host.calibration.model_dump(),
+        link=tiers.link.model_dump(),
+        plans=final,
+        recommended=recommended,
+        pareto=front,
+        layers=_layers(graph, prof, ctx),
+        profile_self_check={
+            "node_sum_ms": prof.node_sum_ms,
+            "end_to_end_basic_ms": prof.end_to_end_basic_ms,
+            "error": prof.self_check_error,
+        },
+        notices=[*graph.notices, *loaded.data.notices],
+        command=_reproduce(request),
+        stage_seconds=stages.seconds,
+    )
+
+
+def _layers(graph: ModelGraph, prof: Profile, ctx: PlanContext) -> list[LayerRow]:
+    return [
+        LayerRow(
+            name=n.name,
+            op_type=n.op_type,
+            layer=n.layer,
+            flops=n.flops,
+            output_bytes=n.output_bytes,
+            host_ms=prof.nodes[n.name].median_ms if n.name in prof.nodes else 0.0,
+            device_ms=ctx.device_ms.get(n.name),
+            server_ms=ctx.server_ms.get(n.name) if ctx.server_ms else None,
+        )
+        for n in graph.nodes
+    ]
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+class _Stages:
+    """Reports progress and records how long each named stage took (Advice.stage_seconds)."""
+
+    def __init__(self, report: Progress):
+        self.report = report
+        self.t0 = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str, frac: float) -> Iterator[None]:
+        """Report `name` at `frac`, and record how long the block took."""
+        self.report(name, frac)
+        started = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - started, 3)
+
+
+def _link(request: AdviceRequest, catalog):
+    """The device <-> server link: a catalog preset, or the user's bandwidths and RTT."""
+    from advisor.targets.catalog import Link, get_link
+
+    if request.link:
+        return get_link(request.link, catalog)
+    if request.up_mbps is None or request.down_mbps is None or request.rtt_ms is None:
+        raise RequestError("a custom link needs --up-mbps, --down-mbps and --rtt-ms")
+    return Link(
+        id="custom",
+        name="custom link",
+        up_mbps=request.up_mbps,
+        down_mbps=request.down_mbps,
+        rtt_ms=request.rtt_ms,
+        sources={"up_mbps": "user", "down_mbps": "user", "rtt_ms": "user"},
+    )
+
+
+def _declared_exits(graph, request: AdviceRequest, zoo_entry):
+    """(graph, its exits): declared by the request, else by the zoo manifest, else by the
+    model's own metadata (advisor.graph.exits)."""
+    from advisor.graph.exits import declare_exits, exits_of
+
+    names = request.exits or (
+        [e.output for e in zoo_entry.exits] if zoo_entry is not None and zoo_entry.exits else None
+    )
+    if names and tuple(names) != exits_of(graph):
+        graph = declare_exits(graph, names)
+    return graph, exits_of(graph)
+
+
+def _reproduce(req: AdviceRequest) -> str:
+    parts = ["edgedl", "advise", req.model, "--device", req.device]
+    for flag, v in (
+        ("--edge", req.edge),
+        ("--cloud", req.cloud),
+        ("--link", req.link),
+        ("--up-mbps", req.up_mbps),
+        ("--down-mbps", req.down_mbps),
+        ("--rtt-ms", req.rtt_ms),
+        ("--latency-ms", req.latency_ms),
+        ("--accuracy-budget", req.accuracy_budget),
+        ("--data", req.data),
+    ):
+        if v is not None:
+            parts += [flag, str(v)]
+    for name, shape in req.input_shapes.items():
+        parts += ["--input-shape", f"{name}={'x'.join(map(str, shape))}"]
+    if req.cloud_link != "ethernet":
+        parts += ["--cloud-link", req.cloud_link]
+    if req.runs != 20:
+        parts += ["--runs", str(req.runs)]
+    if req.threads != 1:
+        parts += ["--threads", str(req.threads)]
+    for p in req.plans or []:
+        parts += ["--plan", p]
+    for e in req.exits or []:
+        parts += ["--exit", e]
+    if req.device_agent:
+        parts += ["--device-agent", req.device_agent]
+    if req.server_agent:
+        parts += ["--server-agent", req.server_agent]
+    if req.validate_split:
+        parts += ["--validate", "split"]
+        if not req.emulate_link:
+            parts += ["--no-emulate-link"]
+    return shlex.join(parts)
+
+
+def _default_out(graph) -> Path:
+    from advisor.cache import cache_dir
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return cache_dir() / "artifacts" / f"{graph.name}-{graph.digest[:8]}-{stamp}"

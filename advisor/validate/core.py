@@ -1,0 +1,302 @@
+"""Validation: every candidate plan is built, loaded in ONNX Runtime and run for real.
+
+For each candidate: its models are written to disk (the plan's artifacts) and loaded in fresh
+ORT sessions; the whole pipeline — compute steps, transfers (with a real INT8 round trip of the
+boundary where the plan compresses it) — runs on the evaluation inputs and is compared with the
+FP32 model (max abs error, cosine, top-1 agreement, task accuracy); every compute step is timed
+on this host (`measured_host`) and predicted on its target (`predicted_target`); transfers come
+from the bytes that actually cross and the link model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from advisor.advice import Fidelity, Latency, PlanResult, Stage
+from advisor.graph.model import ModelGraph
+from advisor.measure.profile import make_session, measure_latency
+from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
+from advisor.targets.catalog import transfer_ms
+from advisor.targets.predict import effective_precision, node_time_ratio
+from advisor.validate.fidelity import EvalRun, EvalSet, feeds_for_session, fidelity, run_eval
+
+LINK_METHOD = "link model: RTT/2 + bytes / nominal bandwidth"
+
+
+def _tier_ms(ctx: PlanContext, tier: str) -> dict[str, float]:
+    return {
+        "device": ctx.device_ms,
+        "edge": ctx.edge_ms or ctx.server_ms,
+        "cloud": ctx.cloud_ms or ctx.server_ms,
+    }.get(tier, ctx.server_ms)
+
+
+def _aggregate(graph: ModelGraph, nodes: frozenset[str] | None) -> tuple[int, int]:
+    sel = [n for n in graph.nodes if nodes is None or n.name in nodes]
+    flops = sum(n.flops for n in sel)
+    moved = sum(n.input_bytes + n.output_bytes + n.param_bytes for n in sel)
+    return flops, moved
+
+
+@dataclass
+class _Walk:
+    """The running totals while a plan's steps are timed in order."""
+
+    stages: list[Stage] = field(default_factory=list)
+    pred_total: float = 0.0
+    meas_total: float = 0.0
+    all_host: bool = True
+    derived: bool = False  # a stage predicted from its own measurement: no independent check
+    paths: list[tuple[str, float, float]] = field(default_factory=list)  # per Exit step
+    path_stages: list[list[int]] = field(default_factory=list)  # stage indices on its path
+    exit_downs: set[int] = field(default_factory=set)  # downlinks of one exit's path only
+
+
+def validate(
+    ctx: PlanContext,
+    cand: Candidate,
+    plan_id: str,
+    ev: EvalSet,
+    out_dir: Path,
+    runs: int,
+    threads: int,
+) -> PlanResult:
+    """Build, run and measure one candidate. Raises on a broken artifact (caller records it)."""
+    computes = [s for s in cand.steps if isinstance(s, Compute)]
+    artifacts = _build(computes, out_dir / plan_id)
+    sessions = [make_session(a, threads=threads) for a in artifacts]
+    run = run_eval(cand, sessions, ev, [t.name for t in ctx.graph.outputs])
+    walk = _walk(ctx, cand, ev, run, zip(computes, sessions, artifacts, strict=True), runs, threads)
+    return _result(ctx, cand, plan_id, walk, run, fidelity(run.outputs, run.compare), artifacts)
+
+
+def _build(computes: list[Compute], plan_dir: Path) -> list[str]:
+    """Write each compute step's model: the plan's artifacts, in step order."""
+    plan_dir.mkdir(parents=True, exist_ok=True)
+    artifacts = []
+    for i, comp in enumerate(computes):
+        file = plan_dir / f"{i}_{comp.tier}_{comp.precision}.onnx"
+        onnx.save(comp.model, file)
+        artifacts.append(str(file))
+    return artifacts
+
+
+def _walk(
+    ctx: PlanContext,
+    cand: Candidate,
+    ev: EvalSet,
+    run: EvalRun,
+    compiled: Iterator[tuple[Compute, Any, str]],
+    runs: int,
+    threads: int,
+) -> _Walk:
+    """Each step in order: exits close a path, transfers cost the link, computes are timed."""
+    walk = _Walk()
+    env0 = dict(ev.inputs[0])
+    for step in cand.steps:
+        if isinstance(step, Exit):
+            _exit_step(ctx.graph, step, env0, walk)
+        elif isinstance(step, Transfer):
+            _transfer_step(ctx.graph, step, run.first_env, walk)
+        else:
+            step_c, sess, path = next(compiled)
+            _compute_step(ctx, step_c, sess, path, env0, walk, runs, threads)
+    return walk
+
+
+def _exit_step(g: ModelGraph, step: Exit, env0: dict[str, np.ndarray], walk: _Walk) -> None:
+    down = 0.0
+    on_path = [i for i in range(len(walk.stages)) if i not in walk.exit_downs]
+    if step.link is not None:  # the exit is on the server: its logits go back down
+        arr = env0.get(step.tensor)
+        nbytes = int(arr.nbytes) if arr is not None else g.tensor(step.tensor).nbytes
+        down = transfer_ms(nbytes, step.link, "down")
+        walk.stages.append(
+            Stage(
+                name=f"downlink transfer (leaving at {step.name})",
+                kind="transfer",
+                target=step.link.id,
+                bytes=nbytes,
+                predicted=Latency(
+                    ms=down, kind="predicted_target", method=LINK_METHOD, target=step.link.id
+                ),
+            )
+        )
+        walk.exit_downs.add(len(walk.stages) - 1)
+        on_path.append(len(walk.stages) - 1)
+    walk.paths.append((step.name, walk.pred_total + down, walk.meas_total + down))
+    walk.path_stages.append(on_path)
+
+
+def _transfer_step(
+    g: ModelGraph, step: Transfer, first_env: dict[str, np.ndarray] | None, walk: _Walk
+) -> None:
+    nbytes = 0
+    for t in step.tensors:
+        arr = first_env[t] if first_env and t in first_env else None
+        nbytes += int(arr.nbytes) if arr is not None else g.tensor(t).nbytes
+    ms = transfer_ms(nbytes, step.link, "up" if step.direction == "up" else "down")
+    lat = Latency(ms=ms, kind="predicted_target", method=LINK_METHOD, target=step.link.id)
+    walk.stages.append(
+        Stage(name=step.name, kind="transfer", target=step.link.id, predicted=lat, bytes=nbytes)
+    )
+    walk.pred_total += ms
+    walk.meas_total += ms
+
+
+def _compute_step(
+    ctx: PlanContext,
+    step_c: Compute,
+    sess: Any,
+    path: str,
+    env0: dict[str, np.ndarray],
+    walk: _Walk,
+    runs: int,
+    threads: int,
+) -> None:
+    feeds = feeds_for_session(sess, env0)
+    stats = measure_latency(path, feeds, runs=runs, threads=threads)
+    outs = sess.run(None, feeds)
+    env0.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
+    pred, method, derived = _predict_stage(ctx, step_c, stats.median_ms)
+    walk.derived |= derived
+    walk.all_host &= step_c.target.id == "host"
+    walk.stages.append(
+        Stage(
+            name=step_c.name,
+            kind="compute",
+            target=step_c.target.id,
+            predicted=Latency(
+                ms=pred, kind="predicted_target", method=method, target=step_c.target.id
+            ),
+            measured_host=Latency(
+                ms=stats.median_ms,
+                p90_ms=stats.p90_ms,
+                kind="measured_host",
+                method=f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s), median of {runs} runs",
+            ),
+            nodes=len(step_c.nodes) if step_c.nodes is not None else None,
+        )
+    )
+    walk.pred_total += pred
+    walk.meas_total += stats.median_ms
+
+
+def _predict_stage(
+    ctx: PlanContext, step_c: Compute, measured_ms: float
+) -> tuple[float, str, bool]:
+    """(predicted ms on the step's target, the method, whether it was derived from this very
+    measurement). An unchanged FP32 part is the sum of its nodes' predictions."""
+    g = ctx.graph
+    if step_c.nodes is not None and step_c.precision == "fp32":
+        per_node = _tier_ms(ctx, step_c.tier)
+        overhead = ctx.overhead(step_c.tier)
+        pred = sum(per_node[n] for n in step_c.nodes) + overhead
+        peak = effective_precision(step_c.target, g.precision)[0]
+        method = (
+            "sum of per-node predictions (host profile scaled by roofline ratio, "
+            f"{peak} peak)" + (f" + {overhead:.3g} ms per-inference overhead" if overhead else "")
+        )
+        return pred, method, False
+    flops, moved = _aggregate(g, step_c.nodes)
+    ratio = node_time_ratio(flops, moved, ctx.calibration, step_c.target, "fp32")
+    method = (
+        f"host-measured {step_c.precision} latency × fp32 roofline ratio "
+        f"{ratio:.3g} (assumes the target gains from {step_c.precision} as this "
+        "host does)"
+    )
+    return measured_ms * ratio, method, True
+
+
+def _cascade(ctx: PlanContext, walk: _Walk, taken: np.ndarray) -> tuple[float, float, dict]:
+    """A cascade's expected latencies over the measured exit shares, and its extra record."""
+    shares = taken / max(1, taken.sum())
+    paths = walk.paths
+    pred_total = float(np.dot(shares, [p[1] for p in paths]))
+    meas_total = float(np.dot(shares, [p[2] for p in paths]))
+    record = {
+        "samples": int(taken.sum()),
+        "paths": [
+            {
+                "exit": e,
+                "share": float(sh),
+                "inputs": int(n),
+                "stages": idx,
+                "predicted": Latency(
+                    ms=p,
+                    kind="predicted_target",
+                    target=ctx.device.id,
+                    method="sum of stage predictions up to the exit",
+                ).model_dump(),
+                "measured_host": Latency(
+                    ms=m,
+                    kind="measured_host",
+                    method="sum of stage latencies measured on this host up to the exit; "
+                    "transfers from the link model",
+                ).model_dump(),
+            }
+            for (e, p, m), sh, n, idx in zip(paths, shares, taken, walk.path_stages, strict=True)
+        ],
+        "worst_path_predicted_ms": max(p[1] for p in paths),
+    }
+    return pred_total, meas_total, record
+
+
+def _result(
+    ctx: PlanContext,
+    cand: Candidate,
+    plan_id: str,
+    walk: _Walk,
+    run: EvalRun,
+    fid: Fidelity,
+    artifacts: list[str],
+) -> PlanResult:
+    has_transfer = any(s.kind == "transfer" for s in walk.stages)
+    extra = dict(cand.extra)
+    pred_total, meas_total = walk.pred_total, walk.meas_total
+    pred_method = "sum of stage predictions"
+    meas_method = "compute measured on this host" + (
+        "; transfers from the link model" if has_transfer else ""
+    )
+    if run.taken is not None:  # a cascade: the expected latency over the measured exit shares
+        pred_total, meas_total, extra["cascade"] = _cascade(ctx, walk, run.taken)
+        pred_method = (
+            "expected over the measured exit shares: sum of share × path latency, "
+            "each path the sum of stage predictions up to its exit"
+        )
+        meas_method = "expected over the measured exit shares: " + meas_method
+    if run.prediction_error is not None:
+        extra["exit_check"] = {
+            "max_abs_error_vs_full_model": run.prediction_error,
+            "what": "the plan's exit logits against the same output of the full multi-exit "
+            "model, on every evaluation sample",
+        }
+    independent = walk.all_host and not walk.derived and meas_total > 0
+    computes = [s for s in cand.steps if isinstance(s, Compute)]
+    return PlanResult(
+        id=plan_id,
+        kind=cand.kind,
+        title=cand.title,
+        params=cand.params,
+        status="candidate",
+        stages=walk.stages,
+        predicted=Latency(
+            ms=pred_total, kind="predicted_target", method=pred_method, target=ctx.device.id
+        ),
+        measured_host=Latency(ms=meas_total, kind="measured_host", method=meas_method),
+        prediction_error=abs(pred_total - meas_total) / meas_total if independent else None,
+        fidelity=fid,
+        size_bytes=sum(
+            Path(a).stat().st_size
+            for a, s in zip(artifacts, computes, strict=True)
+            if s.tier == "device"
+        ),
+        artifacts=artifacts,
+        extra=extra,
+    )

@@ -1,0 +1,169 @@
+"""Timing plans against each other on this host: the paired FP32-vs-plan guard
+(`paired_timing`) and the interleaved re-measurement of every validated plan
+(`remeasure_interleaved`), both in alternating rounds so a burst of load hits every side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+
+from advisor.advice import Latency, PlanResult
+from advisor.measure.timing import make_session
+from advisor.validate.fidelity import feeds_for_session
+
+
+@dataclass(frozen=True)
+class PairedTiming:
+    """Two models timed in alternating rounds, so machine drift hits both alike."""
+
+    base_ms: float
+    other_ms: float
+    ratio: float  # median over rounds of other/base: > 1 means `other` is slower
+    spread: float  # half the inter-quartile range of the per-round ratios, relative
+    rounds: int
+    runs: int
+
+
+def paired_timing(
+    base: str | onnx.ModelProto,
+    base_feeds: dict[str, np.ndarray],
+    other: str | onnx.ModelProto,
+    other_feeds: dict[str, np.ndarray],
+    *,
+    rounds: int = 7,
+    runs: int = 10,
+    threads: int = 1,
+) -> PairedTiming:
+    """Time `base` and `other` in `rounds` alternating rounds of `runs` inferences each."""
+    import time
+
+    sa, sb = make_session(base, threads=threads), make_session(other, threads=threads)
+
+    def burst(sess, feeds) -> float:
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            sess.run(None, feeds)
+            times.append(time.perf_counter() - t)
+        return float(np.median(times)) * 1e3
+
+    burst(sa, base_feeds)
+    burst(sb, other_feeds)  # warm-up
+    a_ms, b_ms = [], []
+    for r in range(rounds):
+        first_a = r % 2 == 0
+        x = burst(sa, base_feeds) if first_a else None
+        b_ms.append(burst(sb, other_feeds))
+        a_ms.append(x if x is not None else burst(sa, base_feeds))
+    ratios = np.array(b_ms) / np.array(a_ms)
+    q1, q3 = np.percentile(ratios, [25, 75])
+    med = float(np.median(ratios))
+    return PairedTiming(
+        float(np.median(a_ms)),
+        float(np.median(b_ms)),
+        med,
+        float((q3 - q1) / 2 / med),
+        rounds,
+        runs,
+    )
+
+
+def _stage_sessions(
+    plans: list[PlanResult], inputs: dict[str, np.ndarray], threads: int
+) -> list[tuple[int, int, Any, dict[str, np.ndarray]]]:
+    """(plan index, stage index, warmed-up session, its feed) for every compute stage of every
+    plan that has artifacts and is not a cascade, each fed by the stages before it."""
+    items: list[tuple[int, int, Any, dict[str, np.ndarray]]] = []
+    for pi, p in enumerate(plans):
+        if not p.artifacts or "cascade" in p.extra:
+            continue
+        env = dict(inputs)
+        compute_idx = [i for i, s in enumerate(p.stages) if s.kind == "compute"]
+        for si, path in zip(compute_idx, p.artifacts, strict=False):
+            sess = make_session(path, threads=threads)
+            feed = feeds_for_session(sess, env)
+            outs = sess.run(None, feed)  # also the warm-up
+            env.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
+            items.append((pi, si, sess, feed))
+    return items
+
+
+def remeasure_interleaved(
+    plans: list[PlanResult],
+    inputs: dict[str, np.ndarray],
+    *,
+    runs: int,
+    threads: int,
+    rounds: int = 5,
+    seed: int = 0,
+) -> list[PlanResult]:
+    """Time every plan's compute stages again, round-robin across all plans, and use those
+    figures as their `measured_host`.
+
+    Each stage's first measurement (`validate`) ran in its own time window; on a shared host a
+    burst of load in one window can move it by tens of percent, so two plans holding the same
+    model could differ by that much. Here every stage of every plan runs a few times per round,
+    in a shuffled order, for `rounds` rounds; a stage's figure is the median of its per-round
+    medians, so drift hits all plans alike and their figures compare. Cascades (expected
+    latencies over exit shares) keep their figures.
+    """
+    import random
+
+    from advisor.measure.timing import median_p90, timed_run, uncontended
+
+    items = _stage_sessions(plans, inputs, threads)
+    if not items:
+        return plans
+    per_round = max(3, runs // rounds)
+    medians: dict[tuple[int, int], list[float]] = {(pi, si): [] for pi, si, _, _ in items}
+    samples: dict[tuple[int, int], list[float]] = {(pi, si): [] for pi, si, _, _ in items}
+    order = list(range(len(items)))
+    rng = random.Random(seed)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for k in order:
+            pi, si, sess, feed = items[k]
+            times = [timed_run(sess, feed) for _ in range(per_round)]
+            kept = [times[i][0] for i in uncontended(times, threads)]
+            medians[(pi, si)].append(float(np.median(kept)))
+            samples[(pi, si)].extend(kept)
+    method = (
+        f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s): median of {rounds} round medians of "
+        f"{per_round} runs, round-robin with every other plan's stages"
+    )
+    out = list(plans)
+    for pi in sorted({pi for pi, _, _, _ in items}):
+        p = out[pi]
+        stages = list(p.stages)
+        for si, s in enumerate(stages):
+            if (pi, si) not in medians:
+                continue
+            _, p90 = median_p90(samples[(pi, si)])
+            ms = float(np.median(medians[(pi, si)]))
+            stages[si] = s.model_copy(
+                update={
+                    "measured_host": Latency(ms=ms, p90_ms=p90, kind="measured_host", method=method)
+                }
+            )
+        total = sum(
+            (
+                s.measured_host.ms
+                if s.kind == "compute" and s.measured_host
+                else s.predicted.ms
+                if s.predicted
+                else 0.0
+            )
+            for s in stages
+        )
+        err = p.prediction_error
+        if err is not None and p.predicted is not None and total > 0:
+            err = abs(p.predicted.ms - total) / total
+        measured = p.measured_host.model_copy(update={"ms": total}) if p.measured_host else None
+        out[pi] = p.model_copy(
+            update={"stages": stages, "measured_host": measured, "prediction_error": err}
+        )
+    return out
