@@ -24,13 +24,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["ARCHS", "ArchSpec", "build", "count_macs", "count_params", "example_input", "export_onnx"]
+__all__ = [
+    "ARCHS",
+    "ArchSpec",
+    "build",
+    "count_macs",
+    "count_params",
+    "example_input",
+    "export_onnx",
+]
 
 
 # ---------------------------------------------------------------- building blocks
 
 
-def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
+def _conv_bn(
+    cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True
+) -> nn.Sequential:
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
         nn.BatchNorm2d(cout),
@@ -49,9 +59,13 @@ class _BasicBlock(nn.Module):
     def __init__(self, cin: int, width: int, stride: int) -> None:
         super().__init__()
         cout = width * self.expansion
-        self.body = nn.Sequential(_conv_bn(cin, width, 3, stride), _conv_bn(width, cout, 3, act=False))
+        self.body = nn.Sequential(
+            _conv_bn(cin, width, 3, stride), _conv_bn(width, cout, 3, act=False)
+        )
         self.short = (
-            _conv_bn(cin, cout, 1, stride, act=False) if stride != 1 or cin != cout else nn.Identity()
+            _conv_bn(cin, cout, 1, stride, act=False)
+            if stride != 1 or cin != cout
+            else nn.Identity()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,7 +85,9 @@ class _Bottleneck(nn.Module):
             _conv_bn(width, cout, 1, act=False),
         )
         self.short = (
-            _conv_bn(cin, cout, 1, stride, act=False) if stride != 1 or cin != cout else nn.Identity()
+            _conv_bn(cin, cout, 1, stride, act=False)
+            if stride != 1 or cin != cout
+            else nn.Identity()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -79,7 +95,9 @@ class _Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, block: type[_BasicBlock] | type[_Bottleneck], depths: list[int], classes: int = 1000) -> None:
+    def __init__(
+        self, block: type[_BasicBlock] | type[_Bottleneck], depths: list[int], classes: int = 1000
+    ) -> None:
         super().__init__()
         self.stem = nn.Sequential(_conv_bn(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1))
         stages: list[nn.Module] = []
@@ -104,7 +122,11 @@ class ResNet(nn.Module):
 class MobileNetV1(nn.Module):
     """MobileNet v1 1.0-224 (Howard et al. 2017, Table 1)."""
 
-    _CFG = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
+    _CFG = (
+        [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)]
+        + [(512, 1)] * 5
+        + [(1024, 2), (1024, 1)]
+    )
 
     def __init__(self, classes: int = 1000) -> None:
         super().__init__()
@@ -127,7 +149,10 @@ class _InvertedResidual(nn.Module):
         layers: list[nn.Module] = []
         if expand != 1:
             layers.append(_conv_bn6(cin, hidden, 1))
-        layers += [_conv_bn6(hidden, hidden, 3, stride, groups=hidden), _conv_bn(hidden, cout, 1, act=False)]
+        layers += [
+            _conv_bn6(hidden, hidden, 3, stride, groups=hidden),
+            _conv_bn(hidden, cout, 1, act=False),
+        ]
         self.body = nn.Sequential(*layers)
         self.residual = stride == 1 and cin == cout
 
@@ -146,7 +171,15 @@ def _conv_bn6(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> 
 class MobileNetV2(nn.Module):
     """MobileNet v2 1.0-224 (Sandler et al. 2018, Table 2)."""
 
-    _CFG = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+    _CFG = [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ]
 
     def __init__(self, classes: int = 1000) -> None:
         super().__init__()
@@ -200,7 +233,9 @@ class SqueezeNet11(nn.Module):
             _Fire(384, 64, 256),
             _Fire(512, 64, 256),
         )
-        self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(512, classes, 1), nn.ReLU(inplace=True))
+        self.classifier = nn.Sequential(
+            nn.Dropout(0.5), nn.Conv2d(512, classes, 1), nn.ReLU(inplace=True)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(F.adaptive_avg_pool2d(self.classifier(self.features(x)), 1), 1)
@@ -212,7 +247,26 @@ class SqueezeNet11(nn.Module):
 class VGG16(nn.Module):
     """VGG-16, configuration D (Simonyan & Zisserman 2015), no batch norm."""
 
-    _CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+    _CFG: list[int | str] = [
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+    ]
 
     def __init__(self, classes: int = 1000) -> None:
         super().__init__()
@@ -387,11 +441,23 @@ class _MBConv(nn.Module):
 class EfficientNetB0(nn.Module):
     """EfficientNet-B0 (Tan & Le 2019, Table 1): MBConv + squeeze-excite (ratio 0.25), SiLU."""
 
-    _CFG = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
+    _CFG = [
+        (1, 3, 1, 16, 1),
+        (6, 3, 2, 24, 2),
+        (6, 5, 2, 40, 2),
+        (6, 3, 2, 80, 3),
+        (6, 5, 1, 112, 3),
+        (6, 5, 2, 192, 4),
+        (6, 3, 1, 320, 1),
+    ]
 
     def __init__(self, classes: int = 1000) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.SiLU()]
+        layers: list[nn.Module] = [
+            nn.Conv2d(3, 32, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(32),
+            nn.SiLU(),
+        ]
         cin = 32
         for t, k, s, c, n in self._CFG:
             for i in range(n):
@@ -493,45 +559,113 @@ class ArchSpec:
 ARCHS: dict[str, ArchSpec] = {
     s.name: s
     for s in (
-        ArchSpec("resnet18", lambda: ResNet(_BasicBlock, [2, 2, 2, 2]), (1, 3, 224, 224), 11.69e6, 1.82e9,
-                 "He et al. 2016 Table 1 (1.8 GFLOPs = MACs); torchvision resnet18 11,689,512 params",
-                 description="ResNet-18"),
-        ArchSpec("resnet50", lambda: ResNet(_Bottleneck, [3, 4, 6, 3]), (1, 3, 224, 224), 25.56e6, 4.09e9,
-                 "torchvision resnet50 (v1.5): 25,557,032 params, 4.09 GMACs; MLPerf reference model",
-                 description="ResNet-50 v1.5 (stride on the 3x3 conv)"),
-        ArchSpec("mobilenet_v1", MobileNetV1, (1, 3, 224, 224), 4.2e6, 569e6,
-                 "Howard et al. 2017 Table 8: 1.0 MobileNet-224, 569 M mult-adds, 4.2 M params",
-                 description="MobileNet v1 1.0-224"),
-        ArchSpec("mobilenet_v2", MobileNetV2, (1, 3, 224, 224), 3.5e6, 300e6,
-                 "Sandler et al. 2018 Table 4: MobileNetV2 (1.0), 300 M MACs, 3.4 M params; "
-                 "torchvision 3,504,872",
-                 description="MobileNet v2 1.0-224"),
-        ArchSpec("squeezenet1_1", SqueezeNet11, (1, 3, 224, 224), 1.235e6, 0.35e9,
-                 "forresti/SqueezeNet v1.1 README (2.4x less computation than v1.0); torchvision "
-                 "squeezenet1_1: 1,235,496 params, 0.35 GFLOPS (MACs) at 224",
-                 description="SqueezeNet v1.1"),
-        ArchSpec("vgg16", VGG16, (1, 3, 224, 224), 138.36e6, 15.47e9,
-                 "Simonyan & Zisserman 2015 Table 2 (138 M params); torchvision vgg16 138,357,544 "
-                 "params, 15.47 GMACs",
-                 description="VGG-16 (configuration D)"),
-        ArchSpec("alexnet", AlexNet, (1, 3, 224, 224), 61.10e6, 0.71e9,
-                 "torchvision alexnet (one-weird-trick variant): 61,100,840 params, 0.71 GMACs",
-                 description="AlexNet, single-tower torchvision variant"),
-        ArchSpec("alexnet_bvlc", AlexNetBVLC, (1, 3, 227, 227), 60.97e6, 0.72e9,
-                 "Caffe bvlc_alexnet: 60,965,224 params (Krizhevsky et al. 2012: 60 M), ~0.72 GMACs at 227",
-                 description="AlexNet as in the 2012 paper / Caffe bvlc_alexnet (grouped conv, LRN)"),
-        ArchSpec("googlenet", GoogLeNet, (1, 3, 224, 224), 6.8e6, 1.5e9,
-                 "Szegedy et al. 2015 Table 1: ~6.8 M params and 1.5 G multiply-adds (the table's "
-                 "figures are rounded and omit batch norm, hence the wider tolerance)",
-                 description="GoogLeNet / Inception v1 (batch-norm, no aux heads)", rel_tol=0.06),
-        ArchSpec("efficientnet_b0", EfficientNetB0, (1, 3, 224, 224), 5.3e6, 0.39e9,
-                 "Tan & Le 2019 Table 2: EfficientNet-B0 5.3 M params, 0.39 B FLOPs (MACs)",
-                 description="EfficientNet-B0"),
-        ArchSpec("bert_large", lambda: BertQA(BertConfig(layers=24, hidden=1024, heads=16, ffn=4096)),
-                 (1, 384), 334.09e6, None,
-                 "Devlin et al. 2019: BERT-Large 340 M; encoder+embeddings 334,092,288 + 2,050 "
-                 "span head (MLPerf bert-99, seq 384)",
-                 input_dtype=torch.int64, description="BERT-Large encoder + SQuAD span head"),
+        ArchSpec(
+            "resnet18",
+            lambda: ResNet(_BasicBlock, [2, 2, 2, 2]),
+            (1, 3, 224, 224),
+            11.69e6,
+            1.82e9,
+            "He et al. 2016 Table 1 (1.8 GFLOPs = MACs); torchvision resnet18 11,689,512 params",
+            description="ResNet-18",
+        ),
+        ArchSpec(
+            "resnet50",
+            lambda: ResNet(_Bottleneck, [3, 4, 6, 3]),
+            (1, 3, 224, 224),
+            25.56e6,
+            4.09e9,
+            "torchvision resnet50 (v1.5): 25,557,032 params, 4.09 GMACs; MLPerf reference model",
+            description="ResNet-50 v1.5 (stride on the 3x3 conv)",
+        ),
+        ArchSpec(
+            "mobilenet_v1",
+            MobileNetV1,
+            (1, 3, 224, 224),
+            4.2e6,
+            569e6,
+            "Howard et al. 2017 Table 8: 1.0 MobileNet-224, 569 M mult-adds, 4.2 M params",
+            description="MobileNet v1 1.0-224",
+        ),
+        ArchSpec(
+            "mobilenet_v2",
+            MobileNetV2,
+            (1, 3, 224, 224),
+            3.5e6,
+            300e6,
+            "Sandler et al. 2018 Table 4: MobileNetV2 (1.0), 300 M MACs, 3.4 M params; "
+            "torchvision 3,504,872",
+            description="MobileNet v2 1.0-224",
+        ),
+        ArchSpec(
+            "squeezenet1_1",
+            SqueezeNet11,
+            (1, 3, 224, 224),
+            1.235e6,
+            0.35e9,
+            "forresti/SqueezeNet v1.1 README (2.4x less computation than v1.0); torchvision "
+            "squeezenet1_1: 1,235,496 params, 0.35 GFLOPS (MACs) at 224",
+            description="SqueezeNet v1.1",
+        ),
+        ArchSpec(
+            "vgg16",
+            VGG16,
+            (1, 3, 224, 224),
+            138.36e6,
+            15.47e9,
+            "Simonyan & Zisserman 2015 Table 2 (138 M params); torchvision vgg16 138,357,544 "
+            "params, 15.47 GMACs",
+            description="VGG-16 (configuration D)",
+        ),
+        ArchSpec(
+            "alexnet",
+            AlexNet,
+            (1, 3, 224, 224),
+            61.10e6,
+            0.71e9,
+            "torchvision alexnet (one-weird-trick variant): 61,100,840 params, 0.71 GMACs",
+            description="AlexNet, single-tower torchvision variant",
+        ),
+        ArchSpec(
+            "alexnet_bvlc",
+            AlexNetBVLC,
+            (1, 3, 227, 227),
+            60.97e6,
+            0.72e9,
+            "Caffe bvlc_alexnet: 60,965,224 params (Krizhevsky et al. 2012: 60 M), "
+            "~0.72 GMACs at 227",
+            description="AlexNet as in the 2012 paper / Caffe bvlc_alexnet (grouped conv, LRN)",
+        ),
+        ArchSpec(
+            "googlenet",
+            GoogLeNet,
+            (1, 3, 224, 224),
+            6.8e6,
+            1.5e9,
+            "Szegedy et al. 2015 Table 1: ~6.8 M params and 1.5 G multiply-adds (the table's "
+            "figures are rounded and omit batch norm, hence the wider tolerance)",
+            description="GoogLeNet / Inception v1 (batch-norm, no aux heads)",
+            rel_tol=0.06,
+        ),
+        ArchSpec(
+            "efficientnet_b0",
+            EfficientNetB0,
+            (1, 3, 224, 224),
+            5.3e6,
+            0.39e9,
+            "Tan & Le 2019 Table 2: EfficientNet-B0 5.3 M params, 0.39 B FLOPs (MACs)",
+            description="EfficientNet-B0",
+        ),
+        ArchSpec(
+            "bert_large",
+            lambda: BertQA(BertConfig(layers=24, hidden=1024, heads=16, ffn=4096)),
+            (1, 384),
+            334.09e6,
+            None,
+            "Devlin et al. 2019: BERT-Large 340 M; encoder+embeddings 334,092,288 + 2,050 "
+            "span head (MLPerf bert-99, seq 384)",
+            input_dtype=torch.int64,
+            description="BERT-Large encoder + SQuAD span head",
+        ),
     )
 }
 
@@ -540,7 +674,9 @@ def _spec(name: str) -> ArchSpec:
     try:
         return ARCHS[name]
     except KeyError:
-        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHS))}") from None
+        raise KeyError(
+            f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHS))}"
+        ) from None
 
 
 def build(name: str, *, seed: int = 0, device: str | torch.device = "cpu") -> nn.Module:
@@ -587,7 +723,11 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> int:
         elif isinstance(mod, nn.Linear):
             total += out.numel() * mod.in_features
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d | nn.Linear)
+    ]
     try:
         with torch.no_grad():
             model(x)
@@ -597,8 +737,10 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> int:
     return total
 
 
-def export_onnx(name: str, path: str | Path, *, dynamo: bool = False, opset: int = 18, seed: int = 0) -> Path:
-    """Export the named architecture (batch 1, its standard input) to one self-contained ONNX file."""
+def export_onnx(
+    name: str, path: str | Path, *, dynamo: bool = True, opset: int = 18, seed: int = 0
+) -> Path:
+    """Export the architecture (batch 1, standard input) to one self-contained ONNX file."""
     path = Path(path)
     model = build(name, seed=seed)
     x = example_input(name)
