@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from advisor.errors import CatalogError
-from advisor.hardware import load_catalog
-from advisor.published import load_published
+from advisor.targets.catalog import load_catalog
+from advisor.targets.published import load_published
 from bench import archs
 
 

@@ -26,7 +26,7 @@ from advisor.errors import CatalogError
 
 __all__ = ["DEFAULT_PUBLISHED", "PublishedLatency", "Source", "load_published"]
 
-DEFAULT_PUBLISHED = Path(__file__).resolve().parent.parent / "data" / "published_latency.yaml"
+DEFAULT_PUBLISHED = Path(__file__).resolve().parents[2] / "data" / "published_latency.yaml"
 
 
 class Precision(StrEnum):
