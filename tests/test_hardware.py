@@ -104,7 +104,7 @@ BAD_CATALOGS = [
     ({"targets": [_with(id="host")], "links": [_link()]}, "reserved"),
     ({"targets": [_entry()], "links": [{**_link(), "sources": {"up_mbps": "x"}}]},
      "link '3g'"),
-    ({"targets": [_entry()]}, "links: Field required"),
+    ({"targets": [_entry()], "link": []}, "link: Extra inputs are not permitted"),
 ]  # fmt: skip
 
 

@@ -20,6 +20,7 @@ import onnx
 
 from advisor.errors import ModelError
 from advisor.graph.flops import count_node
+from advisor.graph.opclass import OpClass, op_class
 
 if TYPE_CHECKING:
     from advisor.graph.cuts import Cut
@@ -68,6 +69,7 @@ class NodeInfo:
     param_bytes: int
     input_bytes: int
     output_bytes: int
+    op_class: OpClass = "other"  # advisor.graph.opclass: which measured rate applies
 
 
 @dataclass(frozen=True, eq=False)
@@ -243,6 +245,11 @@ def build_graph(
                 param_bytes=sum(size(i) for i in ins if i in inits),
                 input_bytes=sum(size(i) for i in ins if i not in inits),
                 output_bytes=sum(size(o) for o in node.output if o),
+                op_class=op_class(
+                    node.op_type,
+                    _attrs(node),
+                    [specs[i].shape if i in specs else None for i in node.input],
+                ),
             )
         )
     graph_inputs = [i for i in model.graph.input if i.name not in inits]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -17,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from advisor.errors import CatalogError, RequestError, UnknownIdError
+from advisor.measure.suite import MeasuredProfile
 
 if TYPE_CHECKING:  # imported lazily at run time: profile/predict import ORT
     from advisor.measure.calibrate import Calibration
@@ -61,6 +64,20 @@ class Target(_Frozen):
     precisions: list[Precision]
     sources: dict[str, str] = Field(description="field -> where the figure comes from")
     notes: str | None = None
+    cores: int | None = Field(default=None, ge=1, description="CPU cores the peak assumes")
+    profile: MeasuredProfile | None = Field(
+        default=None, description="attained rates measured by `edgedl hardware calibrate`"
+    )
+
+    @property
+    def measured(self) -> bool:
+        """True for a target whose speed was measured on the machine (a target profile)."""
+        return self.profile is not None
+
+    @property
+    def int8_only(self) -> bool:
+        """A target that runs int8 models only (an Edge TPU)."""
+        return self.precisions == ["int8"]
 
     @field_validator("peak_gflops")
     @classmethod
@@ -85,6 +102,8 @@ class Target(_Frozen):
         }
         if self.power_w is not None:
             needed.add("power_w")
+        if self.cores is not None:
+            needed.add("cores")
         missing = sorted(needed - set(self.sources))
         if missing:
             raise ValueError(f"figures without a source: {', '.join(missing)}; add them to sources")
@@ -129,11 +148,12 @@ class Link(_Frozen):
 
 
 class Catalog(_Frozen):
-    """Targets and links by id, in file order."""
+    """Targets and links by id, in file order; `origins` names the file each came from."""
 
     source: str
     targets: dict[str, Target]
     links: dict[str, Link]
+    origins: dict[str, str] = {}
 
     def target(self, target_id: str) -> Target:
         try:
@@ -171,31 +191,73 @@ def _describe(exc: ValidationError, raw: dict, file: str) -> str:
 
 
 class _CatalogFile(_Frozen):
-    targets: list[Target]
-    links: list[Link]
+    targets: list[Target] = []
+    links: list[Link] = []
 
 
-def load_catalog(path: str | Path | None = None) -> Catalog:
-    """Read and validate a catalog file (default: the bundled data/hardware.yaml).
+def user_catalog_dir() -> Path:
+    """Where `edgedl hardware calibrate --save` writes target files and where they are read:
+    $EDGEDL_HARDWARE, else $XDG_CONFIG_HOME/edgedl/hardware (~/.config/edgedl/hardware)."""
+    env = os.environ.get("EDGEDL_HARDWARE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "edgedl" / "hardware"
 
-    Parsed catalogs are memoized per (path, size, mtime): the frozen result is reused until
-    the file changes.
+
+def load_catalog(
+    path: str | Path | None = None, *, extra: Sequence[str | Path] = (), user: bool | None = None
+) -> Catalog:
+    """Read and validate the hardware catalog: the bundled data/hardware.yaml (or `path`),
+    every *.yaml target file in the user catalog folder (`user_catalog_dir`; read by default
+    only with the bundled catalog), and `extra` files (`--catalog FILE`).
+
+    Parsed files are memoized per (path, size, mtime): a frozen result is reused until the
+    file changes. An id defined twice fails with both files named.
     """
-    path = Path(path) if path is not None else DEFAULT_CATALOG
+    files = [Path(path) if path is not None else DEFAULT_CATALOG]
+    if user if user is not None else path is None:
+        folder = user_catalog_dir()
+        if folder.is_dir():
+            files += sorted(folder.glob("*.yaml"))
+    files += [Path(f) for f in extra]
+    parts = [(f, _load(str(f), *_stamp(f))) for f in files]
+    if len(parts) == 1:
+        return parts[0][1]
+    targets: dict[str, Target] = {}
+    links: dict[str, Link] = {}
+    origins: dict[str, str] = {}
+    for f, cat in parts:
+        for kind, items, out in (("target", cat.targets, targets), ("link", cat.links, links)):
+            for ident, item in items.items():
+                if ident in out:
+                    raise CatalogError(
+                        f"{f}: {kind} id {ident!r} is already defined in {origins[ident]}; "
+                        "give it another id"
+                    )
+                out[ident] = item  # type: ignore[assignment]
+                origins[ident] = str(f)
+    return Catalog(source=str(files[0]), targets=targets, links=links, origins=origins)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
     try:
         st = path.stat()
     except OSError as exc:
         raise CatalogError(f"cannot read hardware catalog {path}: {exc.strerror or exc}") from exc
-    return _load(str(path), st.st_size, st.st_mtime_ns)
+    if not path.is_file():
+        raise CatalogError(f"hardware catalog {path} is not a file; give a .yaml target file")
+    return st.st_size, st.st_mtime_ns
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=32)
 def _load(path_str: str, _size: int, _mtime_ns: int) -> Catalog:
     path = Path(path_str)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CatalogError(f"cannot read hardware catalog {path}: {exc.strerror or exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise CatalogError(f"cannot read hardware catalog {path}: {why or exc}") from exc
     except yaml.YAMLError as exc:
         detail = " ".join(str(exc).split())
         raise CatalogError(f"{path.name}: not valid YAML: {detail}") from exc
@@ -214,7 +276,24 @@ def _load(path_str: str, _size: int, _mtime_ns: int) -> Catalog:
             if item.id == HOST_ID:
                 raise CatalogError(f"{path.name}: id 'host' is reserved for this machine")
             out[item.id] = item  # type: ignore[assignment]
-    return Catalog(source=str(path), targets=targets, links=links)
+    origins = {i: str(path) for i in [*targets, *links]}
+    return Catalog(source=str(path), targets=targets, links=links, origins=origins)
+
+
+def save_target(target: Target, folder: Path | None = None) -> Path:
+    """Write `target` as a one-target catalog file `<id>.yaml` in the user catalog folder
+    (made if missing); it is read back (and validated) before returning its path."""
+    folder = folder or user_catalog_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{target.id}.yaml"
+    body = target.model_dump(mode="json", exclude_none=True)
+    header = (
+        f"# Target profile {target.id}: written by edgedl hardware calibrate.\n"
+        "# Same schema as data/hardware.yaml (README: Target profiles); edit with care.\n"
+    )
+    path.write_text(header + yaml.safe_dump({"targets": [body]}, sort_keys=False), "utf-8")
+    load_catalog(path, user=False)
+    return path
 
 
 def get_target(target_id: str, catalog: Catalog | None = None, *, threads: int = 1) -> Target:

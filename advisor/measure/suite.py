@@ -1,0 +1,324 @@
+"""The target calibration suite: attained speed per operator class, size and thread count.
+
+`run_suite(threads=(1, 2, 4))` builds small ONNX models with `onnx.helper` — one node each, at
+three sizes per class (`advisor.graph.opclass`): 3x3 Conv, 1x1 Conv, depthwise Conv, MatMul,
+an element-wise Add, Softmax, MaxPool, and where ONNX Runtime has them int8 MatMulInteger and
+QLinearConv — and times them with ONNX Runtime on the machine it runs on (here, or on a device
+through `edgedl agent serve`'s /calibrate route). It also measures the fixed costs a roofline
+misses: the per-inference call cost (a one-node model on a single element) and the per-node
+dispatch cost (a chain of 64 trivial nodes against one).
+
+Every rate is attained, not peak: FLOPs (or bytes moved) over the median time of the node,
+less the call and dispatch costs. A target file saved by `edgedl hardware calibrate` carries
+the result (`MeasuredProfile`), and `advisor.targets.predict` reads a node's rate from it by
+class and size (interpolated on log size).
+
+>>> p = run_suite(threads=(1,), quick=True)   # doctest: +SKIP
+>>> p.rate("conv", 5e7, threads=1) > 0   # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+from pydantic import BaseModel, ConfigDict, Field
+
+from advisor.errors import RequestError
+from advisor.measure.environment import fingerprint
+from advisor.measure.timing import make_session
+
+__all__ = ["RatePoint", "ThreadRates", "MeasuredProfile", "run_suite", "SUITE_CLASSES"]
+
+SUITE_VERSION = 1
+_CHAIN = 64  # trivial nodes in the dispatch probe
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class RatePoint(_Frozen):
+    """One timed node: its work (FLOPs, or bytes for memory-bound classes) and attained rate."""
+
+    work: float = Field(gt=0, description="FLOPs, or bytes moved for memory-bound classes")
+    rate: float = Field(gt=0, description="GFLOP/s (GOP/s for int8), or GB/s")
+    ms: float = Field(ge=0, description="median time of the node alone, ms")
+
+
+class ThreadRates(_Frozen):
+    """Everything measured at one intra-op thread count."""
+
+    threads: int = Field(ge=1)
+    rates: dict[str, list[RatePoint]]  # op class (or 'dense_int8', 'conv_int8') -> by size
+    dispatch_us: float = Field(ge=0, description="cost of one more node in a graph, µs")
+    call_ms: float = Field(ge=0, description="one session.run() of a trivial model, ms")
+
+
+class MeasuredProfile(_Frozen):
+    """A machine's measured speed: what `edgedl hardware calibrate` saves in a target file."""
+
+    cpu_model: str | None
+    fingerprint_key: str
+    ort_version: str
+    date: str
+    suite_version: int = SUITE_VERSION
+    seconds: float = 0.0
+    by_threads: dict[int, ThreadRates]
+
+    @property
+    def thread_counts(self) -> list[int]:
+        return sorted(self.by_threads)
+
+    def at(self, threads: int) -> ThreadRates:
+        """The rates measured at `threads`, or at the nearest measured count below it."""
+        counts = self.thread_counts
+        below = [t for t in counts if t <= threads]
+        return self.by_threads[below[-1] if below else counts[0]]
+
+    def rate(self, op_class: str, work: float, threads: int) -> float | None:
+        """Attained rate for `work` FLOPs (or bytes) of `op_class`, interpolated on log work
+        between the measured sizes and held flat beyond them; None if the class was not
+        measured."""
+        points = self.at(threads).rates.get(op_class)
+        if not points:
+            return None
+        return interpolate(points, work)
+
+    def source(self) -> str:
+        return (
+            f"measured by edgedl hardware calibrate on {self.cpu_model or 'unknown CPU'} "
+            f"({self.fingerprint_key}), {self.date}, ONNX Runtime {self.ort_version}"
+        )
+
+
+def interpolate(points: Sequence[RatePoint], work: float) -> float:
+    """Log-log interpolation of rate against work.
+
+    >>> pts = [RatePoint(work=1e6, rate=1.0, ms=1), RatePoint(work=1e8, rate=100.0, ms=1)]
+    >>> round(interpolate(pts, 1e7), 6), interpolate(pts, 1e3), interpolate(pts, 1e12)
+    (10.0, 1.0, 100.0)
+    """
+    pts = sorted(points, key=lambda p: p.work)
+    works = [p.work for p in pts]
+    if work <= works[0]:
+        return pts[0].rate
+    if work >= works[-1]:
+        return pts[-1].rate
+    i = bisect.bisect_left(works, work)
+    a, b = pts[i - 1], pts[i]
+    f = (math.log(work) - math.log(a.work)) / (math.log(b.work) - math.log(a.work))
+    return math.exp(math.log(a.rate) + f * (math.log(b.rate) - math.log(a.rate)))
+
+
+# --- the probe models ---------------------------------------------------------------------
+
+_vi = helper.make_tensor_value_info
+_Probe = tuple[onnx.ModelProto, dict[str, np.ndarray], float]  # model, feeds, work
+
+
+def _model(nodes: list[onnx.NodeProto], inputs: list, outputs: list, inits: list, opset=17):
+    graph = helper.make_graph(nodes, "calibration", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def _conv(c_in: int, c_out: int, hw: int, k: int, group: int) -> _Probe:
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((c_out, c_in // group, k, k)).astype(np.float32) * 0.1
+    node = helper.make_node(
+        "Conv", ["x", "w"], ["y"], pads=[k // 2] * 4, group=group, kernel_shape=[k, k]
+    )
+    model = _model(
+        [node],
+        [_vi("x", TensorProto.FLOAT, [1, c_in, hw, hw])],
+        [_vi("y", TensorProto.FLOAT, [1, c_out, hw, hw])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    x = rng.standard_normal((1, c_in, hw, hw)).astype(np.float32)
+    return model, {"x": x}, 2.0 * c_out * (c_in // group) * k * k * hw * hw
+
+
+def _matmul(m: int, k: int, n: int) -> _Probe:
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((k, n)).astype(np.float32) * 0.1
+    model = _model(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        [_vi("x", TensorProto.FLOAT, [m, k])],
+        [_vi("y", TensorProto.FLOAT, [m, n])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    return model, {"x": rng.standard_normal((m, k)).astype(np.float32)}, 2.0 * m * k * n
+
+
+def _unary(op: str, shape: list[int], passes: float, **attrs) -> _Probe:
+    """A memory-bound node; work = bytes read and written (x `passes` for multi-pass ops)."""
+    rng = np.random.default_rng(0)
+    out_shape = list(shape)
+    if op == "MaxPool":
+        out_shape = [*shape[:2], shape[2] // 2, shape[3] // 2]
+    model = _model(
+        [helper.make_node(op, ["x"], ["y"], **attrs)],
+        [_vi("x", TensorProto.FLOAT, shape)],
+        [_vi("y", TensorProto.FLOAT, out_shape)],
+        [],
+    )
+    x = rng.standard_normal(shape).astype(np.float32)
+    moved = 4.0 * (math.prod(shape) + math.prod(out_shape)) * passes
+    return model, {"x": x}, moved
+
+
+def _add(n: int) -> _Probe:
+    rng = np.random.default_rng(0)
+    model = _model(
+        [helper.make_node("Add", ["a", "b"], ["y"])],
+        [_vi("a", TensorProto.FLOAT, [n]), _vi("b", TensorProto.FLOAT, [n])],
+        [_vi("y", TensorProto.FLOAT, [n])],
+        [],
+    )
+    feeds = {k: rng.standard_normal(n).astype(np.float32) for k in ("a", "b")}
+    return model, feeds, 12.0 * n
+
+
+def _matmul_int8(m: int, k: int, n: int) -> _Probe:
+    rng = np.random.default_rng(0)
+    w = rng.integers(-127, 127, (k, n), dtype=np.int8)
+    model = _model(
+        [helper.make_node("MatMulInteger", ["x", "w"], ["y"])],
+        [_vi("x", TensorProto.UINT8, [m, k])],
+        [_vi("y", TensorProto.INT32, [m, n])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    return model, {"x": rng.integers(0, 255, (m, k), dtype=np.uint8)}, 2.0 * m * k * n
+
+
+def _conv_int8(c: int, hw: int) -> _Probe:
+    rng = np.random.default_rng(0)
+    w = rng.integers(-127, 127, (c, c, 3, 3), dtype=np.int8)
+    scalars = {
+        "xs": np.float32(0.05), "xz": np.uint8(128), "ws": np.float32(0.01),
+        "wz": np.int8(0), "ys": np.float32(0.1), "yz": np.uint8(128),
+    }  # fmt: skip
+    inits = [numpy_helper.from_array(np.array(v), k) for k, v in scalars.items()]
+    node = helper.make_node(
+        "QLinearConv",
+        ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"],
+        ["y"],
+        pads=[1, 1, 1, 1],
+        kernel_shape=[3, 3],
+    )
+    model = _model(
+        [node],
+        [_vi("x", TensorProto.UINT8, [1, c, hw, hw])],
+        [_vi("y", TensorProto.UINT8, [1, c, hw, hw])],
+        [numpy_helper.from_array(w, "w"), *inits],
+    )
+    x = rng.integers(0, 255, (1, c, hw, hw), dtype=np.uint8)
+    return model, {"x": x}, 2.0 * c * c * 9 * hw * hw
+
+
+def _chain(n: int) -> _Probe:
+    nodes = [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"], name=f"r{i}") for i in range(n)]
+    model = _model(
+        nodes,
+        [_vi("t0", TensorProto.FLOAT, [1, 16])],
+        [_vi(f"t{n}", TensorProto.FLOAT, [1, 16])],
+        [],
+    )
+    return model, {"t0": np.ones((1, 16), np.float32)}, 0.0
+
+
+#: class -> three probes, small to large (the sizes span what batch-1 edge models run)
+SUITE_CLASSES: dict[str, list[Callable[[], _Probe]]] = {
+    "conv": [lambda: _conv(16, 16, 16, 3, 1), lambda: _conv(64, 64, 28, 3, 1),
+             lambda: _conv(128, 128, 28, 3, 1)],
+    "conv1x1": [lambda: _conv(32, 32, 16, 1, 1), lambda: _conv(128, 128, 28, 1, 1),
+                lambda: _conv(256, 256, 28, 1, 1)],
+    "depthwise": [lambda: _conv(32, 32, 16, 3, 32), lambda: _conv(128, 128, 56, 3, 128),
+                  lambda: _conv(256, 256, 56, 3, 256)],
+    "dense": [lambda: _matmul(1, 256, 256), lambda: _matmul(64, 256, 256),
+              lambda: _matmul(128, 768, 768)],
+    "elementwise": [lambda: _add(4096), lambda: _add(262144), lambda: _add(4194304)],
+    "norm": [lambda: _unary("Softmax", [64, 64], 2, axis=-1),
+             lambda: _unary("Softmax", [512, 512], 2, axis=-1),
+             lambda: _unary("Softmax", [2048, 1024], 2, axis=-1)],
+    "pool": [lambda: _unary("MaxPool", [1, 16, 16, 16], 1, kernel_shape=[2, 2], strides=[2, 2]),
+             lambda: _unary("MaxPool", [1, 64, 56, 56], 1, kernel_shape=[2, 2], strides=[2, 2]),
+             lambda: _unary("MaxPool", [1, 128, 112, 112], 1, kernel_shape=[2, 2],
+                            strides=[2, 2])],
+    "dense_int8": [lambda: _matmul_int8(1, 256, 256), lambda: _matmul_int8(64, 256, 256),
+                   lambda: _matmul_int8(128, 768, 768)],
+    "conv_int8": [lambda: _conv_int8(16, 16), lambda: _conv_int8(64, 28),
+                  lambda: _conv_int8(128, 28)],
+}  # fmt: skip
+
+
+# --- timing -----------------------------------------------------------------------------
+
+
+def _median_ms(sess: ort.InferenceSession, feeds: dict[str, np.ndarray], budget_s: float) -> float:
+    """Median of timed runs after a warm-up: at least 5, more until `budget_s` is spent
+    (at most 200)."""
+    for _ in range(2):
+        sess.run(None, feeds)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 5 or (time.perf_counter() - start < budget_s and len(times) < 200):
+        t0 = time.perf_counter()
+        sess.run(None, feeds)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times))
+
+
+def _time(probe: _Probe, threads: int, budget_s: float) -> tuple[float, float]:
+    model, feeds, work = probe
+    sess = make_session(model, threads=threads, opt_level="all")
+    return _median_ms(sess, feeds, budget_s), work
+
+
+def _at(threads: int, budget_s: float) -> ThreadRates:
+    call_ms, _ = _time(_chain(1), threads, budget_s)
+    chain_ms, _ = _time(_chain(_CHAIN), threads, budget_s)
+    dispatch_ms = max(chain_ms - call_ms, 0.0) / (_CHAIN - 1)
+    rates: dict[str, list[RatePoint]] = {}
+    for cls, probes in SUITE_CLASSES.items():
+        points = []
+        for make in probes:
+            try:
+                ms, work = _time(make(), threads, budget_s)
+            except Exception:  # noqa: BLE001 - a runtime without this kernel: class unmeasured
+                break
+            compute = max(ms - call_ms, 1e-4)  # the node alone (its own dispatch is in call)
+            points.append(RatePoint(work=work, rate=work / compute / 1e6, ms=round(ms, 5)))
+        if points:
+            rates[cls] = points
+    return ThreadRates(threads=threads, rates=rates, dispatch_us=dispatch_ms * 1e3, call_ms=call_ms)
+
+
+def run_suite(threads: Sequence[int] = (1,), *, quick: bool = False) -> MeasuredProfile:
+    """Run the suite at each thread count on this machine (about 5–15 s per count here;
+    `quick` spends a third of the time per probe)."""
+    counts = sorted(set(threads))
+    if not counts or counts[0] < 1:
+        raise RequestError(f"thread counts must be 1 or more (got {list(threads)})")
+    budget = 0.1 if quick else 0.3
+    t0 = time.perf_counter()
+    by_threads = {t: _at(t, budget) for t in counts}
+    fp = fingerprint(counts[0])
+    return MeasuredProfile(
+        cpu_model=fp.cpu_model,
+        fingerprint_key=fp.key().rsplit("|", 1)[0] if "|" in fp.key() else fp.key(),
+        ort_version=ort.__version__,
+        date=datetime.now(UTC).strftime("%Y-%m-%d"),
+        seconds=round(time.perf_counter() - t0, 2),
+        by_threads=by_threads,
+    )
