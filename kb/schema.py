@@ -92,6 +92,16 @@ class Source(_Frozen):
 
     paper: str
     location: str | None = Field(default=None, description="section, table or 'abstract'")
+    version: str | None = Field(
+        default=None,
+        description="which version of the paper is quoted where versions differ in their "
+        "figures, e.g. 'MobiSys 2018' or 'arXiv 2006.04432v1 (2020)'",
+    )
+
+    def cite(self) -> str:
+        """'paper, location (version: ...)', the form every door prints."""
+        text = self.paper + (f", {self.location}" if self.location else "")
+        return text + (f" (version: {self.version})" if self.version else "")
 
 
 class Claim(_Frozen):
@@ -101,6 +111,11 @@ class Claim(_Frozen):
     baseline: str | None = None
     setting: str | None = None
     source: Source
+    checked_against: str | None = Field(
+        default=None,
+        description="the stored source text this figure was checked against and found stated "
+        "in, e.g. 'arXiv 2210.17323 abstract'; empty when not yet checked",
+    )
 
 
 class Relation(_Frozen):
