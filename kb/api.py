@@ -362,10 +362,7 @@ class KnowledgeBase:
             return [f(e) for e in es]
 
         def claims(e: Entry) -> str:
-            return (
-                "; ".join(f"{c.metric}: {c.value:g} {c.unit} ({c.source.cite()})" for c in e.claims)
-                or "—"
-            )
+            return "; ".join(f"{c.statement()} ({c.source.cite()})" for c in e.claims) or "—"
 
         rows = [
             ("kind", col(lambda e: e.kind.value)),

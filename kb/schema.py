@@ -105,9 +105,12 @@ class Source(_Frozen):
 
 
 class Claim(_Frozen):
+    """What a source reports. `value` and `unit` hold its figure; a claim that the source states
+    without a figure (e.g. 'needs fewer communication rounds') leaves both out."""
+
     metric: str
-    value: float
-    unit: str
+    value: float | None = None
+    unit: str = ""
     baseline: str | None = None
     setting: str | None = None
     source: Source
@@ -116,6 +119,22 @@ class Claim(_Frozen):
         description="the stored source text this figure was checked against and found stated "
         "in, e.g. 'arXiv 2210.17323 abstract'; empty when not yet checked",
     )
+
+    @model_validator(mode="after")
+    def _unit_with_value(self) -> Claim:
+        if self.value is not None and not self.unit:
+            raise ValueError("a claim with a value needs its unit")
+        if self.value is None and self.unit:
+            raise ValueError("a unit without a value: give the value or leave both out")
+        return self
+
+    def figure(self) -> str:
+        """'3.1 x (average)', or '' for a claim stated without a figure."""
+        return f"{self.value:g} {self.unit}" if self.value is not None else ""
+
+    def statement(self) -> str:
+        """'metric: figure', or just the metric when the source gives no figure."""
+        return f"{self.metric}: {self.figure()}" if self.value is not None else self.metric
 
 
 class Relation(_Frozen):

@@ -118,7 +118,7 @@ def show(ident: str, as_json: bool) -> None:
             )
             checked = f"; checked against {c.checked_against}" if c.checked_against else ""
             click.echo(
-                f"  - {c.metric}: {c.value:g} {c.unit}{' (' + extra + ')' if extra else ''}"
+                f"  - {c.statement()}{' (' + extra + ')' if extra else ''}"
                 f"  [{c.source.cite()}{checked}]"
             )
     if e.relations:
@@ -198,7 +198,7 @@ def stats(as_json: bool) -> None:
     )
     click.echo("per kind: " + json.dumps(s["per_kind"]))
     click.echo("\nper branch (an entry counts in every top-level branch it is filed under):")
-    head = ("branch", "entries", "with claims", "without", "claims", "checked")
+    head = ("branch", "entries", "w/ claims", "w/o", "claims", "checked")
     click.echo(f"  {head[0]:<18} {head[1]:>7} {head[2]:>11} {head[3]:>7} {head[4]:>6} {head[5]:>7}")
     for branch, r in s["per_branch"].items():
         click.echo(
