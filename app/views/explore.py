@@ -124,6 +124,39 @@ def _facets() -> dict:
     }
 
 
+# Column layouts for the wide tables: readable at about 1400 px without horizontal scrolling;
+# missing values show as "—", never as "None".
+RESULT_COLUMNS = {
+    "id": st.column_config.TextColumn("id", width="small", pinned=True),
+    "name": st.column_config.TextColumn("name", width="medium"),
+    "kind": st.column_config.TextColumn("kind", width="small"),
+    "year": st.column_config.NumberColumn("year", width="small", format="%d"),
+    "categories": st.column_config.TextColumn("categories", width="medium"),
+    "advisor": st.column_config.TextColumn(
+        "advisor", width="small", help="The advisor plan that runs it, or 'advice only'."
+    ),
+    "match": st.column_config.TextColumn("match", width="large"),
+}
+CLAIM_COLUMNS = {
+    "metric": st.column_config.TextColumn("metric", width="medium"),
+    "value": st.column_config.NumberColumn(
+        "value", width="small", help="Empty where the source states the claim without a figure."
+    ),
+    "unit": st.column_config.TextColumn("unit", width="small"),
+    "baseline": st.column_config.TextColumn("baseline", width="small"),
+    "setting": st.column_config.TextColumn("setting", width="medium"),
+    "source": st.column_config.TextColumn(
+        "source", width="medium", help="Paper or document, where in it, and which version."
+    ),
+    "checked against": st.column_config.TextColumn(
+        "checked against",
+        width="medium",
+        help="The stored source text this figure was checked against; empty: not yet checked.",
+    ),
+}
+MISSING = "—"
+
+
 def _results(hits: list[dict]) -> None:
     if not hits:
         st.warning("No entries match. Loosen a facet or try other words.")
@@ -141,8 +174,31 @@ def _results(hits: list[dict]) -> None:
             }
             for h in hits
         ]
+    ).astype({"year": "Int64"})
+    st.dataframe(
+        frame,
+        hide_index=True,
+        height=min(400, 38 + 35 * len(hits)),
+        column_config=RESULT_COLUMNS,
+        placeholder=MISSING,
     )
-    st.dataframe(frame, hide_index=True, height=min(400, 38 + 35 * len(hits)))
+
+
+def _claims_frame(claims) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "metric": c.metric,
+                "value": c.value,
+                "unit": c.unit or None,
+                "baseline": c.baseline,
+                "setting": c.setting,
+                "source": c.source.cite(),
+                "checked against": c.checked_against,
+            }
+            for c in claims
+        ]
+    ).astype({"value": "Float64"})
 
 
 def _entry(entry_id: str) -> None:
@@ -174,21 +230,10 @@ def _entry(entry_id: str) -> None:
     if e.claims:
         st.markdown("**Claims** — reported by the source, not measured here")
         st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "metric": c.metric,
-                        "value": c.value,
-                        "unit": c.unit,
-                        "baseline": c.baseline or "",
-                        "setting": c.setting or "",
-                        "source": c.source.paper
-                        + (f", {c.source.location}" if c.source.location else ""),
-                    }
-                    for c in e.claims
-                ]
-            ),
+            _claims_frame(e.claims),
             hide_index=True,
+            column_config=CLAIM_COLUMNS,
+            placeholder=MISSING,
         )
     related = base.related(entry_id, depth=1)
     if related:
@@ -213,7 +258,15 @@ def _compare(names: dict[str, str]) -> None:
         return
     base = ui.knowledge_base()
     comparison = base.compare(ids)
-    st.dataframe(charts.comparison_frame(comparison))
+    frame = charts.comparison_frame(comparison)
+    st.dataframe(
+        frame,
+        column_config={
+            "_index": st.column_config.TextColumn("attribute", width="small", pinned=True),
+            **{col: st.column_config.TextColumn(col, width="medium") for col in frame.columns},
+        },
+        placeholder=MISSING,
+    )
     c1, c2, c3, c4 = st.columns(4)
     c1.download_button("Download CSV", comparison.to_csv(), "comparison.csv", "text/csv")
     c2.download_button(
@@ -243,10 +296,19 @@ def main() -> None:
         stats = ui.knowledge_base().stats()
     if not stats:
         return
+    for note in ui.knowledge_base().notices:
+        st.info(note)
+    since = stats.get("per_branch", {}).get("since-survey", {})
     st.caption(
-        f"{stats['entries']} entries · {stats['claims']} sourced claims · "
+        f"{stats['entries']} entries · {stats['claims']} sourced claims, "
+        f"{stats['claims_checked']} checked against a stored source text · "
         f"{stats['categories']} categories — from the survey “Convergence of Edge "
-        "Computing and Deep Learning” (Wang et al., IEEE COMST 2020) and its sources."
+        "Computing and Deep Learning” (Wang et al., IEEE COMST 2020) and its sources"
+        + (
+            f", and {since['entries']} entries on work since the survey (2020-2026)."
+            if since.get("entries")
+            else "."
+        )
     )
     with st.expander("The taxonomy at a glance (pick a branch in the sidebar to filter)"):
         st.markdown("\n".join(_outline(_tree())))
