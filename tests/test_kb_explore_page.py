@@ -36,8 +36,9 @@ def table(at: AppTest, column: str):
 
 
 def layout(df) -> dict:
-    """The column configuration Streamlit sends to the browser for one st.dataframe."""
-    return json.loads(df.proto.columns)
+    """The configuration Streamlit sends to the browser for each shown column of a table."""
+    cols = json.loads(df.proto.columns)
+    return {k: v for k, v in cols.items() if not v.get("hidden")}
 
 
 def test_branch_in_sidebar_and_caption():
@@ -59,7 +60,9 @@ def test_results_table_is_laid_out_and_has_no_none_cells():
     at.sidebar.number_input(key="f_since").set_value(2021).run()
     df = table(at, "match")
     cols = layout(df)
-    assert cols["match"]["width"] == "large" and cols["id"]["pinned"] is True
+    assert cols["id"]["pinned"] is True
+    widths = [c["width"] for c in cols.values()]
+    assert all(isinstance(w, int) for w in widths) and sum(widths) <= 940  # fits 1400 px
     assert df.proto.placeholder == "—"
     assert str(df.value["year"].dtype) == "Int64"  # numbers, not 'None' strings
     assert not (df.value.astype(str) == "None").any().any()
@@ -69,9 +72,12 @@ def test_claims_table_shows_sources_checks_and_figureless_claims():
     at = run(entry="scaffold")  # its claim is stated without a figure
     claims = table(at, "checked against")
     frame = claims.value
-    assert frame["value"].isna().all() and frame["checked against"].notna().all()
+    assert frame["figure"].isna().all() and frame["checked against"].notna().all()
+    assert sum(c["width"] for c in layout(claims).values()) <= 940
     assert not (frame.astype(str) == "None").any().any()
     assert claims.proto.placeholder == "—"
     at = run(entry="adadeep")  # two versions of the paper, different figures
     sources = " ".join(table(at, "checked against").value["source"])
     assert "version: MobiSys 2018" in sources and "2006.04432v1" in sources
+    full = " ".join(m.value for m in at.markdown)
+    assert "Checked against: arXiv 2006.04432v1 abstract" in full  # the untruncated list

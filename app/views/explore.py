@@ -124,34 +124,35 @@ def _facets() -> dict:
     }
 
 
-# Column layouts for the wide tables: readable at about 1400 px without horizontal scrolling;
-# missing values show as "—", never as "None".
+# Column layouts for the wide tables: widths in pixels that add up to the ~930 px the main
+# column has in a 1400 px window (wide layout, sidebar open), so nothing needs horizontal
+# scrolling; long text shows in full on hover. Missing values show as "—", never "None".
 RESULT_COLUMNS = {
-    "id": st.column_config.TextColumn("id", width="small", pinned=True),
-    "name": st.column_config.TextColumn("name", width="medium"),
-    "kind": st.column_config.TextColumn("kind", width="small"),
-    "year": st.column_config.NumberColumn("year", width="small", format="%d"),
-    "categories": st.column_config.TextColumn("categories", width="medium"),
+    "id": st.column_config.TextColumn("id", width=120, pinned=True),
+    "name": st.column_config.TextColumn("name", width=190),
+    "kind": st.column_config.TextColumn("kind", width=80),
+    "year": st.column_config.NumberColumn("year", width=55, format="%d"),
+    "categories": st.column_config.TextColumn("categories", width=150),
     "advisor": st.column_config.TextColumn(
-        "advisor", width="small", help="The advisor plan that runs it, or 'advice only'."
+        "advisor", width=95, help="The advisor plan that runs it, or 'advice only'."
     ),
-    "match": st.column_config.TextColumn("match", width="large"),
+    "match": st.column_config.TextColumn("match", width=240),
 }
 CLAIM_COLUMNS = {
-    "metric": st.column_config.TextColumn("metric", width="medium"),
-    "value": st.column_config.NumberColumn(
-        "value", width="small", help="Empty where the source states the claim without a figure."
+    "metric": st.column_config.TextColumn("metric", width=230, pinned=True),
+    "figure": st.column_config.TextColumn(
+        "figure", width=130, help="Value and unit; '—' where the source states no figure."
     ),
-    "unit": st.column_config.TextColumn("unit", width="small"),
-    "baseline": st.column_config.TextColumn("baseline", width="small"),
-    "setting": st.column_config.TextColumn("setting", width="medium"),
+    "context": st.column_config.TextColumn(
+        "context", width=200, help="Baseline it is compared with, and the setting."
+    ),
     "source": st.column_config.TextColumn(
-        "source", width="medium", help="Paper or document, where in it, and which version."
+        "source", width=200, help="Paper or document, where in it, and which version."
     ),
     "checked against": st.column_config.TextColumn(
         "checked against",
-        width="medium",
-        help="The stored source text this figure was checked against; empty: not yet checked.",
+        width=170,
+        help="The stored source text this figure was checked against; '—': not yet checked.",
     ),
 }
 MISSING = "—"
@@ -184,21 +185,32 @@ def _results(hits: list[dict]) -> None:
     )
 
 
+def _claim_line(c) -> str:
+    extra = "; ".join(x for x in (f"vs {c.baseline}" if c.baseline else "", c.setting or "") if x)
+    checked = f" Checked against: {c.checked_against}." if c.checked_against else ""
+    return (
+        f"**{c.statement()}**"
+        + (f" ({extra})" if extra else "")
+        + f" — *{c.source.cite()}*.{checked}"
+    )
+
+
 def _claims_frame(claims) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
                 "metric": c.metric,
-                "value": c.value,
-                "unit": c.unit or None,
-                "baseline": c.baseline,
-                "setting": c.setting,
+                "figure": c.figure() or None,
+                "context": "; ".join(
+                    x for x in (f"vs {c.baseline}" if c.baseline else "", c.setting or "") if x
+                )
+                or None,
                 "source": c.source.cite(),
                 "checked against": c.checked_against,
             }
             for c in claims
         ]
-    ).astype({"value": "Float64"})
+    )
 
 
 def _entry(entry_id: str) -> None:
@@ -235,6 +247,8 @@ def _entry(entry_id: str) -> None:
             column_config=CLAIM_COLUMNS,
             placeholder=MISSING,
         )
+        with st.expander("Claims in full (untruncated text)"):
+            st.markdown("\n".join(f"- {_claim_line(c)}" for c in e.claims))
     related = base.related(entry_id, depth=1)
     if related:
         st.markdown(
