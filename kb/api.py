@@ -105,10 +105,17 @@ def _fts_query(text: str) -> str:
 class KnowledgeBase:
     """Read-only access to the knowledge base. Open with `KnowledgeBase.open()`."""
 
-    def __init__(self, data_dir: Path, db_path: Path, data: KBData | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        db_path: Path,
+        data: KBData | None = None,
+        notices: tuple[str, ...] = (),
+    ):
         self.data_dir = data_dir
         self.db_path = db_path
         self._data = data
+        self.notices = notices  # e.g. that an unreadable database was moved aside and rebuilt
         self._conn = store.connect(db_path)
 
     # --- construction -------------------------------------------------------------
@@ -119,16 +126,26 @@ class KnowledgeBase:
         """Open the knowledge base in `data_dir` (bundled data by default).
 
         The SQLite database is (re)built atomically when the data changed since it was last
-        built; otherwise the cached one is opened without parsing any YAML.
+        built; otherwise the cached one is opened without parsing any YAML. A cached database
+        that cannot be read is moved aside and rebuilt, and `notices` says so.
         """
         folder = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
         digest = data_digest(folder)
         path = store.db_path_for(digest, Path(cache_dir) if cache_dir else None)
         data = None
+        notices: list[str] = []
+        if path.exists() or path.is_symlink():
+            why = store.problem(path, digest)
+            if why is not None:
+                moved = store.move_aside(path)
+                notices.append(
+                    f"the knowledge-base database {path} was unusable ({why}); "
+                    f"moved it to {moved.name} and rebuilt it from {folder}"
+                )
         if not path.exists():
             data = load(folder)  # validates everything; raises DataError naming file and entry
             store.build(data, path)
-        return cls(folder, path, data)
+        return cls(folder, path, data, tuple(notices))
 
     @cached_property
     def data(self) -> KBData:
@@ -345,14 +362,7 @@ class KnowledgeBase:
             return [f(e) for e in es]
 
         def claims(e: Entry) -> str:
-            return (
-                "; ".join(
-                    f"{c.metric}: {c.value:g} {c.unit} ({c.source.paper}"
-                    f"{', ' + c.source.location if c.source.location else ''})"
-                    for c in e.claims
-                )
-                or "—"
-            )
+            return "; ".join(f"{c.statement()} ({c.source.cite()})" for c in e.claims) or "—"
 
         rows = [
             ("kind", col(lambda e: e.kind.value)),
@@ -392,6 +402,38 @@ class KnowledgeBase:
         es = [self.get(i) for i in ids] if ids else self.entries
         return _export.export(es, fmt)
 
+    def _per_branch(self) -> dict[str, dict[str, int]]:
+        """For each top-level branch: entries with and without claims, claims, checked claims.
+
+        An entry counts once in every top-level branch that one of its categories lies under.
+        """
+        parents = {c.id: c.parent for c in self.data.categories}
+
+        def top(cid: str) -> str:
+            while parents.get(cid):
+                cid = parents[cid]  # type: ignore[assignment]
+            return cid
+
+        out = {
+            c.id: {
+                "entries": 0,
+                "with_claims": 0,
+                "without_claims": 0,
+                "claims": 0,
+                "claims_checked": 0,
+            }
+            for c in self.data.categories
+            if c.parent is None
+        }
+        for e in self.data.entries:
+            for branch in sorted({top(cid) for cid in e.categories}):
+                row = out[branch]
+                row["entries"] += 1
+                row["with_claims" if e.claims else "without_claims"] += 1
+                row["claims"] += len(e.claims)
+                row["claims_checked"] += sum(1 for c in e.claims if c.checked_against)
+        return out
+
     def stats(self) -> dict:
         G = self.graph
         per_category = {
@@ -410,6 +452,10 @@ class KnowledgeBase:
             "relations": sum(len(e.relations) for e in self.data.entries),
             "categories": len(self.data.categories),
             "executable_entries": sum(1 for e in self.data.entries if e.executable),
+            "claims_checked": sum(
+                1 for e in self.data.entries for c in e.claims if c.checked_against
+            ),
+            "per_branch": self._per_branch(),
             "empty_categories": [c for c, n in per_category.items() if n == 0],
             "per_category": per_category,
             "per_kind": dict(sorted(per_kind.items())),

@@ -104,8 +104,7 @@ def to_markdown(entries: Sequence[Entry]) -> str:
         out.append(f"## {e.name}\n\n*{e.kind.value}*{' — ' + meta if meta else ''}\n")
         out.append(f"{e.summary}\n\n**Mechanism.** {e.mechanism}\n")
         for c in e.claims:
-            loc = f", {c.source.location}" if c.source.location else ""
-            out.append(f"- {c.metric}: {c.value:g} {c.unit} ({c.source.paper}{loc})")
+            out.append(f"- {c.statement()} ({c.source.cite()})")
         out.append("")
     return "\n".join(out)
 

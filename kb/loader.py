@@ -19,6 +19,7 @@ from kb.schema import Category, Entry, EntryFile, TaxonomyFile
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "kb"
 TAXONOMY_FILE = "taxonomy.yaml"
+SURVEY_INDEX_FILE = "survey_index.yaml"  # checked by kb.coverage; not a branch of entries
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def _validate(model: type[TaxonomyFile] | type[EntryFile], raw: object, name: st
 def data_files(folder: Path) -> list[Path]:
     """taxonomy.yaml first, then the branch files in name order."""
     return [folder / TAXONOMY_FILE] + sorted(
-        p for p in folder.glob("*.yaml") if p.name != TAXONOMY_FILE
+        p for p in folder.glob("*.yaml") if p.name not in (TAXONOMY_FILE, SURVEY_INDEX_FILE)
     )
 
 

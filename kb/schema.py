@@ -92,15 +92,49 @@ class Source(_Frozen):
 
     paper: str
     location: str | None = Field(default=None, description="section, table or 'abstract'")
+    version: str | None = Field(
+        default=None,
+        description="which version of the paper is quoted where versions differ in their "
+        "figures, e.g. 'MobiSys 2018' or 'arXiv 2006.04432v1 (2020)'",
+    )
+
+    def cite(self) -> str:
+        """'paper, location (version: ...)', the form every door prints."""
+        text = self.paper + (f", {self.location}" if self.location else "")
+        return text + (f" (version: {self.version})" if self.version else "")
 
 
 class Claim(_Frozen):
+    """What a source reports. `value` and `unit` hold its figure; a claim that the source states
+    without a figure (e.g. 'needs fewer communication rounds') leaves both out."""
+
     metric: str
-    value: float
-    unit: str
+    value: float | None = None
+    unit: str = ""
     baseline: str | None = None
     setting: str | None = None
     source: Source
+    checked_against: str | None = Field(
+        default=None,
+        description="the stored source text this figure was checked against and found stated "
+        "in, e.g. 'arXiv 2210.17323 abstract'; empty when not yet checked",
+    )
+
+    @model_validator(mode="after")
+    def _unit_with_value(self) -> Claim:
+        if self.value is not None and not self.unit:
+            raise ValueError("a claim with a value needs its unit")
+        if self.value is None and self.unit:
+            raise ValueError("a unit without a value: give the value or leave both out")
+        return self
+
+    def figure(self) -> str:
+        """'3.1 x (average)', or '' for a claim stated without a figure."""
+        return f"{self.value:g} {self.unit}" if self.value is not None else ""
+
+    def statement(self) -> str:
+        """'metric: figure', or just the metric when the source gives no figure."""
+        return f"{self.metric}: {self.figure()}" if self.value is not None else self.metric
 
 
 class Relation(_Frozen):

@@ -4,6 +4,10 @@ The database is a cache of the YAML files: its file name carries the data's dige
 to any file leads to a rebuild. A rebuild writes a temporary file next to the target and renames
 it into place, so a reader never sees a half-built database. It needs no server and works
 offline right after install.
+
+A database that cannot be read (random bytes, an empty or truncated file, a folder in its
+place, a build of another schema) is not trusted: `problem(path)` says what is wrong with it,
+and `move_aside(path)` renames it out of the way so that the caller can build a fresh one.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import json
 import os
 import sqlite3
 import tempfile
+import time
 from pathlib import Path
 
 from kb.loader import KBData
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FTS_COLUMNS = ["name", "title", "authors", "summary", "mechanism"]
+TABLES = ("meta", "categories", "entries", "claims", "relations", "entry_categories")
 
 
 def default_cache_dir() -> Path:
@@ -77,6 +83,8 @@ def _rows(data: KBData):
                     "setting": c.setting,
                     "source_paper": c.source.paper,
                     "source_location": c.source.location,
+                    "source_version": c.source.version,
+                    "checked_against": c.checked_against,
                 }
             )
         for r in e.relations:
@@ -124,6 +132,46 @@ def build(data: KBData, path: Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def problem(path: Path, digest: str | None = None) -> str | None:
+    """None when `path` is a complete knowledge-base database (of `digest`, when given);
+    otherwise what is wrong with it, in a few words."""
+    if path.is_dir():
+        return "it is a folder, not a database file"
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        return f"cannot be opened ({exc})"
+    try:
+        check = conn.execute("PRAGMA quick_check").fetchone()
+        if check is None or check[0] != "ok":
+            return f"fails SQLite's integrity check ({check[0] if check else 'no answer'})"
+        for table in TABLES:
+            conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchall()
+        conn.execute("SELECT rowid FROM entries_fts WHERE entries_fts MATCH 'x' LIMIT 1")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'digest'").fetchone()
+        if row is None:
+            return "it records no data digest"
+        if digest is not None and row[0] != digest:
+            return f"it was built from other data (digest {row[0]}, expected {digest})"
+    except sqlite3.Error as exc:  # DatabaseError: not a database, malformed, missing table
+        return f"cannot be read ({exc})"
+    finally:
+        conn.close()
+    return None
+
+
+def move_aside(path: Path) -> Path:
+    """Rename the unusable database (file or folder) at `path` to a free name beside it."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dest = path.with_name(f"{path.name}.broken-{stamp}")
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = path.with_name(f"{path.name}.broken-{stamp}-{n}")
+    os.replace(path, dest)
+    return dest
 
 
 def connect(path: Path) -> sqlite3.Connection:

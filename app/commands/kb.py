@@ -13,7 +13,10 @@ from app.commands._common import echo_json, json_option
 def _open():
     from kb import KnowledgeBase
 
-    return KnowledgeBase.open()
+    base = KnowledgeBase.open()
+    for note in base.notices:
+        click.echo(f"notice: {note}", err=True)
+    return base
 
 
 @click.group("kb")
@@ -113,10 +116,10 @@ def show(ident: str, as_json: bool) -> None:
             extra = "; ".join(
                 x for x in (f"vs {c.baseline}" if c.baseline else "", c.setting or "") if x
             )
-            loc = f", {c.source.location}" if c.source.location else ""
+            checked = f"; checked against {c.checked_against}" if c.checked_against else ""
             click.echo(
-                f"  - {c.metric}: {c.value:g} {c.unit}{' (' + extra + ')' if extra else ''}"
-                f"  [{c.source.paper}{loc}]"
+                f"  - {c.statement()}{' (' + extra + ')' if extra else ''}"
+                f"  [{c.source.cite()}{checked}]"
             )
     if e.relations:
         click.echo("\nRelations:")
@@ -189,7 +192,18 @@ def stats(as_json: bool) -> None:
         f"entries {s['entries']}  (with sourced claims {s['entries_with_claims']}, "
         f"advisor-executable {s['executable_entries']})"
     )
-    click.echo(f"claims {s['claims']}  relations {s['relations']}  categories {s['categories']}")
+    click.echo(
+        f"claims {s['claims']} (checked against a stored source text {s['claims_checked']})  "
+        f"relations {s['relations']}  categories {s['categories']}"
+    )
     click.echo("per kind: " + json.dumps(s["per_kind"]))
+    click.echo("\nper branch (an entry counts in every top-level branch it is filed under):")
+    head = ("branch", "entries", "w/ claims", "w/o", "claims", "checked")
+    click.echo(f"  {head[0]:<18} {head[1]:>7} {head[2]:>11} {head[3]:>7} {head[4]:>6} {head[5]:>7}")
+    for branch, r in s["per_branch"].items():
+        click.echo(
+            f"  {branch:<18} {r['entries']:>7} {r['with_claims']:>11} {r['without_claims']:>7} "
+            f"{r['claims']:>6} {r['claims_checked']:>7}"
+        )
     if s["empty_categories"]:
         click.echo("EMPTY categories: " + ", ".join(s["empty_categories"]))

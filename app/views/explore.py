@@ -124,6 +124,40 @@ def _facets() -> dict:
     }
 
 
+# Column layouts for the wide tables: widths in pixels that add up to the ~930 px the main
+# column has in a 1400 px window (wide layout, sidebar open), so nothing needs horizontal
+# scrolling; long text shows in full on hover. Missing values show as "—", never "None".
+RESULT_COLUMNS = {
+    "id": st.column_config.TextColumn("id", width=120, pinned=True),
+    "name": st.column_config.TextColumn("name", width=190),
+    "kind": st.column_config.TextColumn("kind", width=80),
+    "year": st.column_config.NumberColumn("year", width=55, format="%d"),
+    "categories": st.column_config.TextColumn("categories", width=150),
+    "advisor": st.column_config.TextColumn(
+        "advisor", width=95, help="The advisor plan that runs it, or 'advice only'."
+    ),
+    "match": st.column_config.TextColumn("match", width=240),
+}
+CLAIM_COLUMNS = {
+    "metric": st.column_config.TextColumn("metric", width=230, pinned=True),
+    "figure": st.column_config.TextColumn(
+        "figure", width=130, help="Value and unit; '—' where the source states no figure."
+    ),
+    "context": st.column_config.TextColumn(
+        "context", width=200, help="Baseline it is compared with, and the setting."
+    ),
+    "source": st.column_config.TextColumn(
+        "source", width=200, help="Paper or document, where in it, and which version."
+    ),
+    "checked against": st.column_config.TextColumn(
+        "checked against",
+        width=170,
+        help="The stored source text this figure was checked against; '—': not yet checked.",
+    ),
+}
+MISSING = "—"
+
+
 def _results(hits: list[dict]) -> None:
     if not hits:
         st.warning("No entries match. Loosen a facet or try other words.")
@@ -141,8 +175,42 @@ def _results(hits: list[dict]) -> None:
             }
             for h in hits
         ]
+    ).astype({"year": "Int64"})
+    st.dataframe(
+        frame,
+        hide_index=True,
+        height=min(400, 38 + 35 * len(hits)),
+        column_config=RESULT_COLUMNS,
+        placeholder=MISSING,
     )
-    st.dataframe(frame, hide_index=True, height=min(400, 38 + 35 * len(hits)))
+
+
+def _claim_line(c) -> str:
+    extra = "; ".join(x for x in (f"vs {c.baseline}" if c.baseline else "", c.setting or "") if x)
+    checked = f" Checked against: {c.checked_against}." if c.checked_against else ""
+    return (
+        f"**{c.statement()}**"
+        + (f" ({extra})" if extra else "")
+        + f" — *{c.source.cite()}*.{checked}"
+    )
+
+
+def _claims_frame(claims) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "metric": c.metric,
+                "figure": c.figure() or None,
+                "context": "; ".join(
+                    x for x in (f"vs {c.baseline}" if c.baseline else "", c.setting or "") if x
+                )
+                or None,
+                "source": c.source.cite(),
+                "checked against": c.checked_against,
+            }
+            for c in claims
+        ]
+    )
 
 
 def _entry(entry_id: str) -> None:
@@ -174,22 +242,13 @@ def _entry(entry_id: str) -> None:
     if e.claims:
         st.markdown("**Claims** — reported by the source, not measured here")
         st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "metric": c.metric,
-                        "value": c.value,
-                        "unit": c.unit,
-                        "baseline": c.baseline or "",
-                        "setting": c.setting or "",
-                        "source": c.source.paper
-                        + (f", {c.source.location}" if c.source.location else ""),
-                    }
-                    for c in e.claims
-                ]
-            ),
+            _claims_frame(e.claims),
             hide_index=True,
+            column_config=CLAIM_COLUMNS,
+            placeholder=MISSING,
         )
+        with st.expander("Claims in full (untruncated text)"):
+            st.markdown("\n".join(f"- {_claim_line(c)}" for c in e.claims))
     related = base.related(entry_id, depth=1)
     if related:
         st.markdown(
@@ -213,7 +272,15 @@ def _compare(names: dict[str, str]) -> None:
         return
     base = ui.knowledge_base()
     comparison = base.compare(ids)
-    st.dataframe(charts.comparison_frame(comparison))
+    frame = charts.comparison_frame(comparison)
+    st.dataframe(
+        frame,
+        column_config={
+            "_index": st.column_config.TextColumn("attribute", width="small", pinned=True),
+            **{col: st.column_config.TextColumn(col, width="medium") for col in frame.columns},
+        },
+        placeholder=MISSING,
+    )
     c1, c2, c3, c4 = st.columns(4)
     c1.download_button("Download CSV", comparison.to_csv(), "comparison.csv", "text/csv")
     c2.download_button(
@@ -243,10 +310,19 @@ def main() -> None:
         stats = ui.knowledge_base().stats()
     if not stats:
         return
+    for note in ui.knowledge_base().notices:
+        st.info(note)
+    since = stats.get("per_branch", {}).get("since-survey", {})
     st.caption(
-        f"{stats['entries']} entries · {stats['claims']} sourced claims · "
+        f"{stats['entries']} entries · {stats['claims']} sourced claims, "
+        f"{stats['claims_checked']} checked against a stored source text · "
         f"{stats['categories']} categories — from the survey “Convergence of Edge "
-        "Computing and Deep Learning” (Wang et al., IEEE COMST 2020) and its sources."
+        "Computing and Deep Learning” (Wang et al., IEEE COMST 2020) and its sources"
+        + (
+            f", and {since['entries']} entries on work since the survey (2020-2026)."
+            if since.get("entries")
+            else "."
+        )
     )
     with st.expander("The taxonomy at a glance (pick a branch in the sidebar to filter)"):
         st.markdown("\n".join(_outline(_tree())))
