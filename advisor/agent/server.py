@@ -12,46 +12,68 @@ Routes (every one but ``/health`` needs ``Authorization: Bearer <token>``):
     POST /models/{id}/profile     ?runs=&warmup= [.npz inputs] -> JSON per-node medians,
                                   whole-model latency and fingerprint (measured here)
 
-Errors are JSON ``{"detail": message}``: 401 token, 404 unknown id, 408 body too slow,
-413 body over a limit, 422 bad model or tensors, 503 busy, 504 run over the time limit.
+Errors are JSON ``{"detail": message}``: 401 token, 404 unknown id, 408 request head or
+body too slow, 413 over a limit (body, tensor sizes an array header declares, store quota,
+or the memory a run would need, estimated from the shapes by advisor.memory), 422 bad
+model or tensors, 503 busy, 504 run over the time limit.
 
-ONNX Runtime work runs in a fixed-size thread pool, never on the event loop; a semaphore
-of the same size keeps the pool's queue empty so a request that waits too long for a
-slot gets 503 instead of piling up, and a run past the time limit is told to stop
-(``RunOptions.terminate``) and answered 504.
+ONNX Runtime work, and every decode of a body (zip inflate, .npy read, protobuf parse),
+runs in a fixed-size thread pool, never on the event loop; a semaphore of the same size
+keeps the pool's queue empty so a request that waits too long for a slot gets 503 instead
+of piling up, and a run past the time limit is told to stop (``RunOptions.terminate``)
+and answered 504. Requests that hold a body are bounded in all (``max_pending``) and per
+client address (``max_pending_per_client``), so slow senders from one address cannot hold
+every slot. Connection-level limits are uvicorn's (see ``serve`` and agent.protocol).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import hmac
 import ipaddress
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from advisor.agent.codec import decode_tensors, encode_tensors
+from advisor.agent.codec import TooLargeError, decode_tensors, encode_tensors
 from advisor.agent.store import LoadedModel, ModelStore, check_feeds
 from advisor.cache import cache_dir
-from advisor.errors import AdvisorError, InputDataError, RequestError, UnknownIdError
+from advisor.errors import (
+    AdvisorError,
+    AgentError,
+    InputDataError,
+    RequestError,
+    UnknownIdError,
+)
+from advisor.memory import MemoryEstimate, estimate_memory
 from advisor.model import load_model, sample_inputs
 from advisor.profile import fingerprint, profile_model
 
 MiB = 1024 * 1024
+GiB = 1024 * MiB
 _NO_LOCK = contextlib.nullcontext()
 T = TypeVar("T")
+
+
+def _half_the_memory() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().total // 2)
 
 
 @dataclass(frozen=True)
@@ -67,6 +89,14 @@ class AgentLimits:
     max_loaded_models: int = 16  # sessions kept in memory (least recently used dropped)
     threads: int = 1  # intra-op threads per session
     max_profile_runs: int = 1000
+    # the bytes a run may need, estimated from the shapes (advisor.memory; also never more
+    # than the memory available when the request comes)
+    max_memory_bytes: int = field(default_factory=_half_the_memory)
+    max_store_bytes: int = 4 * GiB  # model files on disk (least recently used evicted)
+    max_pending_per_client: int = 8  # of max_pending, what one client address may hold
+    header_timeout_s: float = 10.0  # request line + headers must arrive within this
+    max_connections: int = 512  # open connections (uvicorn limit_concurrency; above: 503)
+    max_header_bytes: int = 16 * 1024  # an unfinished request head (uvicorn h11 limit)
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -97,18 +127,80 @@ def _profile(
     return {"kind": "measured_target", "profile": result.model_dump(mode="json")}
 
 
+def _declared_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """Inputs whose only symbolic dim is a batch (axis 0, rank >= 2), with that batch as 1;
+    estimate_memory reads the fully static ones from the model itself."""
+    inits = {i.name for i in model.graph.initializer}
+    shapes = {}
+    for vi in model.graph.input:
+        dims = vi.type.tensor_type.shape.dim
+        if vi.name in inits or len(dims) < 2 or dims[0].WhichOneof("value") == "dim_value":
+            continue
+        rest = [d.dim_value for d in dims[1:] if d.WhichOneof("value") == "dim_value"]
+        if len(rest) == len(dims) - 1 and min(rest) >= 0:
+            shapes[vi.name] = (1, *rest)
+    return shapes
+
+
+def _default_shapes(loaded: LoadedModel) -> dict[str, tuple[int, ...]]:
+    """The shapes a profile without inputs samples: a symbolic batch (axis 0 of a rank >= 2
+    input) set to 1 as advisor.model.load_model does; inputs with other symbolic dims are
+    left out (their size is unknown; load_model refuses them)."""
+    shapes = {}
+    for spec in loaded.inputs:
+        dims = [1 if axis == 0 and d is None and len(spec.shape) >= 2 else d
+                for axis, d in enumerate(spec.shape)]  # fmt: skip
+        if all(d is not None for d in dims):
+            shapes[spec.name] = tuple(int(d) for d in dims if d is not None)
+    return shapes
+
+
 class _Agent:
     """Per-app state: the store, the worker pool and its slots, the token."""
 
     def __init__(self, token: str, limits: AgentLimits, store: Path) -> None:
         self._token_digest = hashlib.sha256(token.encode()).digest()
         self.limits = limits
-        self.store = ModelStore(store, threads=limits.threads, max_loaded=limits.max_loaded_models)
+        self.store = ModelStore(
+            store,
+            threads=limits.threads,
+            max_loaded=limits.max_loaded_models,
+            max_bytes=limits.max_store_bytes,
+        )
         self.pool: ThreadPoolExecutor | None = None
         self.slots = asyncio.Semaphore(limits.max_concurrency)
         self._taking = asyncio.Lock()
         self._admitted = asyncio.Semaphore(limits.max_pending)
+        # client address -> [its semaphore, requests using it]; dropped when unused
+        self._clients: dict[str, list[Any]] = {}
+        self._estimates: dict[tuple[str, tuple[tuple[str, tuple[int, ...]], ...]], int] = {}
         self.fingerprint: dict[str, Any] | None = None
+
+    def check_memory(self, model_id: str, model: Any, shapes: dict[str, tuple[int, ...]]) -> None:
+        """Refuse (TooLargeError, 413) a run whose estimated memory is over the limit or over
+        what is available now. Runs in a worker thread; estimates are cached per shapes."""
+        key = (model_id, tuple(sorted(shapes.items())))
+        total = self._estimates.get(key)
+        estimate: MemoryEstimate | None = None
+        if total is None:
+            estimate = estimate_memory(model, shapes)
+            total = estimate.total_bytes
+            if len(self._estimates) >= 1024:
+                self._estimates.clear()
+            self._estimates[key] = total
+        limit, why = self.limits.max_memory_bytes, "this agent's memory limit"
+        import psutil
+
+        available = int(psutil.virtual_memory().available)
+        if available < limit:
+            limit, why = available, "the memory available on the agent's machine now"
+        if total <= limit:
+            return
+        estimate = estimate or estimate_memory(model, shapes)
+        raise TooLargeError(
+            f"running this model needs about {estimate.describe()}; that is over {why} "
+            f"({limit} bytes); send smaller inputs or a smaller model"
+        )
 
     def authorize(self, request: Request) -> None:
         scheme, _, credential = request.headers.get("authorization", "").partition(" ")
@@ -130,18 +222,42 @@ class _Agent:
             )
 
     @asynccontextmanager
-    async def admission(self, deadline: float) -> AsyncIterator[None]:
-        """Bound the requests that hold a body in memory (max_pending); 503 by the deadline."""
+    async def admission(self, deadline: float, client: str) -> AsyncIterator[None]:
+        """Bound the requests that hold a body in memory (max_pending), and those of one
+        client address (max_pending_per_client): a client's extra requests wait on their
+        own address, without taking a shared slot. 503 by the deadline."""
+        gate = self._clients.setdefault(
+            client, [asyncio.Semaphore(self.limits.max_pending_per_client), 0]
+        )
+        gate[1] += 1
         try:
-            await asyncio.wait_for(self._admitted.acquire(), timeout=_left(deadline))
-        except TimeoutError as exc:
-            raise _refuse(
-                503, f"the agent is busy ({self.limits.max_pending} requests pending); retry later"
-            ) from exc
-        try:
-            yield
+            try:
+                await asyncio.wait_for(gate[0].acquire(), timeout=_left(deadline))
+            except TimeoutError as exc:
+                raise _refuse(
+                    503,
+                    f"this client already has {self.limits.max_pending_per_client} requests "
+                    "pending at the agent; wait for them or retry later",
+                ) from exc
+            try:
+                try:
+                    await asyncio.wait_for(self._admitted.acquire(), timeout=_left(deadline))
+                except TimeoutError as exc:
+                    raise _refuse(
+                        503,
+                        f"the agent is busy ({self.limits.max_pending} requests pending); "
+                        "retry later",
+                    ) from exc
+                try:
+                    yield
+                finally:
+                    self._admitted.release()
+            finally:
+                gate[0].release()
         finally:
-            self._admitted.release()
+            gate[1] -= 1
+            if gate[1] == 0:
+                del self._clients[client]
 
     async def read_body(self, request: Request, limit: int, what: str, deadline: float) -> bytes:
         declared = request.headers.get("content-length")
@@ -256,10 +372,22 @@ def create_app(
 
     async def refused(_request: Request, exc: Exception) -> JSONResponse:
         # the one place the advisor's errors become statuses; the message is the detail
-        status = 404 if isinstance(exc, UnknownIdError) else 422
+        status = 422
+        if isinstance(exc, UnknownIdError):
+            status = 404
+        elif isinstance(exc, TooLargeError):
+            status = 413
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
+    async def out_of_memory(_request: Request, exc: Exception) -> JSONResponse:
+        # the estimate passed, yet an allocation failed: the machine cannot hold it now
+        return JSONResponse(
+            {"detail": f"the agent ran out of memory for this request ({exc}); send less"},
+            status_code=413,
+        )
+
     app.add_exception_handler(AdvisorError, refused)
+    app.add_exception_handler(MemoryError, out_of_memory)
     secured = APIRouter(dependencies=[Depends(agent.authorize)])
 
     @app.get("/health")
@@ -270,11 +398,17 @@ def create_app(
 
     async def upload(request: Request) -> JSONResponse:
         deadline = time.monotonic() + limits.request_timeout_s
-        async with agent.admission(deadline):
+        async with agent.admission(deadline, _client(request)):
             data = await agent.read_body(request, limits.max_model_bytes, "model", deadline)
             if not data:
                 raise _refuse(422, "the body is empty; send the .onnx file's bytes")
-            model_id, loaded = await agent.offload(lambda: agent.store.add(data), deadline)
+
+            def fits(model_id: str, model: onnx.ModelProto) -> None:
+                agent.check_memory(model_id, model, _declared_shapes(model))
+
+            model_id, loaded = await agent.offload(
+                lambda: agent.store.add(data, check=fits), deadline
+            )
         return JSONResponse({"model_id": model_id, **loaded.signature()}, status_code=201)
 
     secured.add_api_route("/models", upload, methods=["PUT", "POST"])
@@ -288,7 +422,7 @@ def create_app(
     @secured.post("/models/{model_id}/run")
     async def run(model_id: str, request: Request) -> Response:
         deadline = time.monotonic() + limits.request_timeout_s
-        async with agent.admission(deadline):
+        async with agent.admission(deadline, _client(request)):
             return await _run(model_id, request, deadline)
 
     async def _run(model_id: str, request: Request, deadline: float) -> Response:
@@ -300,6 +434,8 @@ def create_app(
             started = time.perf_counter()
             loaded = agent.store.get(model_id)
             feeds = check_feeds(loaded, decode_tensors(data, max_bytes=limits.max_tensor_bytes))
+            shapes = {name: tuple(arr.shape) for name, arr in feeds.items()}
+            agent.check_memory(model_id, loaded.model, shapes)
             start = time.perf_counter()
             try:
                 outputs = loaded.session.run(None, feeds, options)
@@ -335,13 +471,26 @@ def create_app(
                 f"{limits.max_profile_runs}",
             )
         deadline = time.monotonic() + limits.request_timeout_s
-        async with agent.admission(deadline):
+        async with agent.admission(deadline, _client(request)):
             data = await agent.read_body(request, limits.max_body_bytes, "tensor", deadline)
-            loaded = await agent.offload(lambda: agent.store.get(model_id), deadline)
-            inputs = None
-            if data:
-                tensors = decode_tensors(data, max_bytes=limits.max_tensor_bytes)
-                inputs = check_feeds(loaded, tensors)
+
+            def prepare() -> tuple[LoadedModel, dict[str, np.ndarray] | None]:
+                # decoding inflates and copies: a worker's job, never the event loop's
+                loaded = agent.store.get(model_id)
+                inputs = None
+                if data:
+                    inputs = check_feeds(
+                        loaded, decode_tensors(data, max_bytes=limits.max_tensor_bytes)
+                    )
+                shapes = (
+                    _default_shapes(loaded)
+                    if inputs is None
+                    else {name: tuple(arr.shape) for name, arr in inputs.items()}
+                )
+                agent.check_memory(model_id, loaded.model, shapes)
+                return loaded, inputs
+
+            loaded, inputs = await agent.offload(prepare, deadline)
             # a measurement wants the machine to itself: hold every slot while profiling
             result = await agent.offload(
                 lambda: _profile(loaded, inputs, runs, warmup, limits.threads), deadline,
@@ -353,6 +502,11 @@ def create_app(
 
     app.include_router(secured)
     return app
+
+
+def _client(request: Request) -> str:
+    """The client's address: the key of its per-client limit."""
+    return request.client.host if request.client else "unknown"
 
 
 def _fingerprint_json(threads: int) -> dict[str, Any]:
@@ -393,13 +547,61 @@ def serve(
     store: Path | str | None = None,
     log_level: str = "warning",
 ) -> None:
-    """Run the agent with uvicorn until interrupted; warns on stderr if not on loopback."""
+    """Run the agent with uvicorn until interrupted; warns on stderr if not on loopback.
+
+    The port is bound here, before anything starts, so a port in use is an AgentError (the
+    CLI's exit 2 with one line) rather than uvicorn's own exit. Connection limits are
+    uvicorn settings: ``limit_concurrency`` (max_connections), ``timeout_keep_alive`` and
+    ``h11_max_incomplete_event_size`` (max_header_bytes); the header timeout, which uvicorn
+    lacks, is agent.protocol's.
+    """
     import uvicorn
 
-    app = create_app(token, limits, store=store)
-    warning = exposure_warning(host)
-    if warning:
-        print(warning, file=sys.stderr)
-    uvicorn.run(
-        app, host=host, port=port, log_level=log_level, access_log=False, timeout_keep_alive=30
-    )
+    from advisor.agent.protocol import header_timeout_protocol
+
+    limits = limits or AgentLimits()
+    sock = bind_socket(host, port)
+    try:
+        app = create_app(token, limits, store=store)
+        warning = exposure_warning(host)
+        if warning:
+            print(warning, file=sys.stderr)
+        config = uvicorn.Config(
+            app,
+            log_level=log_level,
+            access_log=False,
+            http=header_timeout_protocol(limits.header_timeout_s),
+            timeout_keep_alive=30,
+            limit_concurrency=limits.max_connections,
+            h11_max_incomplete_event_size=limits.max_header_bytes,
+        )
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port); AgentError naming the port and the fix if not."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise AgentError(
+            f"cannot listen on {host!r}: {exc.strerror}; pass --host with an address of this "
+            "machine (127.0.0.1 for loopback only)"
+        ) from None
+    family, _type, proto, _canon, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise AgentError(
+                f"port {port} on {host} is already in use (another agent or program listens "
+                f"there); stop it or pass --port with a free port"
+            ) from None
+        raise AgentError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; pass another --host or --port"
+        ) from None
+    return sock
