@@ -49,6 +49,7 @@ import onnx
 import onnxruntime as ort
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from advisor.agent.codec import TooLargeError, decode_tensors, encode_tensors
 from advisor.agent.store import LoadedModel, ModelStore, check_feeds
@@ -277,6 +278,10 @@ class _Agent:
 
         try:
             return await asyncio.wait_for(read(), timeout=_left(deadline))
+        except ClientDisconnect as exc:  # nobody to answer; ends the request quietly
+            raise _refuse(
+                400, f"the client closed the connection before sending the {what}"
+            ) from exc
         except TimeoutError as exc:
             raise _refuse(
                 408, f"the {what} was not received within {self.limits.request_timeout_s:g} s"
