@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -109,6 +110,7 @@ class HealthProbe:
     def __init__(self, url: str, every_s: float = 0.02) -> None:
         self.url, self.every_s = url, every_s
         self.ms: list[float] = []
+        self.failures: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -117,9 +119,14 @@ class HealthProbe:
             client.get(f"{self.url}/health")  # connect outside the timed probes
             while not self._stop.is_set():
                 start = time.perf_counter()
-                r = client.get(f"{self.url}/health")
+                try:
+                    r = client.get(f"{self.url}/health")
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                    return
                 self.ms.append((time.perf_counter() - start) * 1e3)
-                assert r.status_code == 200
+                if r.status_code != 200:
+                    self.failures.append(f"HTTP {r.status_code}")
                 self._stop.wait(self.every_s)
 
     def __enter__(self) -> HealthProbe:
@@ -130,10 +137,29 @@ class HealthProbe:
         self._stop.set()
         self._thread.join(timeout=15)
 
-    def check(self, least: int = 5) -> None:
-        print(f"/health during the attack: {len(self.ms)} probes, max {max(self.ms):.1f} ms")
-        assert len(self.ms) >= least, f"only {len(self.ms)} /health probes during the attack"
-        assert max(self.ms) < HEALTH_MS, f"/health took {max(self.ms):.1f} ms: {self.ms}"
+    def summary(self) -> str:
+        top = max(self.ms, default=float("nan"))
+        return f"{len(self.ms)} /health probes, max {top:.1f} ms, failures {self.failures}"
+
+
+def under_attack(url: str, attack: Callable[[], None], least: int = 5) -> None:
+    """Run ``attack`` while probing /health; every probe must answer 200 within 100 ms.
+
+    The attack (with its own checks) runs once more if a probe was slow: on a busy shared
+    test machine one probe can be descheduled for a moment, which does not repeat, while a
+    server that stalls does."""
+    runs = []
+    for _attempt in range(2):
+        with HealthProbe(url) as probe:
+            attack()
+            time.sleep(0.1)
+        runs.append(probe.summary())
+        assert not probe.failures, probe.summary()
+        assert len(probe.ms) >= least, f"too few probes during the attack: {probe.summary()}"
+        if max(probe.ms) < HEALTH_MS:
+            print(f"under attack: {probe.summary()}")
+            return
+    raise AssertionError(f"/health over {HEALTH_MS:g} ms during the attack, twice: {runs}")
 
 
 # --- fixtures ------------------------------------------------------------------------------
@@ -226,7 +252,8 @@ def test_lying_array_headers_get_413_before_any_allocation(server, model_id, inp
     short = npy_header((1, 4, 64, 64)) + b"\0" * 64  # claims 64 KiB, holds 64 bytes
     pickled = io.BytesIO()
     np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with HealthProbe(url) as probe:
+
+    def attack() -> None:
         for route in ("run", "profile"):
             for body in (huge, in_npz("x", huge)):
                 r = httpx.post(f"{url}/models/{model_id}/{route}", content=body, headers=AUTH)
@@ -237,8 +264,9 @@ def test_lying_array_headers_get_413_before_any_allocation(server, model_id, inp
             for body in (pickled.getvalue(), in_npz("x", pickled.getvalue())):
                 r = httpx.post(f"{url}/models/{model_id}/{route}", content=body, headers=AUTH)
                 assert_json_4xx(r, 422, "allow_pickle=False")
-        time.sleep(0.3)
-    probe.check()
+        time.sleep(0.2)
+
+    under_attack(url, attack)
     still_runs(url, model_id, inputs)
 
 
@@ -293,8 +321,8 @@ def test_inflating_bodies_are_decoded_off_the_event_loop(server, model_id, input
             f"{url}/models/{model_id}/{route}", content=bomb, headers=AUTH, timeout=60
         )
 
-    results: list[httpx.Response] = []
-    with HealthProbe(url) as probe:
+    def attack() -> None:
+        results: list[httpx.Response] = []
         workers = [
             threading.Thread(target=lambda r=route: results.append(post(r)))
             for route in ("profile", "run", "profile")
@@ -303,11 +331,11 @@ def test_inflating_bodies_are_decoded_off_the_event_loop(server, model_id, input
             w.start()
         for w in workers:
             w.join(timeout=60)
-        time.sleep(0.1)
-    assert len(results) == 3
-    for r in results:
-        assert_json_4xx(r, 422, "'x' has shape [1, 4, 2500, 2000]")
-    probe.check()
+        assert len(results) == 3
+        for r in results:
+            assert_json_4xx(r, 422, "'x' has shape [1, 4, 2500, 2000]")
+
+    under_attack(url, attack)
     still_runs(url, model_id, inputs)
 
 
@@ -315,9 +343,10 @@ def test_half_sent_requests_are_dropped_at_the_header_timeout(server, model_id, 
     """50 connections send half a request line, one sends nothing, one goes quiet after a
     keep-alive request: all get 408 and are closed after header_timeout_s (2 s)."""
     port = int(server[0].rsplit(":", 1)[1])
-    socks = []
-    start = time.monotonic()
-    with HealthProbe(server[0]) as probe:
+
+    def attack() -> None:
+        socks = []
+        start = time.monotonic()
         for i in range(52):
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
             if i < 50:
@@ -336,11 +365,12 @@ def test_half_sent_requests_are_dropped_at_the_header_timeout(server, model_id, 
             replies.append(reply)
             s.close()
         waited = time.monotonic() - start
-    # (the keep-alive one first holds the rest of its 200 reply)
-    assert all(r.count(b"HTTP/1.1 408 ") == 1 and r.endswith(b's"}') for r in replies)
-    assert b"did not arrive within 2 s" in replies[0]
-    assert 1.5 <= waited <= 8, waited
-    probe.check()
+        # (the keep-alive one first holds the rest of its 200 reply)
+        assert all(r.count(b"HTTP/1.1 408 ") == 1 and r.endswith(b's"}') for r in replies)
+        assert b"did not arrive within 2 s" in replies[0]
+        assert 1.5 <= waited <= 8, waited
+
+    under_attack(server[0], attack)
     still_runs(server[0], model_id, inputs)
 
 
@@ -352,28 +382,31 @@ def test_slow_body_senders_from_one_address_cannot_hold_every_slot(server, model
         f"POST /models/{model_id}/run HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Authorization: Bearer {TOKEN}\r\nContent-Length: 1000\r\n\r\n"
     ).encode()
-    socks = []
-    try:
-        for _ in range(34):
-            s = socket.socket()
-            try:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.2", 0))
+        except OSError:
+            pytest.skip("this system cannot use 127.0.0.2 as a source address")
+
+    def attack() -> None:
+        socks = []
+        try:
+            for _ in range(34):
+                s = socket.socket()
                 s.bind(("127.0.0.2", 0))
-            except OSError:
-                s.close()
-                pytest.skip("this system cannot use 127.0.0.2 as a source address")
-            s.settimeout(10)
-            s.connect(("127.0.0.1", port))
-            s.sendall(head + b"\0" * 10)
-            socks.append(s)
-        time.sleep(0.5)  # all 34 are in: 8 hold slots, 26 wait on their address
-        with HealthProbe(server[0]) as probe:
+                s.settimeout(10)
+                s.connect(("127.0.0.1", port))
+                s.sendall(head + b"\0" * 10)
+                socks.append(s)
+            time.sleep(0.5)  # all 34 are in: 8 hold slots, 26 wait on their address
             seconds = still_runs(server[0], model_id, inputs)
+            assert seconds < 2.0, f"a /run waited {seconds:.1f} s behind slow senders"
             time.sleep(0.3)
-        assert seconds < 2.0, f"a /run waited {seconds:.1f} s behind slow senders"
-        probe.check()
-    finally:
-        for s in socks:
-            s.close()
+        finally:
+            for s in socks:
+                s.close()
+
+    under_attack(server[0], attack)
 
 
 # --- the store's quota ---------------------------------------------------------------------
@@ -426,3 +459,88 @@ def test_serve_on_a_port_in_use_exits_2_with_one_line(tmp_path):
     assert len(errors) == 1 and "Traceback" not in done.stderr
     assert f"port {port} on 127.0.0.1 is already in use" in errors[0]
     assert "--port" in errors[0]
+
+
+def _npy(arr: np.ndarray, version: tuple[int, int] | None = None) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, arr, version=version, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buf.getvalue()
+
+
+def _many_members(count: int) -> bytes:
+    return _zip({f"t{i}.npy": _npy(np.zeros(1, np.float32)) for i in range(count)})
+
+
+def _lying_weights() -> bytes:
+    """A model whose weight declares 10^12 floats and holds none."""
+    model = residual_block_model()
+    w = model.graph.initializer[0]
+    del w.dims[:]
+    w.dims.extend([10**6, 10**6])
+    w.ClearField("raw_data")
+    w.ClearField("float_data")
+    return model.SerializeToString()
+
+
+ODD_TENSOR_BODIES = {
+    "empty": b"",
+    "zip magic, then junk": b"PK\x03\x04" + b"\xff" * 100,
+    "npy magic, then junk": b"\x93NUMPY\x01\x00" + b"\xff" * 100,
+    "npy header over numpy's 10000-byte cap": npy_header((4,))[:8] + b"\xff\xff" + b" " * 70000,
+    "npy with a negative dim": npy_header((-2, -2)) + b"\0" * 16,
+    "npz member that is not .npy": _zip({"x.txt": b"hello"}),
+    "npz with 2000 arrays": _many_members(2000),
+    "npy version 2.0, zero-size": _npy(np.zeros((0, 4, 64, 64), np.float32), (2, 0)),
+    "structured dtype": _npy(np.zeros(4, dtype=[("a", "<f4"), ("b", "<i4")])),
+    "unicode strings": _npy(np.array(["abc", "de"])),
+    "bool": _npy(np.ones((1, 4, 64, 64), bool)),
+    "complex": _npy(np.ones((1, 4, 64, 64), np.complex64)),
+    "float16": _npy(np.ones((1, 4, 64, 64), np.float16)),
+    "scalar": _npy(np.float32(1.0)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ODD_TENSOR_BODIES))
+def test_odd_tensor_bodies_get_json_4xx(server, model_id, case):
+    for route in ("run", "profile?runs=1&warmup=0"):
+        r = httpx.post(
+            f"{server[0]}/models/{model_id}/{route}", content=ODD_TENSOR_BODIES[case], headers=AUTH
+        )
+        if case == "empty" and route.startswith("profile"):
+            assert r.status_code == 200  # no body: the agent samples inputs itself
+            continue
+        assert 400 <= r.status_code < 500, (case, route, r.status_code, r.text[:200])
+        assert r.json()["detail"]
+
+
+def test_odd_models_and_requests_get_json_4xx(server, model_id):
+    url = server[0]
+    good = residual_block_model().SerializeToString()
+    rng = np.random.default_rng(0)
+    for body, status in [
+        (b"", 422),
+        (rng.bytes(5000), 422),
+        (good[: len(good) // 2], 422),  # truncated protobuf
+        (_lying_weights(), 422),  # onnx.checker: no data for the declared dims
+    ]:
+        r = httpx.put(f"{url}/models", content=body, headers=AUTH)
+        assert_json_4xx(r, status)
+    for query in ("runs=0", "runs=abc", "warmup=-1"):
+        r = httpx.post(f"{url}/models/{model_id}/profile?{query}", headers=AUTH)
+        assert_json_4xx(r, 422)
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        # a head still unfinished after 20 KB is over the 16 KiB cap (max_header_bytes)
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 400") and b'{"detail": ' in reply

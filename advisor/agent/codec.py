@@ -124,6 +124,8 @@ def _checked_header(fp: IO[bytes], size: int, where: str, max_bytes: int) -> int
             f"{where} holds Python objects, which would need unpickling (allow_pickle=False "
             "here); send numeric arrays"
         )
+    if any(int(d) < 0 for d in shape):
+        raise InputDataError(f"{where} declares a negative size in its shape {shape}")
     nbytes = math.prod(int(d) for d in shape) * dtype.itemsize
     if nbytes > max_bytes:
         dims = "x".join(str(d) for d in shape) or "scalar"

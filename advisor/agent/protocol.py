@@ -68,6 +68,19 @@ def header_timeout_protocol(header_timeout_s: float) -> type[asyncio.Protocol]:
                 return True
             return False
 
+        def send_400_response(self, msg: str) -> None:
+            # uvicorn's own answer is text/plain; the agent's errors are all JSON
+            detail = json.dumps({"detail": f"{msg} (malformed or over-long request head)"})
+            body = detail.encode()
+            self.transport.write(
+                b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                b"connection: close\r\ncontent-length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
+            self.transport.close()
+
         def _arm(self) -> None:
             self._disarm()
             self._timer = self.loop.call_later(header_timeout_s, self._expire)

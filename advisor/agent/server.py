@@ -122,7 +122,12 @@ def _profile(
     shapes = {name: tuple(arr.shape) for name, arr in (inputs or {}).items()}
     graph = load_model(loaded.model, input_shapes=shapes or None)
     feeds = inputs if inputs is not None else sample_inputs(graph)
-    result = profile_model(graph, feeds, runs=runs, warmup=warmup, threads=threads, cache=False)
+    try:
+        result = profile_model(graph, feeds, runs=runs, warmup=warmup, threads=threads, cache=False)
+    except (AdvisorError, MemoryError):
+        raise
+    except Exception as exc:  # ORT fails at run time for data-dependent reasons, as in /run
+        raise InputDataError(f"ONNX Runtime failed to profile the model: {exc}") from exc
     # The Profile is this machine's own record ('measured_host': host = the agent's machine);
     # to the caller that machine is the target, which the top-level kind says.
     return {"kind": "measured_target", "profile": result.model_dump(mode="json")}
@@ -391,8 +396,16 @@ def create_app(
             status_code=413,
         )
 
+    async def internal(_request: Request, exc: Exception) -> JSONResponse:
+        # a bug of ours: still the documented JSON shape, never a plain-text page
+        return JSONResponse(
+            {"detail": f"internal error in the agent: {type(exc).__name__}: {exc}"},
+            status_code=500,
+        )
+
     app.add_exception_handler(AdvisorError, refused)
     app.add_exception_handler(MemoryError, out_of_memory)
+    app.add_exception_handler(Exception, internal)
     secured = APIRouter(dependencies=[Depends(agent.authorize)])
 
     @app.get("/health")
@@ -566,6 +579,10 @@ def serve(
 
     limits = limits or AgentLimits()
     sock = bind_socket(host, port)
+    # Python hands the GIL between threads every 5 ms by default; a worker decoding a body
+    # could then delay each step of a /health answer by that much. 1 ms keeps the event
+    # loop responsive; ORT runs release the GIL, so measurements are not affected.
+    sys.setswitchinterval(0.001)
     try:
         app = create_app(token, limits, store=store)
         warning = exposure_warning(host)
