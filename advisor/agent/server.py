@@ -231,7 +231,10 @@ class _Agent:
     async def admission(self, deadline: float, client: str) -> AsyncIterator[None]:
         """Bound the requests that hold a body in memory (max_pending), and those of one
         client address (max_pending_per_client): a client's extra requests wait on their
-        own address, without taking a shared slot. 503 by the deadline."""
+        own address, without taking a shared slot. 503 by the deadline.
+
+        Hand-written because uvicorn's only count, ``limit_concurrency``, is global: it
+        answers 503 to everyone once one client's slow bodies fill it."""
         gate = self._clients.setdefault(
             client, [asyncio.Semaphore(self.limits.max_pending_per_client), 0]
         )

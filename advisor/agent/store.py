@@ -158,10 +158,6 @@ class ModelStore:
             self._evict(keep=path)
         return model_id, loaded
 
-    def stored_bytes(self) -> int:
-        """Bytes of model files in the store now."""
-        return sum(size for _path, size, _used in self._files())
-
     def _files(self) -> list[tuple[Path, int, int]]:
         found = []
         for path in self.root.glob("*.onnx"):
