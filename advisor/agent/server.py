@@ -567,8 +567,10 @@ def serve(
     *,
     store: Path | str | None = None,
     log_level: str = "warning",
+    ready_message: str | None = None,
 ) -> None:
-    """Run the agent with uvicorn until interrupted; warns on stderr if not on loopback.
+    """Run the agent with uvicorn until interrupted; warns on stderr if not on loopback,
+    and prints ``ready_message`` there once the port is bound.
 
     The port is bound here, before anything starts, so a port in use is an AgentError (the
     CLI's exit 2 with one line) rather than uvicorn's own exit. Connection limits are
@@ -591,6 +593,8 @@ def serve(
         warning = exposure_warning(host)
         if warning:
             print(warning, file=sys.stderr)
+        if ready_message:
+            print(ready_message, file=sys.stderr)
         config = uvicorn.Config(
             app,
             log_level=log_level,
