@@ -40,7 +40,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,6 +52,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from advisor.agent.codec import TooLargeError, decode_tensors, encode_tensors
+from advisor.agent.limits import AgentLimits, MemoryGuard, MiB, declared_shapes, default_shapes
 from advisor.agent.store import LoadedModel, ModelStore, check_feeds
 from advisor.cache import cache_dir
 from advisor.errors import (
@@ -61,48 +62,11 @@ from advisor.errors import (
     RequestError,
     UnknownIdError,
 )
-from advisor.memory import MemoryEstimate, estimate_memory
 from advisor.model import load_model, sample_inputs
 from advisor.profile import fingerprint, profile_model
 
-MiB = 1024 * 1024
-GiB = 1024 * MiB
 _NO_LOCK = contextlib.nullcontext()
 T = TypeVar("T")
-
-
-def _half_the_memory() -> int:
-    import psutil
-
-    return int(psutil.virtual_memory().total // 2)
-
-
-@dataclass(frozen=True)
-class AgentLimits:
-    """What one server accepts and how much work it does at once."""
-
-    max_model_bytes: int = 256 * MiB  # an uploaded ONNX file
-    max_body_bytes: int = 64 * MiB  # a run/profile request body (.npz)
-    max_tensor_bytes: int = 256 * MiB  # decoded input tensors of one request, all together
-    request_timeout_s: float = 60.0  # body read + wait for a slot + run
-    max_concurrency: int = 2  # ONNX Runtime runs at once (the thread pool's size)
-    max_pending: int = 32  # requests holding a body in memory at once (others wait)
-    max_loaded_models: int = 16  # sessions kept in memory (least recently used dropped)
-    threads: int = 1  # intra-op threads per session
-    max_profile_runs: int = 1000
-    # the bytes a run may need, estimated from the shapes (advisor.memory; also never more
-    # than the memory available when the request comes)
-    max_memory_bytes: int = field(default_factory=_half_the_memory)
-    max_store_bytes: int = 4 * GiB  # model files on disk (least recently used evicted)
-    max_pending_per_client: int = 8  # of max_pending, what one client address may hold
-    header_timeout_s: float = 10.0  # request line + headers must arrive within this
-    max_connections: int = 512  # open connections (uvicorn limit_concurrency; above: 503)
-    max_header_bytes: int = 16 * 1024  # an unfinished request head (uvicorn h11 limit)
-
-    def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
-            if not value > 0:
-                raise RequestError(f"agent limit {name} must be > 0, got {value!r}")
 
 
 def _left(deadline: float) -> float:
@@ -133,34 +97,6 @@ def _profile(
     return {"kind": "measured_target", "profile": result.model_dump(mode="json")}
 
 
-def _declared_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
-    """Inputs whose only symbolic dim is a batch (axis 0, rank >= 2), with that batch as 1;
-    estimate_memory reads the fully static ones from the model itself."""
-    inits = {i.name for i in model.graph.initializer}
-    shapes = {}
-    for vi in model.graph.input:
-        dims = vi.type.tensor_type.shape.dim
-        if vi.name in inits or len(dims) < 2 or dims[0].WhichOneof("value") == "dim_value":
-            continue
-        rest = [d.dim_value for d in dims[1:] if d.WhichOneof("value") == "dim_value"]
-        if len(rest) == len(dims) - 1 and min(rest) >= 0:
-            shapes[vi.name] = (1, *rest)
-    return shapes
-
-
-def _default_shapes(loaded: LoadedModel) -> dict[str, tuple[int, ...]]:
-    """The shapes a profile without inputs samples: a symbolic batch (axis 0 of a rank >= 2
-    input) set to 1 as advisor.model.load_model does; inputs with other symbolic dims are
-    left out (their size is unknown; load_model refuses them)."""
-    shapes = {}
-    for spec in loaded.inputs:
-        dims = [1 if axis == 0 and d is None and len(spec.shape) >= 2 else d
-                for axis, d in enumerate(spec.shape)]  # fmt: skip
-        if all(d is not None for d in dims):
-            shapes[spec.name] = tuple(int(d) for d in dims if d is not None)
-    return shapes
-
-
 class _Agent:
     """Per-app state: the store, the worker pool and its slots, the token."""
 
@@ -179,34 +115,8 @@ class _Agent:
         self._admitted = asyncio.Semaphore(limits.max_pending)
         # client address -> [its semaphore, requests using it]; dropped when unused
         self._clients: dict[str, list[Any]] = {}
-        self._estimates: dict[tuple[str, tuple[tuple[str, tuple[int, ...]], ...]], int] = {}
+        self.memory = MemoryGuard(limits.max_memory_bytes)
         self.fingerprint: dict[str, Any] | None = None
-
-    def check_memory(self, model_id: str, model: Any, shapes: dict[str, tuple[int, ...]]) -> None:
-        """Refuse (TooLargeError, 413) a run whose estimated memory is over the limit or over
-        what is available now. Runs in a worker thread; estimates are cached per shapes."""
-        key = (model_id, tuple(sorted(shapes.items())))
-        total = self._estimates.get(key)
-        estimate: MemoryEstimate | None = None
-        if total is None:
-            estimate = estimate_memory(model, shapes)
-            total = estimate.total_bytes
-            if len(self._estimates) >= 1024:
-                self._estimates.clear()
-            self._estimates[key] = total
-        limit, why = self.limits.max_memory_bytes, "this agent's memory limit"
-        import psutil
-
-        available = int(psutil.virtual_memory().available)
-        if available < limit:
-            limit, why = available, "the memory available on the agent's machine now"
-        if total <= limit:
-            return
-        estimate = estimate or estimate_memory(model, shapes)
-        raise TooLargeError(
-            f"running this model needs about {estimate.describe()}; that is over {why} "
-            f"({limit} bytes); send smaller inputs or a smaller model"
-        )
 
     def authorize(self, request: Request) -> None:
         scheme, _, credential = request.headers.get("authorization", "").partition(" ")
@@ -425,7 +335,7 @@ def create_app(
                 raise _refuse(422, "the body is empty; send the .onnx file's bytes")
 
             def fits(model_id: str, model: onnx.ModelProto) -> None:
-                agent.check_memory(model_id, model, _declared_shapes(model))
+                agent.memory.check(model_id, model, declared_shapes(model))
 
             model_id, loaded = await agent.offload(
                 lambda: agent.store.add(data, check=fits), deadline
@@ -456,7 +366,7 @@ def create_app(
             loaded = agent.store.get(model_id)
             feeds = check_feeds(loaded, decode_tensors(data, max_bytes=limits.max_tensor_bytes))
             shapes = {name: tuple(arr.shape) for name, arr in feeds.items()}
-            agent.check_memory(model_id, loaded.model, shapes)
+            agent.memory.check(model_id, loaded.model, shapes)
             start = time.perf_counter()
             try:
                 outputs = loaded.session.run(None, feeds, options)
@@ -504,11 +414,11 @@ def create_app(
                         loaded, decode_tensors(data, max_bytes=limits.max_tensor_bytes)
                     )
                 shapes = (
-                    _default_shapes(loaded)
+                    default_shapes(loaded.inputs)
                     if inputs is None
                     else {name: tuple(arr.shape) for name, arr in inputs.items()}
                 )
-                agent.check_memory(model_id, loaded.model, shapes)
+                agent.memory.check(model_id, loaded.model, shapes)
                 return loaded, inputs
 
             loaded, inputs = await agent.offload(prepare, deadline)
