@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -77,25 +78,40 @@ def free_port() -> int:
 
 
 @contextmanager
-def agent_server(store: Path, *args: str, startup_s: float = 60.0) -> Iterator[tuple[str, int]]:
+def agent_server(
+    store: Path, *args: str, startup_s: float = 60.0, limits: dict[str, Any] | None = None
+) -> Iterator[tuple[str, int]]:
     """Start `edgedl agent serve` on 127.0.0.1 in its own process; yield (url, pid); stop it
-    by its PID on exit."""
+    by its PID on exit.
+
+    With ``limits`` (AgentLimits fields, some of which the CLI has no flag for) the process
+    runs advisor.agent.server.serve with them instead of the CLI; ``args`` are then unused.
+    """
     port = free_port()
     env = {**os.environ, "EDGEDL_AGENT_TOKEN": TOKEN, "EDGEDL_CACHE_DIR": str(store / "cache")}
-    cmd = [
-        sys.executable,
-        "-m",
-        "app.cli",
-        "agent",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--store",
-        str(store / "models"),
-        *args,
-    ]
+    if limits is None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "agent",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--store",
+            str(store / "models"),
+            *args,
+        ]
+    else:
+        code = (
+            "import os, sys\n"
+            "from advisor.agent.server import AgentLimits, serve\n"
+            f"serve('127.0.0.1', {port}, os.environ['EDGEDL_AGENT_TOKEN'], "
+            f"AgentLimits(**{limits!r}), store={str(store / 'models')!r})\n"
+        )
+        cmd = [sys.executable, "-c", code]
     log_path = store / f"agent-{port}.log"  # a file, not a pipe: a full pipe would block it
     log = log_path.open("w")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

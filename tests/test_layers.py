@@ -36,10 +36,7 @@ LAYERS: list[tuple[str, int]] = [
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
 # (module or module:function) -> why it may be longer
-SIZE_EXCEPTIONS: dict[str, str] = {
-    "advisor.agent.server:create_app": "the routes are closures over one app's limits, store "
-    "and pool; splitting them into APIRouter modules waits for the agent hardening (issue 16)",
-}
+SIZE_EXCEPTIONS: dict[str, str] = {}
 
 
 def _module_name(path: Path) -> str:

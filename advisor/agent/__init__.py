@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "AgentLimits": "advisor.agent.server",
+    "AgentLimits": "advisor.agent.limits",
     "create_app": "advisor.agent.server",
     "serve": "advisor.agent.server",
     "TargetProfile": "advisor.agent.measure",

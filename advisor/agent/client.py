@@ -223,3 +223,13 @@ class AgentClient:
             content=content,
             headers={"Content-Type": "application/octet-stream"},
         ).json()
+
+    def calibrate(self, threads: list[int], quick: bool = False) -> dict[str, Any]:
+        """Run the target calibration suite (advisor.measure.suite) on the agent's machine at
+        each thread count; the answer holds the measured profile, fingerprint and memory."""
+        return self._request(
+            "POST",
+            "/calibrate",
+            "calibrate the agent's machine",
+            params={"threads": ",".join(str(t) for t in threads), "quick": str(quick).lower()},
+        ).json()

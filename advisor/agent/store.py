@@ -1,16 +1,21 @@
 """The agent's models: ONNX files on disk named by the sha256 of their bytes, live ONNX Runtime
 sessions for the recently used ones, and the check of posted tensors against a session.
 
+The files on disk stay within a quota in bytes: storing one more evicts the least recently
+used (each file's mtime is its last use, so the order survives a restart).
+
 Errors are the advisor's own (the server maps them to HTTP statuses in one place):
-UnknownIdError (404), ModelError and InputDataError (422).
+UnknownIdError (404), TooLargeError (413), ModelError and InputDataError (422).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +24,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from advisor.agent.codec import SINGLE
+from advisor.agent.codec import SINGLE, TooLargeError
 from advisor.errors import InputDataError, ModelError, UnknownIdError
 from advisor.measure.profile import make_session
 
@@ -104,33 +109,80 @@ def parse_model(data: bytes) -> onnx.ModelProto:
 
 
 class ModelStore:
-    """Models under ``root`` by content hash, with an LRU of at most ``max_loaded`` sessions.
+    """Models under ``root`` by content hash, with an LRU of at most ``max_loaded`` sessions
+    and at most ``max_bytes`` of files (least recently used evicted; None: no quota).
 
     Thread-safe: the server calls it from its worker threads."""
 
-    def __init__(self, root: Path, *, threads: int = 1, max_loaded: int = 16) -> None:
+    def __init__(
+        self, root: Path, *, threads: int = 1, max_loaded: int = 16, max_bytes: int | None = None
+    ) -> None:
         self.root = root
         self.threads = threads
         self.max_loaded = max_loaded
+        self.max_bytes = max_bytes
         self.root.mkdir(parents=True, exist_ok=True)
         self._live: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
+        self._disk = threading.Lock()  # writes and evictions of files
 
     def path(self, model_id: str) -> Path:
         if len(model_id) != 64 or not set(model_id) <= _ID_CHARS:
             raise UnknownIdError(f"model id {model_id!r} is not a sha256 hex digest")
         return self.root / f"{model_id}.onnx"
 
-    def add(self, data: bytes) -> tuple[str, LoadedModel]:
-        """Check, load and store uploaded ONNX bytes; (model id, live model)."""
+    def add(
+        self, data: bytes, check: Callable[[str, onnx.ModelProto], None] | None = None
+    ) -> tuple[str, LoadedModel]:
+        """Check, load and store uploaded ONNX bytes; (model id, live model).
+
+        ``check(model_id, model)`` runs on the parsed model before a session is made or
+        anything is written (it raises to refuse). Raises TooLargeError if the file alone is
+        over the store's quota; otherwise the least recently used files are evicted until
+        the store fits."""
+        if self.max_bytes is not None and len(data) > self.max_bytes:
+            raise TooLargeError(
+                f"the model is {len(data)} bytes, over this agent's store quota of "
+                f"{self.max_bytes} bytes; send a smaller model or start the agent with a "
+                "larger store quota"
+            )
         model_id = hashlib.sha256(data).hexdigest()
-        loaded = self._load(model_id, data)
+        loaded = self._load(model_id, data, check)
         path = self.path(model_id)
-        if not path.exists():
-            tmp = path.with_suffix(f".{threading.get_ident()}.part")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)  # atomic: a reader never sees half a file
+        with self._disk:
+            if not path.exists():
+                tmp = path.with_suffix(f".{threading.get_ident()}.part")
+                tmp.write_bytes(data)
+                os.replace(tmp, path)  # atomic: a reader never sees half a file
+            _touch(path)
+            self._evict(keep=path)
         return model_id, loaded
+
+    def _files(self) -> list[tuple[Path, int, int]]:
+        found = []
+        for path in self.root.glob("*.onnx"):
+            try:
+                st = path.stat()
+            except FileNotFoundError:  # evicted meanwhile
+                continue
+            found.append((path, st.st_size, st.st_mtime_ns))
+        return found
+
+    def _evict(self, keep: Path) -> None:
+        """Delete least recently used files until the store is within its quota."""
+        if self.max_bytes is None:
+            return
+        files = sorted(self._files(), key=lambda f: f[2])
+        total = sum(size for _path, size, _used in files)
+        for path, size, _used in files:
+            if total <= self.max_bytes:
+                break
+            if path == keep:
+                continue
+            path.unlink(missing_ok=True)
+            total -= size
+            with self._lock:
+                self._live.pop(path.stem, None)
 
     def get(self, model_id: str) -> LoadedModel:
         """The live session of a stored model (loaded from disk on first use)."""
@@ -138,16 +190,29 @@ class ModelStore:
         with self._lock:
             if model_id in self._live:
                 self._live.move_to_end(model_id)
+                _touch(path)
                 return self._live[model_id]
-        if not path.exists():
-            raise UnknownIdError(f"unknown model id {model_id}; upload the model with PUT /models")
-        return self._load(model_id, path.read_bytes())
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise UnknownIdError(
+                f"unknown model id {model_id}; upload the model with PUT /models"
+            ) from None
+        _touch(path)
+        return self._load(model_id, data)
 
-    def _load(self, model_id: str, data: bytes) -> LoadedModel:
+    def _load(
+        self,
+        model_id: str,
+        data: bytes,
+        check: Callable[[str, onnx.ModelProto], None] | None = None,
+    ) -> LoadedModel:
         with self._lock:
             if model_id in self._live:
                 return self._live[model_id]
         model = parse_model(data)
+        if check is not None:
+            check(model_id, model)
         session = make_session(data, threads=self.threads)  # ModelError if ORT cannot load it
         outputs = tuple(o.name for o in session.get_outputs())
         loaded = LoadedModel(model, session, _input_specs(model, session), outputs)
@@ -157,6 +222,12 @@ class ModelStore:
             while len(self._live) > self.max_loaded:
                 self._live.popitem(last=False)
         return loaded
+
+
+def _touch(path: Path) -> None:
+    """Mark a stored file as just used (its mtime orders the evictions)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.utime(path)
 
 
 def check_feeds(loaded: LoadedModel, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
