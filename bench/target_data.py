@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from advisor.targets.catalog import Catalog, load_catalog
-from advisor.targets.priors import NodeWork, unit_of
+from advisor.targets.priors import NodeWork, runtime_family, unit_of
 from advisor.targets.published import PublishedLatency, load_published
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +41,11 @@ class Case:
     @property
     def group(self) -> str:
         return f"{self.row.device}/{self.unit}/{self.row.precision.value}"
+
+    @property
+    def key(self) -> str:
+        """The priors' scale key: the group and the runtime family."""
+        return f"{self.group}/{runtime_family(self.row.runtime)}"
 
 
 def excluded_reason(row: PublishedLatency, catalog: Catalog) -> str | None:
@@ -81,8 +86,8 @@ def split(all_cases: list[Case]) -> tuple[list[Case], list[Case]]:
     """(fit, held out): a seeded share of each group held out; a group of one row is fitted."""
     rng = random.Random(SPLIT_SEED)
     fit_set, held = [], []
-    for group in sorted({c.group for c in all_cases}):
-        mine = sorted((c for c in all_cases if c.group == group), key=lambda c: c.row.id)
+    for key in sorted({c.key for c in all_cases}):
+        mine = sorted((c for c in all_cases if c.key == key), key=lambda c: c.row.id)
         rng.shuffle(mine)
         k = int(round(len(mine) * HELD_OUT)) if len(mine) >= 3 else 0
         held += mine[:k]

@@ -43,6 +43,8 @@ __all__ = [
     "unit_of",
     "roofline_terms",
     "predict_work",
+    "thread_factor",
+    "runtime_family",
     "fit",
 ]
 
@@ -60,24 +62,45 @@ class Priors(_Frozen):
     """Fitted efficiencies and fixed costs, with how they were fitted and how well they hold."""
 
     fitted: str = Field(description="date, command and data the fit used")
-    scale: dict[str, float] = Field(description="'target/unit/precision' -> attained fraction")
+    scale: dict[str, float] = Field(
+        description="'target/unit/precision/runtime' -> attained fraction"
+    )
+    rows: dict[str, int] = Field(description="fitted rows per scale key")
     unit_scale: dict[str, float] = Field(description="'unit/precision' -> median fraction")
+    thread_exponent: float = Field(
+        gt=0, le=1, description="CPU speed-up from T threads = T ** exponent"
+    )
     per_node_us: dict[str, float] = Field(description="unit -> per-node cost, µs")
     call_ms: dict[str, float] = Field(description="unit -> per-inference cost, ms")
     band: float = Field(gt=0, description="ln-space error band (p80, cross-validated)")
     band_fallback: float = Field(gt=0, description="band for a target without its own rows")
     held_out: dict[str, float] = Field(description="error on the held-out rows")
 
-    def scale_for(self, target: str, unit: str, precision: str) -> float:
-        key = f"{target}/{unit}/{precision}"
-        if key in self.scale:
-            return self.scale[key]
+    def runtime_for(self, target: str, unit: str, precision: str) -> str | None:
+        """The runtime most published rows used for this target, unit and precision."""
+        prefix = f"{target}/{unit}/{precision}/"
+        keys = [k for k in self.scale if k.startswith(prefix)]
+        if not keys:
+            return None
+        best = max(keys, key=lambda k: (self.rows.get(k, 0), k))
+        return best.removeprefix(prefix)
+
+    def scale_for(
+        self, target: str, unit: str, precision: str, runtime: str | None = None
+    ) -> float:
+        """The attained fraction with `runtime` (default: the target's most-published one),
+        else the median of its unit at that precision (a target without published rows)."""
+        if runtime is not None and f"{target}/{unit}/{precision}/{runtime}" in self.scale:
+            return self.scale[f"{target}/{unit}/{precision}/{runtime}"]
+        runtime = self.runtime_for(target, unit, precision)
+        if runtime is not None:
+            return self.scale[f"{target}/{unit}/{precision}/{runtime}"]
         return self.unit_scale.get(f"{unit}/{precision}") or self.unit_scale.get(
             f"{unit}/fp32", 0.3
         )
 
     def has_rows(self, target: str, unit: str, precision: str) -> bool:
-        return f"{target}/{unit}/{precision}" in self.scale
+        return self.runtime_for(target, unit, precision) is not None
 
 
 def load_priors(path: str | Path | None = None) -> Priors:
@@ -100,6 +123,18 @@ def _load(path: str, _mtime: int) -> Priors:
             f"{Path(path).name}: not a valid priors file ({detail}); regenerate it with "
             "python -m bench.bench_target --fit"
         ) from exc
+
+
+def runtime_family(runtime: str) -> str:
+    """'ncnn (benchncnn)' -> 'ncnn', 'TensorFlow Lite (QNN delegate)' -> 'tensorflow-lite'.
+
+    >>> runtime_family("TensorRT"), runtime_family("TensorFlow Lite + Edge TPU runtime")
+    ('tensorrt', 'tensorflow-lite')
+    """
+    words = runtime.lower().replace("+", " ").replace("(", " ").split()
+    if words[:2] == ["tensorflow", "lite"]:
+        return "tensorflow-lite"
+    return words[0] if words else "unknown"
 
 
 def unit_of(target: Target, precision: str) -> Unit:
@@ -133,18 +168,37 @@ def roofline_terms(
     return total, count
 
 
+def thread_factor(target: Target, unit: str, threads: int | None, exponent: float) -> float:
+    """How much longer than on all its cores a CPU target takes on `threads` threads: the
+    rate on T of C cores is (T / C) ** exponent of the whole chip's; 1 for other units, for
+    targets without a core count, and when `threads` is None (all cores).
+
+    >>> from advisor.targets.catalog import load_catalog
+    >>> round(thread_factor(load_catalog(user=False).target("rpi4"), "cpu", 1, 0.9), 3)
+    3.482
+    """
+    if unit != "cpu" or not target.cores or threads is None:
+        return 1.0
+    used = min(max(threads, 1), target.cores)
+    return float((target.cores / used) ** exponent)
+
+
 def predict_work(
     nodes: Sequence[NodeWork],
     target: Target,
     precision: Precision,
     priors: Priors,
     *,
+    threads: int | None = None,
+    runtime: str | None = None,
     with_call: bool = True,
 ) -> float:
-    """Predicted ms for running `nodes` on `target` at `precision` from the catalog priors."""
+    """Predicted ms for running `nodes` on `target` at `precision` from the catalog priors,
+    on `threads` CPU threads (None: all the target's cores)."""
     unit = unit_of(target, precision)
-    s = priors.scale_for(target.id, unit, precision)
+    s = priors.scale_for(target.id, unit, precision, runtime)
     roof, count = roofline_terms(nodes, target, precision)
+    roof *= thread_factor(target, unit, threads, priors.thread_exponent)
     call = priors.call_ms.get(unit, 0.0) if with_call else 0.0
     return roof / s + count * priors.per_node_us.get(unit, 0.0) / 1e3 + call
 
@@ -174,31 +228,34 @@ def _best_scale(roof: np.ndarray, fixed: np.ndarray, truth: np.ndarray) -> tuple
 
 
 def fit(
-    rows: Sequence[tuple[str, str, str, float, float, int]],
-) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
-    """Fit (scale per 'target/unit/precision', per-node µs per unit, call ms per unit) to
-    rows of (target, unit, precision, roofline ms, published ms, node count)."""
+    rows: Sequence[tuple[str, str, float, float, int]],
+) -> tuple[dict[str, float], dict[str, float], dict[str, float], float]:
+    """Fit (scale per group key, per-node µs per unit, call ms per unit, total squared ln
+    error) to rows of (group key 'target/unit/precision/runtime', unit, roofline ms at the
+    row's thread count, published ms, node count)."""
     scale: dict[str, float] = {}
     per_node: dict[str, float] = {}
     call: dict[str, float] = {}
+    grand = 0.0
     for unit in sorted({r[1] for r in rows}):
         mine = [r for r in rows if r[1] == unit]
-        groups = sorted({f"{r[0]}/{r[1]}/{r[2]}" for r in mine})
+        groups = sorted({r[0] for r in mine})
         best: tuple[float, float, float, dict[str, float]] | None = None
         for d in _D_GRID.get(unit, _D_GRID["gpu"]):
             for c in _C_GRID:
                 total, scales = 0.0, {}
                 for g in groups:
-                    sel = [r for r in mine if f"{r[0]}/{r[1]}/{r[2]}" == g]
-                    roof = np.array([r[3] for r in sel])
-                    truth = np.array([r[4] for r in sel])
-                    fixed = np.array([r[5] * d / 1e3 + c for r in sel])
+                    sel = [r for r in mine if r[0] == g]
+                    roof = np.array([r[2] for r in sel])
+                    truth = np.array([r[3] for r in sel])
+                    fixed = np.array([r[4] * d / 1e3 + c for r in sel])
                     scales[g], err = _best_scale(roof, fixed, truth)
                     total += err
                 if best is None or total < best[0]:
                     best = (total, d, c, scales)
         if best is None:
             continue
-        _, per_node[unit], call[unit], found = best
+        err, per_node[unit], call[unit], found = best
         scale.update(found)
-    return scale, per_node, call
+        grand += err
+    return scale, per_node, call, grand
