@@ -28,6 +28,7 @@ from advisor.targets.priors import (
     fit,
     predict_work,
     roofline_terms,
+    runtime_family,
     thread_factor,
 )
 from bench.target_data import Case, cases, split
@@ -93,12 +94,10 @@ def log_errors(priors: Priors, items: list[Case], *, fallback: bool = False) -> 
             drop = {k: v for k, v in priors.scale.items() if not k.startswith(c.row.device + "/")}
             p = priors.model_copy(update={"scale": drop})
         target = catalog.target(c.row.device)
-        p = (
-            p.model_copy(update={"rows": {**p.rows, key_of(c): 10**6}})
-            if key_of(c) in p.scale
-            else p
+        runtime = runtime_family(c.row.runtime)
+        ms = predict_work(
+            c.nodes, target, c.row.precision.value, p, threads=c.row.threads, runtime=runtime
         )
-        ms = predict_work(c.nodes, target, c.row.precision.value, p, threads=c.row.threads)
         out.append(math.log(ms / c.row.latency_ms))
     return out
 
