@@ -7,6 +7,7 @@ from host measurements to the target's roofline) — with units (ms) and the met
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -58,6 +59,13 @@ class AdviceRequest(_Model):
     )
     runs: int = Field(default=20, ge=3, le=1000, description="timed runs per measurement")
     threads: int = Field(default=1, ge=1, le=256, description="ORT intra-op threads")
+    target_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="CPU threads a target may use; default: its best measured count or all "
+        "its cores",
+    )
     max_eval_samples: int = Field(default=512, ge=1)
     out_dir: str | None = Field(default=None, description="folder for plan artifacts")
     device_agent: str | None = Field(default=None, description="URL of an agent on the device")
@@ -84,12 +92,36 @@ class AdviceRequest(_Model):
         return self
 
 
+LatencySource = Literal["measured_host", "measured_target", "target_profile", "catalog_priors"]
+
+
 class Latency(_Model):
+    """A latency in ms, what it is (`kind`), how it was obtained (`method`) and, for a
+    prediction, what it rests on (`source`) and how far off it is expected to be (`band`:
+    the measured value lies in ms * exp(±band) for about 80% of validated cases)."""
+
     ms: float
     kind: LatencyKind
     method: str
     target: str | None = None
     p90_ms: float | None = None
+    source: LatencySource | None = None
+    band: float | None = None  # ln-space half-width; None for measurements
+
+    @property
+    def low_ms(self) -> float:
+        return self.ms * math.exp(-(self.band or 0.0))
+
+    @property
+    def high_ms(self) -> float:
+        return self.ms * math.exp(self.band or 0.0)
+
+    def band_text(self) -> str:
+        """'0.82–1.6 ms (catalog priors)' for a prediction with a band, '' otherwise."""
+        if not self.band:
+            return ""
+        label = (self.source or "").replace("_", " ")
+        return f"{self.low_ms:.3g}–{self.high_ms:.3g} ms" + (f" ({label})" if label else "")
 
 
 class Stage(_Model):

@@ -156,14 +156,22 @@ def _profile_host(request: AdviceRequest, loaded: _Loaded) -> _Host:
 
 def _context(request: AdviceRequest, tiers: _Tiers, loaded: _Loaded, host: _Host) -> PlanContext:
     """Per-node predictions on each tier, and everything a planner may read."""
-    from advisor.targets.predict import predict_nodes
+    from advisor.targets.predict import predict
 
     graph, cal, prof = loaded.graph, host.calibration, host.profile
     # an FP16 export computes in fp16: its nodes are predicted with each target's fp16 peak
     prec = graph.precision
-    device_ms = predict_nodes(graph, prof, tiers.device, cal, prec)
-    edge_ms = predict_nodes(graph, prof, tiers.edge, cal, prec) if tiers.edge else {}
-    cloud_ms = predict_nodes(graph, prof, tiers.cloud, cal, prec) if tiers.cloud else {}
+    preds = {
+        # an int8-only target (an Edge TPU) is predicted at int8: only int8 plans run there
+        tier: predict(
+            graph, prof, t, cal, "int8" if t.int8_only else prec, threads=request.target_threads
+        )
+        for tier, t in (("device", tiers.device), ("edge", tiers.edge), ("cloud", tiers.cloud))
+        if t is not None
+    }
+    device_ms = preds["device"].nodes
+    edge_ms = preds["edge"].nodes if "edge" in preds else {}
+    cloud_ms = preds["cloud"].nodes if "cloud" in preds else {}
     out_dir = Path(request.out_dir) if request.out_dir else _default_out(graph)
     out_dir.mkdir(parents=True, exist_ok=True)
     entry = loaded.zoo_entry
@@ -190,11 +198,9 @@ def _context(request: AdviceRequest, tiers: _Tiers, loaded: _Loaded, host: _Host
         labels=loaded.data.labels,
         latency_ms=request.latency_ms,
         threads=request.threads,
-        overhead_ms={
-            tier: cal.run_overhead_ms
-            for tier, t in (("device", tiers.device), ("edge", tiers.edge), ("cloud", tiers.cloud))
-            if t is not None and t.id == "host"
-        },
+        overhead_ms={tier: p.run_overhead_ms for tier, p in preds.items()},
+        predictions=preds,
+        target_threads=request.target_threads,
     )
 
 

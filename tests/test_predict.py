@@ -116,7 +116,8 @@ def test_predictions_on_catalog_targets(profiled):
     totals = [predict_ms(graph, prof, t, cal) for t in (slow, mid, fast)]
     assert totals[0] > totals[1] > totals[2] > 0
     pred = predict(graph, prof, slow, cal)
-    assert pred.kind == "predicted_target" and "roofline" in pred.method and "rpi4" in pred.method
+    assert pred.kind == "predicted_target" and "catalog priors" in pred.method
+    assert "rpi4" in pred.method and pred.source == "catalog_priors" and pred.band > 0
     assert set(pred.nodes) == set(prof.nodes) and set(pred.bounds) == set(prof.nodes)
     assert pred.total_ms == pytest.approx(sum(pred.nodes.values()))
     assert predict_nodes(graph, prof, slow, cal) == pred.nodes
@@ -166,3 +167,47 @@ def test_calibration_is_short_positive_and_cached():
     assert second.cached and second.gflops_fp32 == first.gflops_fp32
     with pytest.raises(RequestError):
         calibrate(threads=0)
+
+
+def _profile(scale_2t: float):
+    """A measured profile with made-up rates: 2 threads run `scale_2t` times faster."""
+    from advisor.measure.suite import MeasuredProfile, RatePoint, ThreadRates
+
+    def rates(k: float) -> dict:
+        pts = lambda r: [
+            RatePoint(work=1e5, rate=r * k, ms=1),
+            RatePoint(work=1e9, rate=10 * r * k, ms=1),
+        ]  # noqa: E731,E501
+        return {c: pts(1.0) for c in ("conv", "conv1x1", "depthwise", "dense", "elementwise",
+                                      "norm", "pool")}  # fmt: skip
+
+    return MeasuredProfile(
+        cpu_model="test cpu", fingerprint_key="k", ort_version="x", date="2026-01-01",
+        by_threads={
+            1: ThreadRates(threads=1, rates=rates(1.0), dispatch_us=2.0, call_ms=0.01),
+            2: ThreadRates(threads=2, rates=rates(scale_2t), dispatch_us=2.0, call_ms=0.01),
+        },
+    )  # fmt: skip
+
+
+def test_a_measured_target_profile_predicts_at_its_best_thread_count(profiled):
+    graph, prof, cal = profiled
+    target = get_target("rpi4").model_copy(update={"id": "mine", "profile": _profile(2.0)})
+    pred = predict(graph, prof, target, cal)
+    assert pred.source == "target_profile" and "target profile" in pred.method
+    assert pred.threads == 2 and pred.band > 0 and pred.run_overhead_ms == pytest.approx(0.01)
+    one = predict(graph, prof, target, cal, threads=1)
+    assert one.threads == 1 and one.total_ms > pred.total_ms
+    slower = target.model_copy(update={"profile": _profile(0.5)})  # 2 threads slower: stay at 1
+    assert predict(graph, prof, slower, cal).threads == 1
+
+
+def test_catalog_cpu_targets_run_on_all_cores_unless_told(profiled):
+    graph, prof, cal = profiled
+    rpi4 = get_target("rpi4")
+    full = predict(graph, prof, rpi4, cal)
+    single = predict(graph, prof, rpi4, cal, threads=1)
+    assert full.threads == 4 and single.threads == 1
+    assert single.total_ms > full.total_ms
+    gpu = predict(graph, prof, get_target("edge_t4"), cal)
+    assert gpu.threads is None and gpu.source == "catalog_priors"

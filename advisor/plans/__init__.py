@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -111,6 +111,9 @@ class PlanContext:
     threads: int = 1
     # per-inference call overhead per tier, added once per compute stage (advisor.targets.predict)
     overhead_ms: dict[str, float] = field(default_factory=dict)
+    # per tier, the Prediction its per-node figures come from (source, band, threads, method)
+    predictions: dict[str, Any] = field(default_factory=dict)
+    target_threads: int | None = None  # the request's cap on a target's CPU threads
 
     def overhead(self, tier: str) -> float:
         """Fixed cost of one inference call on `tier` ('device', 'edge', 'cloud', 'server')."""

@@ -1,17 +1,22 @@
-"""Predict per-node latency on a target from this host's measurements (roofline scaling).
+"""Per-node latency on a target, from the best source there is, with its error band.
 
-A node doing F FLOPs and moving B bytes (inputs + outputs + weights) takes, on a platform with
-peak P and bandwidth BW, at least `max(F / P, B / BW)`: it is compute-bound when its
-arithmetic intensity F / B is at or above the platform's ridge point P / BW, memory-bound
-below it. The host's time is measured; its P and BW are calibrated by a short micro-benchmark
-(an ORT GEMM and a large element-wise pass). The prediction keeps the measured time and
-scales it by the ratio of the two roofline times:
+In order of trust:
+1. `measured_host` — the target is this machine: the profile's per-node medians (at
+   ORT_ENABLE_BASIC, scaled to the ORT_ENABLE_ALL whole-run time) are the figures.
+2. `target_profile` — the target has a measured profile (`edgedl hardware calibrate`, saved in
+   a target file): each node from that machine's attained rate for its operator class and
+   size, its per-node dispatch cost and per-inference call cost, at the best measured thread
+   count up to `threads` (`advisor.targets.methods.profile_node_ms`).
+3. `catalog_priors` — a catalog target: the datasheet roofline `max(F / P, B / BW)` divided by
+   the attained fraction fitted to published measurements, plus the per-node and per-call
+   costs fitted for its kind of unit (`advisor.targets.priors`); a CPU target runs on all its
+   cores unless `threads` says fewer.
+(Per-node times measured on the target itself, through an agent, come from
+`advisor.validate.onsite.target_prediction` and are labelled `measured_target`.)
 
-    t_target = t_host_measured * max(F/P_t, B/BW_t) / max(F/P_h, B/BW_h)
-
-so overheads the roofline does not see are carried over in proportion. Every prediction is
-labelled `predicted_target` and carries this method; for the `host` target the prediction
-is the measurement (ratio 1, `measured_host`).
+Every prediction says its source and carries an error band: the 80th percentile of |ln(pred /
+measured)| that validation found for that source (`data/target_priors.yaml`; BENCHMARKS.md,
+target-prediction section), so `ms * exp(±band)` is the range a figure is expected in.
 """
 
 from __future__ import annotations
@@ -22,12 +27,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from advisor.errors import RequestError
+from advisor.graph.model import NodeInfo
 from advisor.measure.calibrate import Calibration
 from advisor.measure.profile import Profile
 from advisor.targets.catalog import HOST_ID, Precision, Target
+from advisor.targets.methods import best_threads, priors_node_ms, profile_node_ms
+from advisor.targets.priors import Priors, load_priors, unit_of
 
 __all__ = [
+    "predict_model",
     "Prediction",
+    "Source",
+    "PROFILE_BAND",
     "bound",
     "effective_precision",
     "node_time_ratio",
@@ -38,6 +49,9 @@ __all__ = [
 ]
 
 Bound = Literal["compute", "memory", "none"]
+Source = Literal["measured_host", "measured_target", "target_profile", "catalog_priors"]
+#: error band of a target-profile prediction: p80 |ln error| in the target-prediction bench
+PROFILE_BAND = 0.25
 
 
 class _Frozen(BaseModel):
@@ -61,6 +75,9 @@ class Prediction(_Frozen):
     # (measured for the host; not modelled, 0, for other targets)
     run_overhead_ms: float = 0.0
     opt_scale: float = 1.0  # ORT_ENABLE_ALL whole-run time / sum of BASIC per-node times
+    source: Source = "catalog_priors"
+    band: float = 0.0  # ln-space half-width of the expected error (0: a measurement)
+    threads: int | None = None  # CPU threads the figures assume (None: not a CPU or all)
 
 
 # --- the roofline --------------------------------------------------------------------------
@@ -101,9 +118,9 @@ def effective_precision(target: Target, precision: Precision) -> tuple[Precision
             f"{target.id} has no sourced {precision} peak; predicted with its fp32 peak"
         )
     raise RequestError(
-        f"target {target.id} runs only {', '.join(target.precisions)} models; quantize the "
-        f"model and predict at that precision (CLI: --precision {target.precisions[0]}; "
-        f"Python: precision={target.precisions[0]!r})"
+        f"target {target.id} runs only {', '.join(target.precisions)} models; a "
+        f"{precision} model cannot run there (advise considers only "
+        f"{', '.join(target.precisions)} plans on it)"
     )
 
 
@@ -158,6 +175,9 @@ def predict(
     calibration: Calibration,
     precision: Precision = "fp32",
     nodes: Collection[str] | None = None,
+    *,
+    threads: int | None = None,
+    priors: Priors | None = None,
 ) -> Prediction:
     """Per-node ms on `target` for the graph's nodes (or the subset `nodes`)."""
     _check_pair(graph, profile, calibration)
@@ -168,56 +188,120 @@ def predict(
         raise RequestError(f"no such node(s) in {graph.name!r}: {', '.join(unknown[:5])}")
     used, note = effective_precision(target, precision)
     notes = [note] if note else []
-    is_host = target.id == HOST_ID
-    out: dict[str, float] = {}
-    bounds: dict[str, Bound] = {}
     scale = opt_level_scale(profile, calibration)
-    for name in wanted:
-        info = infos[name]
-        moved = info.input_bytes + info.output_bytes + info.param_bytes
-        measured = profile.nodes[name].median_ms * scale
-        out[name] = measured * node_time_ratio(info.flops, moved, calibration, target, precision)
-        bounds[name] = bound(info.flops, moved, target.peak_gflops[used], target.mem_bandwidth_gbps)
+    bounds = {
+        n: bound(
+            infos[n].flops,
+            infos[n].input_bytes + infos[n].output_bytes + infos[n].param_bytes,
+            target.peak_gflops[used],
+            target.mem_bandwidth_gbps,
+        )
+        for n in wanted
+    }
+    if target.id == HOST_ID:
+        out = {n: profile.nodes[n].median_ms * scale for n in wanted}
+        return _host(target, precision, used, out, bounds, profile, calibration, scale, notes)
+    chosen = [infos[n] for n in wanted]
+    if target.profile is not None:
+        return _from_profile(target, precision, used, chosen, bounds, threads, notes)
+    return _from_priors(target, precision, used, chosen, bounds, threads, priors, notes)
+
+
+def _host(target, precision, used, out, bounds, profile, calibration, scale, notes) -> Prediction:
     total = sum(out.values())
-    if nodes is None and profile.unattributed_ms > 0:
-        measured_total = sum(profile.nodes[n].median_ms for n in wanted)
-        graph_ratio = total / measured_total if measured_total > 0 else 1.0
-        total += profile.unattributed_ms * graph_ratio
+    if profile.unattributed_ms > 0 and len(out) == len(profile.nodes):
+        total += profile.unattributed_ms
         notes.append(
-            f"{profile.unattributed_ms:.3f} ms of host kernels matched no node; scaled by the "
-            "graph's overall ratio and included in total_ms"
+            f"{profile.unattributed_ms:.3f} ms of host kernels matched no node; included in "
+            "total_ms"
         )
-    scaled = (
-        f"per-node medians at ORT_ENABLE_BASIC x {scale:.3g} (the model's "
-        "ORT_ENABLE_ALL whole-run time, less the per-inference overhead, over the "
-        "per-node sum: fusions at the level validation runs)"
+    method = (
+        f"measured on this host: per-node medians at ORT_ENABLE_BASIC x {scale:.3g} (the "
+        "model's ORT_ENABLE_ALL whole-run time, less the per-inference overhead, over the "
+        f"per-node sum); plus {calibration.run_overhead_ms:.3g} ms per inference call"
     )
-    if is_host:
-        method = f"measured on this host: {scaled}; plus {calibration.run_overhead_ms:.3g} ms "
-        method += "per inference call"
-    else:
-        notes.append("per-inference runtime overhead is not modelled for this target")
-        method = (
-            "roofline ratio: t_target = t_host_measured x max(F/P_t, B/BW_t) / max(F/P_h, B/BW_h) "
-            f"with F = node FLOPs, B = input+output+weight bytes; P_t = {target.id} {used} peak "
-            f"{target.peak_gflops[used]:g} GFLOP/s, BW_t = {target.mem_bandwidth_gbps:g} GB/s "
-            f"(data/hardware.yaml); P_h = {_host_peak(calibration, precision):.1f}, BW_h = "
-            f"{calibration.bandwidth_gbps:.1f} calibrated on this host ({calibration.method}); "
-            f"host times: {scaled}"
-        )
     return Prediction(
-        target_id=target.id,
-        precision=precision,
-        precision_used=used,
-        nodes=out,
-        bounds=bounds,
-        total_ms=total,
-        kind="measured_host" if is_host else "predicted_target",
-        method=method,
-        notes=notes,
-        run_overhead_ms=calibration.run_overhead_ms if is_host else 0.0,
-        opt_scale=scale,
+        target_id=target.id, precision=precision, precision_used=used, nodes=out,
+        bounds=bounds, total_ms=total, kind="measured_host", method=method, notes=notes,
+        run_overhead_ms=calibration.run_overhead_ms, opt_scale=scale, source="measured_host",
+        band=0.0, threads=calibration.threads,
+    )  # fmt: skip
+
+
+def _from_profile(
+    target: Target,
+    precision: Precision,
+    used: Precision,
+    nodes: list[NodeInfo],
+    bounds: dict[str, Bound],
+    threads: int | None,
+    notes: list[str],
+) -> Prediction:
+    prof = target.profile
+    if prof is None:
+        raise RequestError(f"target {target.id} has no measured profile")
+    options = {
+        t: {n.name: profile_node_ms(n, prof, t, used) for n in nodes}
+        for t in best_threads(prof, threads)
+    }
+    best = min(options, key=lambda t: sum(options[t].values()) + prof.at(t).call_ms)
+    out = options[best]
+    if len(options) > 1:
+        tried = ", ".join(
+            f"{t}: {sum(v.values()) + prof.at(t).call_ms:.3g} ms" for t, v in options.items()
+        )
+        notes.append(f"thread counts tried ({tried}); {best} is the fastest")
+    method = (
+        f"target profile: each node's FLOPs (or bytes) at {target.id}'s attained rate for its "
+        f"operator class and size, plus {prof.at(best).dispatch_us:.3g} µs dispatch per node, "
+        f"at {best} thread(s); {prof.source()}"
     )
+    return Prediction(
+        target_id=target.id, precision=precision, precision_used=used, nodes=out,
+        bounds=bounds, total_ms=sum(out.values()), kind="predicted_target", method=method,
+        notes=notes, run_overhead_ms=prof.at(best).call_ms, source="target_profile",
+        band=PROFILE_BAND, threads=best,
+    )  # fmt: skip
+
+
+def _from_priors(
+    target: Target,
+    precision: Precision,
+    used: Precision,
+    nodes: list[NodeInfo],
+    bounds: dict[str, Bound],
+    threads: int | None,
+    priors: Priors | None,
+    notes: list[str],
+) -> Prediction:
+    priors = priors or load_priors()
+    unit = unit_of(target, used)
+    s = priors.scale_for(target.id, unit, used)
+    runtime = priors.runtime_for(target.id, unit, used)
+    cpu = unit == "cpu" and target.cores is not None
+    run_threads = min(threads, target.cores) if cpu and threads and target.cores else None
+    out = {n.name: priors_node_ms(n, target, used, priors, run_threads) for n in nodes}
+    if runtime is None:
+        notes.append(
+            f"no published {used} measurements on {target.id}'s {unit}: its attained fraction "
+            f"is the median of {unit} targets ({s:.3g}), so the band is wider"
+        )
+    where = f"with {runtime}" if runtime else f"(median {unit} fraction)"
+    cores = f", on {run_threads or target.cores} of {target.cores} cores" if cpu else ""
+    method = (
+        f"catalog priors: max(F / P, B / BW) per node at {target.id}'s datasheet {used} peak "
+        f"{target.peak_gflops[used]:g} GFLOP/s and {target.mem_bandwidth_gbps:g} GB/s, over the "
+        f"attained fraction {s:.3g} fitted to published measurements {where}{cores}, plus "
+        f"{priors.per_node_us.get(unit, 0.0):g} µs per node and "
+        f"{priors.call_ms.get(unit, 0.0):g} ms per call ({priors.fitted})"
+    )
+    return Prediction(
+        target_id=target.id, precision=precision, precision_used=used, nodes=out,
+        bounds=bounds, total_ms=sum(out.values()), kind="predicted_target", method=method,
+        notes=notes, run_overhead_ms=priors.call_ms.get(unit, 0.0), source="catalog_priors",
+        band=priors.band if runtime else priors.band_fallback,
+        threads=(run_threads or target.cores) if cpu else None,
+    )  # fmt: skip
 
 
 def opt_level_scale(profile: Profile, calibration: Calibration) -> float:
@@ -237,9 +321,11 @@ def predict_nodes(
     target: Target,
     calibration: Calibration,
     precision: Precision = "fp32",
+    *,
+    threads: int | None = None,
 ) -> dict[str, float]:
     """Predicted ms per node on `target` ('predicted_target'; the measurement for 'host')."""
-    return predict(graph, profile, target, calibration, precision).nodes
+    return predict(graph, profile, target, calibration, precision, threads=threads).nodes
 
 
 def predict_ms(
@@ -252,3 +338,31 @@ def predict_ms(
 ) -> float:
     """Predicted ms on `target` for the whole graph or the node subset `nodes`."""
     return predict(graph, profile, target, calibration, precision, nodes).total_ms
+
+
+def predict_model(
+    model: Any, target: Target, precision: Precision, threads: int | None = None
+) -> Prediction:
+    """Predict a whole model (an ONNX ModelProto, e.g. a quantized or pruned plan artifact) on
+    a non-host `target` from its own nodes: the target profile if it has one, else the
+    catalog priors. Nothing of this host's timing enters the figure."""
+    from advisor.graph.load import load_model
+
+    if target.id == HOST_ID:
+        raise RequestError("the host is measured, not predicted: time the model with ORT")
+    graph = load_model(model)
+    used, note = effective_precision(target, precision)
+    notes = [note] if note else []
+    nodes = list(graph.nodes)
+    bounds = {
+        n.name: bound(
+            n.flops,
+            n.input_bytes + n.output_bytes + n.param_bytes,
+            target.peak_gflops[used],
+            target.mem_bandwidth_gbps,
+        )
+        for n in nodes
+    }
+    if target.profile is not None:
+        return _from_profile(target, precision, used, nodes, bounds, threads, notes)
+    return _from_priors(target, precision, used, nodes, bounds, threads, None, notes)

@@ -23,7 +23,6 @@ from advisor.graph.model import ModelGraph
 from advisor.measure.profile import make_session, measure_latency
 from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
 from advisor.targets.catalog import transfer_ms
-from advisor.targets.predict import effective_precision, node_time_ratio
 from advisor.validate.fidelity import EvalRun, EvalSet, feeds_for_session, fidelity, run_eval
 
 LINK_METHOD = "link model: RTT/2 + bytes / nominal bandwidth"
@@ -35,13 +34,6 @@ def _tier_ms(ctx: PlanContext, tier: str) -> dict[str, float]:
         "edge": ctx.edge_ms or ctx.server_ms,
         "cloud": ctx.cloud_ms or ctx.server_ms,
     }.get(tier, ctx.server_ms)
-
-
-def _aggregate(graph: ModelGraph, nodes: frozenset[str] | None) -> tuple[int, int]:
-    sel = [n for n in graph.nodes if nodes is None or n.name in nodes]
-    flops = sum(n.flops for n in sel)
-    moved = sum(n.input_bytes + n.output_bytes + n.param_bytes for n in sel)
-    return flops, moved
 
 
 @dataclass
@@ -56,6 +48,8 @@ class _Walk:
     paths: list[tuple[str, float, float]] = field(default_factory=list)  # per Exit step
     path_stages: list[list[int]] = field(default_factory=list)  # stage indices on its path
     exit_downs: set[int] = field(default_factory=set)  # downlinks of one exit's path only
+    sources: list[str] = field(default_factory=list)  # each compute stage's source
+    band: float = 0.0  # the widest band of any compute stage
 
 
 def validate(
@@ -164,8 +158,10 @@ def _compute_step(
     stats = measure_latency(path, feeds, runs=runs, threads=threads)
     outs = sess.run(None, feeds)
     env0.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
-    pred, method, derived = _predict_stage(ctx, step_c, stats.median_ms)
+    pred, method, derived, source, band = _predict_stage(ctx, step_c, stats.median_ms)
     walk.derived |= derived
+    walk.sources.append(source)
+    walk.band = max(walk.band, band)
     walk.all_host &= step_c.target.id == "host"
     walk.stages.append(
         Stage(
@@ -173,7 +169,12 @@ def _compute_step(
             kind="compute",
             target=step_c.target.id,
             predicted=Latency(
-                ms=pred, kind="predicted_target", method=method, target=step_c.target.id
+                ms=pred,
+                kind="predicted_target",
+                method=method,
+                target=step_c.target.id,
+                source=source,  # type: ignore[arg-type]
+                band=band or None,
             ),
             measured_host=Latency(
                 ms=stats.median_ms,
@@ -190,28 +191,44 @@ def _compute_step(
 
 def _predict_stage(
     ctx: PlanContext, step_c: Compute, measured_ms: float
-) -> tuple[float, str, bool]:
+) -> tuple[float, str, bool, str, float]:
     """(predicted ms on the step's target, the method, whether it was derived from this very
-    measurement). An unchanged FP32 part is the sum of its nodes' predictions."""
-    g = ctx.graph
-    if step_c.nodes is not None and step_c.precision == "fp32":
+    measurement, its source, its band). An unchanged FP32 part is the sum of its nodes'
+    predictions; a changed model (quantized, pruned, converted) is predicted from its own
+    nodes at its own precision with the target's figures for that precision."""
+    from advisor.targets.predict import predict_model
+
+    tier = "server" if step_c.tier not in ctx.predictions else step_c.tier
+    base = ctx.predictions.get(tier) or ctx.predictions.get(ctx.server_tier or "edge")
+    if step_c.nodes is not None and step_c.precision == "fp32" and base is not None:
         per_node = _tier_ms(ctx, step_c.tier)
         overhead = ctx.overhead(step_c.tier)
         pred = sum(per_node[n] for n in step_c.nodes) + overhead
-        peak = effective_precision(step_c.target, g.precision)[0]
-        method = (
-            "sum of per-node predictions (host profile scaled by roofline ratio, "
-            f"{peak} peak)" + (f" + {overhead:.3g} ms per-inference overhead" if overhead else "")
+        method = f"sum of {len(step_c.nodes)} per-node figures ({base.method})" + (
+            f" + {overhead:.3g} ms per inference call" if overhead else ""
         )
-        return pred, method, False
-    flops, moved = _aggregate(g, step_c.nodes)
-    ratio = node_time_ratio(flops, moved, ctx.calibration, step_c.target, "fp32")
-    method = (
-        f"host-measured {step_c.precision} latency × fp32 roofline ratio "
-        f"{ratio:.3g} (assumes the target gains from {step_c.precision} as this "
-        "host does)"
-    )
-    return measured_ms * ratio, method, True
+        return pred, method, False, base.source, base.band
+    if step_c.target.id == "host":
+        return (
+            measured_ms,
+            f"this {step_c.precision} model measured on this host (the target)",
+            True,
+            "measured_host",
+            0.0,
+        )
+    prec = step_c.precision if step_c.precision in ("fp16", "int8") else "fp32"
+    p = predict_model(step_c.model, step_c.target, prec, ctx.target_threads)  # type: ignore[arg-type]
+    method = f"the {step_c.precision} model's own {len(p.nodes)} nodes: {p.method}"
+    return p.total_ms + p.run_overhead_ms, method, False, p.source, p.band
+
+
+_TRUST = ("measured_host", "measured_target", "target_profile", "catalog_priors")
+
+
+def _weakest(sources: list[str]) -> str | None:
+    """The least trusted source among a plan's stages (what its total rests on)."""
+    known = [s for s in sources if s in _TRUST]
+    return max(known, key=_TRUST.index) if known else None
 
 
 def _cascade(ctx: PlanContext, walk: _Walk, taken: np.ndarray) -> tuple[float, float, dict]:
@@ -287,7 +304,12 @@ def _result(
         status="candidate",
         stages=walk.stages,
         predicted=Latency(
-            ms=pred_total, kind="predicted_target", method=pred_method, target=ctx.device.id
+            ms=pred_total,
+            kind="predicted_target",
+            method=pred_method,
+            target=ctx.device.id,
+            source=_weakest(walk.sources),  # type: ignore[arg-type]
+            band=walk.band or None,
         ),
         measured_host=Latency(ms=meas_total, kind="measured_host", method=meas_method),
         prediction_error=abs(pred_total - meas_total) / meas_total if independent else None,
