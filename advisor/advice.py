@@ -59,6 +59,9 @@ class AdviceRequest(_Model):
     )
     runs: int = Field(default=20, ge=3, le=1000, description="timed runs per measurement")
     threads: int = Field(default=1, ge=1, le=256, description="ORT intra-op threads")
+    catalog: list[str] = Field(
+        default_factory=list, description="extra target files read besides the catalog"
+    )
     target_threads: int | None = Field(
         default=None,
         ge=1,

@@ -96,7 +96,7 @@ def _resolve_targets(request: AdviceRequest) -> _Tiers:
     """Targets and links first: an unknown id fails before any work."""
     from advisor.targets.catalog import get_link, get_target, load_catalog
 
-    catalog = load_catalog()
+    catalog = load_catalog(extra=request.catalog)
 
     def target(tid: str | None) -> Target | None:
         return get_target(tid, catalog, threads=request.threads) if tid else None
@@ -169,6 +169,17 @@ def _context(request: AdviceRequest, tiers: _Tiers, loaded: _Loaded, host: _Host
         for tier, t in (("device", tiers.device), ("edge", tiers.edge), ("cloud", tiers.cloud))
         if t is not None
     }
+    if request.device_agent:  # measure every node on the device itself, plan from that
+        from advisor.validate.onsite import target_prediction
+
+        preds["device"] = target_prediction(
+            graph,
+            tiers.device,
+            request.device_agent,
+            request.agent_token,
+            loaded.data.inputs[0],
+            request.runs,
+        )
     device_ms = preds["device"].nodes
     edge_ms = preds["edge"].nodes if "edge" in preds else {}
     cloud_ms = preds["cloud"].nodes if "cloud" in preds else {}
@@ -484,6 +495,10 @@ def _reproduce(req: AdviceRequest) -> str:
         parts += ["--runs", str(req.runs)]
     if req.threads != 1:
         parts += ["--threads", str(req.threads)]
+    if req.target_threads is not None:
+        parts += ["--target-threads", str(req.target_threads)]
+    for f in req.catalog:
+        parts += ["--catalog", f]
     for p in req.plans or []:
         parts += ["--plan", p]
     for e in req.exits or []:

@@ -67,7 +67,7 @@ class Prediction(_Frozen):
     nodes: dict[str, float]
     bounds: dict[str, Bound]  # on the target
     total_ms: float
-    kind: Literal["predicted_target", "measured_host"]
+    kind: Literal["predicted_target", "measured_host", "measured_target"]
     method: str
     units: Literal["ms"] = "ms"
     notes: list[str] = []

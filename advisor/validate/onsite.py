@@ -17,8 +17,10 @@ from advisor.advice import AdviceRequest, Latency, PlanResult, SplitValidation, 
 from advisor.errors import AgentError
 
 if TYPE_CHECKING:
+    from advisor.graph.model import ModelGraph
     from advisor.plans import Candidate
-    from advisor.targets.catalog import Link
+    from advisor.targets.catalog import Link, Target
+    from advisor.targets.predict import Prediction
     from advisor.validate.fidelity import EvalSet
 
 
@@ -255,3 +257,58 @@ def split_check(
         threads=request.threads,
     )
     return result, notes
+
+
+def target_prediction(
+    graph: ModelGraph,
+    target: Target,
+    url: str,
+    token: str | None,
+    inputs: dict[str, np.ndarray],
+    runs: int,
+) -> Prediction:
+    """Per-node times of `graph` measured on the agent's machine (`measured_target`), the
+    figures every cut and plan for that tier is then chosen from (Neurosurgeon's method).
+
+    Each node is its median at ORT_ENABLE_BASIC there, scaled by that machine's own
+    ORT_ENABLE_ALL whole-run time over the per-node sum; the band is that profile's own
+    self-check error (per-node sum against the whole run)."""
+    import math
+
+    from advisor.agent import AgentClient, measure_on_agent
+    from advisor.targets.predict import Prediction
+
+    with AgentClient(url, token) as client:
+        client.health()  # fails early with a clear AgentError when the agent is unreachable
+        remote = measure_on_agent(client, graph.model, runs=runs, inputs=inputs)
+    prof = remote.profile
+    scale = (
+        min(2.0, max(0.1, prof.end_to_end_ms / prof.node_sum_ms)) if prof.node_sum_ms > 0 else 1.0
+    )
+    missing = [n.name for n in graph.nodes if n.name not in prof.nodes]
+    nodes = {n.name: prof.nodes[n.name].median_ms * scale if n.name in prof.nodes else 0.0
+             for n in graph.nodes}  # fmt: skip
+    notes = (
+        [f"{len(missing)} node(s) had no kernel on the agent (folded there): 0 ms"]
+        if missing
+        else []
+    )
+    where = remote.fingerprint.cpu_model or url
+    return Prediction(
+        target_id=target.id,
+        precision=graph.precision,
+        precision_used=graph.precision,
+        nodes=nodes,
+        bounds={},
+        total_ms=sum(nodes.values()),
+        kind="measured_target",
+        method=f"measured on the target through the agent {url} ({where}, {prof.threads} "
+        f"thread(s)): per-node medians of {prof.runs} runs at ORT_ENABLE_BASIC x {scale:.3g} "
+        "(its ORT_ENABLE_ALL whole-run time over the per-node sum)",
+        notes=notes,
+        run_overhead_ms=0.0,
+        opt_scale=scale,
+        source="measured_target",
+        band=round(math.log1p(min(prof.self_check_error, 1.0)), 4),
+        threads=prof.threads,
+    )

@@ -161,6 +161,18 @@ def _table(advice) -> str:
 @click.option("--runs", type=int, default=20, show_default=True, help="Timed runs per measurement.")
 @click.option("--threads", type=int, default=1, show_default=True, help="ORT intra-op threads.")
 @click.option(
+    "--target-threads",
+    type=int,
+    help="CPU threads a target may use (default: its best measured count, or all its cores).",
+)
+@click.option(
+    "--catalog",
+    "catalogs",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="A target file (e.g. from `edgedl hardware calibrate`) to read besides the catalog.",
+)
+@click.option(
     "--out", "out_dir", type=click.Path(file_okay=False), help="Folder for plan artifacts."
 )
 @click.option(
@@ -214,6 +226,8 @@ def advise_command(
     exits,
     runs,
     threads,
+    target_threads,
+    catalogs,
     out_dir,
     report_path,
     device_agent,
@@ -252,6 +266,8 @@ def advise_command(
             exits=list(exits) or None,
             runs=runs,
             threads=threads,
+            target_threads=target_threads,
+            catalog=list(catalogs),
             out_dir=out_dir,
             input_shapes=parse_shapes(input_shapes),
             device_agent=device_agent,

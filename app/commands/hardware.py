@@ -1,4 +1,5 @@
-"""`edgedl hardware list|show`: the target and link catalog, plus this host as `host`."""
+"""`edgedl hardware list|show|calibrate`: the target and link catalog (bundled, the user's
+measured target files, `--catalog` files), this host as `host`, and measuring a target."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ _PRECISIONS = ("fp32", "fp16", "int8")
 
 catalog_option = click.option(
     "--catalog",
-    "catalog_path",
+    "catalog_paths",
+    multiple=True,
     type=click.Path(dir_okay=False),
-    help="A hardware YAML file to use instead of the bundled data/hardware.yaml.",
+    help="A target file to read besides the bundled catalog and the user catalog folder "
+    "(repeatable).",
 )
 threads_option = click.option(
     "--threads",
@@ -24,10 +27,10 @@ threads_option = click.option(
 )
 
 
-def _catalog(path: str | None):
+def _catalog(paths: tuple[str, ...]):
     from advisor.targets.catalog import load_catalog
 
-    return load_catalog(path)
+    return load_catalog(extra=paths)
 
 
 def _host(threads: int):
@@ -52,9 +55,10 @@ def hardware() -> None:
 @threads_option
 @click.option("--no-host", is_flag=True, help="Skip calibrating and listing this machine.")
 @json_option
-def list_cmd(catalog_path: str | None, threads: int, no_host: bool, as_json: bool) -> None:
-    """List every target (including `host`, this machine) and every link preset."""
-    cat = _catalog(catalog_path)
+def list_cmd(catalog_paths: tuple[str, ...], threads: int, no_host: bool, as_json: bool) -> None:
+    """List every target (including `host`, this machine, and measured target files) and
+    every link preset."""
+    cat = _catalog(catalog_paths)
     targets = list(cat.targets.values()) + ([] if no_host else [_host(threads)])
     links = list(cat.links.values())
     if as_json:
@@ -70,7 +74,14 @@ def list_cmd(catalog_path: str | None, threads: int, no_host: bool, as_json: boo
                     "down_mbps": "Mbit/s",
                     "rtt_ms": "ms",
                 },
-                "targets": [t.model_dump(mode="json") for t in targets],
+                "targets": [
+                    {
+                        **t.model_dump(mode="json", exclude={"profile"}),
+                        "measured": t.measured,
+                        "file": cat.origins.get(t.id),
+                    }
+                    for t in targets
+                ],
                 "links": [link.model_dump(mode="json") for link in links],
             }
         )
@@ -82,11 +93,15 @@ def list_cmd(catalog_path: str | None, threads: int, no_host: bool, as_json: boo
     )
     for t in targets:
         peaks = " ".join(f"{_fmt(t.peak_gflops.get(p)):>9}" for p in _PRECISIONS)
+        mark = " [measured]" if t.measured or t.id == "host" else ""
         click.echo(
             f"{t.id:<{w}}  {t.tier:<6} {t.kind:<4} {peaks} {_fmt(t.mem_bandwidth_gbps):>6} "
-            f"{_fmt(t.memory_gb):>5} {_fmt(t.power_w):>4}  {t.name}"
+            f"{_fmt(t.memory_gb):>5} {_fmt(t.power_w):>4}  {t.name}{mark}"
         )
-    click.echo("(peaks in GFLOP/s, int8 in GOP/s; `edgedl hardware show ID` for sources)\n")
+    click.echo(
+        "(peaks in GFLOP/s, int8 in GOP/s: datasheet figures, or attained ones for [measured] "
+        "targets; `edgedl hardware show ID` for sources)\n"
+    )
     w = max(len(link.id) for link in links)
     click.echo(f"{'link':<{w}}  {'up Mbit/s':>9} {'down Mbit/s':>11} {'RTT ms':>7}  name")
     for link in links:
@@ -101,12 +116,12 @@ def list_cmd(catalog_path: str | None, threads: int, no_host: bool, as_json: boo
 @catalog_option
 @threads_option
 @json_option
-def show(ident: str, catalog_path: str | None, threads: int, as_json: bool) -> None:
+def show(ident: str, catalog_paths: tuple[str, ...], threads: int, as_json: bool) -> None:
     """One target or link preset with every figure and its source."""
     from advisor.errors import UnknownIdError
     from advisor.targets.catalog import HOST_ID
 
-    cat = _catalog(catalog_path)
+    cat = _catalog(catalog_paths)
     if ident == HOST_ID or ident in cat.targets:
         item = _host(threads) if ident == HOST_ID else cat.targets[ident]
         kind = "target"
@@ -157,3 +172,91 @@ def show(ident: str, catalog_path: str | None, threads: int, as_json: bool) -> N
             "\n"
             + textwrap.fill(f"Notes: {item.notes}", 96, initial_indent="  ", subsequent_indent="  ")
         )
+    if kind == "target" and item.profile is not None:
+        _show_profile(item.profile, cat.origins.get(item.id))
+
+
+def _show_profile(profile, origin: str | None) -> None:
+    click.echo(f"\n  Measured profile ({profile.source()}){f'; file {origin}' if origin else ''}")
+    for t in profile.thread_counts:
+        tr = profile.by_threads[t]
+        click.echo(
+            f"  {t} thread(s): dispatch {tr.dispatch_us:.3g} µs/node, call {tr.call_ms:.3g} ms"
+        )
+        for cls, pts in tr.rates.items():
+            unit = "GB/s" if cls in ("elementwise", "norm", "pool") else "GFLOP/s"
+            rates = ", ".join(f"{p.rate:.3g}" for p in pts)
+            click.echo(f"    {cls:<12} {rates} {unit} (small → large)")
+
+
+@hardware.command("calibrate")
+@click.option("--save", "save_id", required=True, help="Id to save the measured target as.")
+@click.option(
+    "--threads",
+    "thread_list",
+    default="1",
+    show_default=True,
+    help="Comma-separated thread counts to measure, e.g. 1,2,4.",
+)
+@click.option("--agent", "agent_url", help="Measure the machine behind this edgedl agent URL.")
+@click.option("--token", envvar="EDGEDL_AGENT_TOKEN", help="The agent's bearer token.")
+@click.option("--name", help="A display name (default: the CPU model).")
+@click.option(
+    "--tier", type=click.Choice(["device", "edge", "cloud"]), default="device", show_default=True
+)
+@click.option("--quick", is_flag=True, help="A third of the measurement time per probe.")
+@click.option(
+    "--folder",
+    type=click.Path(file_okay=False),
+    help="Where to save (default: $EDGEDL_HARDWARE or ~/.config/edgedl/hardware).",
+)
+@json_option
+def calibrate(
+    save_id: str,
+    thread_list: str,
+    agent_url: str | None,
+    token: str | None,
+    name: str | None,
+    tier: str,
+    quick: bool,
+    folder: str | None,
+    as_json: bool,
+) -> None:
+    """Measure a target profile (attained rate per operator class and size, per-node and
+    per-call costs, at each thread count) here or through an agent, and save it as target
+    SAVE_ID: then `edgedl advise --device SAVE_ID` predicts from what was measured."""
+    from pathlib import Path
+
+    from advisor.errors import RequestError
+    from advisor.targets.calibrated import measure_target, target_from_profile
+    from advisor.targets.catalog import HOST_ID, load_catalog, save_target
+
+    try:
+        counts = sorted({int(x) for x in thread_list.split(",") if x.strip()})
+    except ValueError:
+        raise RequestError(
+            f"--threads takes comma-separated integers, not {thread_list!r}"
+        ) from None
+    if not counts or counts[0] < 1:
+        raise RequestError(f"--threads needs counts of 1 or more (got {thread_list!r})")
+    existing = load_catalog()
+    if save_id == HOST_ID or (
+        save_id in existing.targets and existing.origins.get(save_id) == existing.source
+    ):
+        raise RequestError(f"{save_id!r} is a built-in target id; choose another for --save")
+    where = f"the agent at {agent_url}" if agent_url else "this machine"
+    click.echo(f"calibrating {where} at {', '.join(map(str, counts))} thread(s)…", err=True)
+    profile, memory = measure_target(counts, agent=agent_url, token=token, quick=quick)
+    target = target_from_profile(
+        profile,
+        save_id,
+        memory_gb=memory,
+        name=name,
+        tier=tier,  # type: ignore[arg-type]
+    )
+    path = save_target(target, Path(folder) if folder else None)
+    if as_json:
+        echo_json({"file": str(path), "target": target.model_dump(mode="json")})
+        return
+    click.echo(f"saved {save_id} to {path} ({profile.seconds:g} s of measurement)")
+    _show_profile(profile, None)
