@@ -26,7 +26,7 @@ from advisor.graph.model import ModelGraph
 from advisor.measure.calibrate import Calibration
 from advisor.measure.environment import Fingerprint
 from advisor.measure.profile import Profile
-from advisor.plans import PLANNERS, Candidate, PlanContext, Skip, load_builtins
+from advisor.plans import PLANNERS, Candidate, Compute, PlanContext, Skip, load_builtins
 from advisor.targets.catalog import Catalog, Link, Target
 from advisor.validate.fidelity import EvalSet
 from advisor.validate.rank import citations, judge, rank
@@ -49,11 +49,14 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
         ctx = _context(request, tiers, loaded, host)
     with stages("plan", 0.25):
         candidates, skipped = _plan(ctx, kinds)
+        candidates, unfit = _runnable(candidates, tiers.device)
     with stages("validate", 0.3):
         ev = _eval_set(request, loaded, ctx.threads)
         validated, failed = _validate(ctx, candidates, ev, request, stages.report)
     stages.report("rank", 0.97)
-    final, recommended, front = _judge_and_rank(request, loaded, validated, [*skipped, *failed])
+    final, recommended, front = _judge_and_rank(
+        request, loaded, validated, [*skipped, *failed, *unfit], tiers.device
+    )
     final, split_validation, notes = _measure_on_site(
         request, tiers, loaded, ev, candidates, final, recommended, stages.report
     )
@@ -246,6 +249,41 @@ def _plan(
     return candidates, skipped
 
 
+def _runnable(
+    candidates: list[tuple[str, Candidate]], device: Target
+) -> tuple[list[tuple[str, Candidate]], list[PlanResult]]:
+    """Candidates whose device part the device can run; the others as skipped results with
+    the reason. baseline.device stays (measured as the FP32 reference; it is set aside after
+    ranking when the device cannot run it)."""
+    keep, unfit = [], []
+    for pid, cand in candidates:
+        why = _device_reason(cand, device)
+        if why is None or pid == "baseline.device":
+            keep.append((pid, cand))
+            continue
+        unfit.append(
+            PlanResult(
+                id=pid,
+                kind=cand.kind,
+                title=cand.title,
+                params=cand.params,
+                status="skipped",
+                reasons=[why],
+                citations=citations(cand.kind),
+            )
+        )
+    return keep, unfit
+
+
+def _device_reason(cand: Candidate, device: Target) -> str | None:
+    for step in cand.steps:
+        if isinstance(step, Compute) and step.tier == "device":
+            why = step.runs_on(device)
+            if why:
+                return why
+    return None
+
+
 def _eval_set(request: AdviceRequest, loaded: _Loaded, threads: int) -> EvalSet:
     """FP32 reference outputs on the evaluation inputs, and its accuracy when labelled."""
     from advisor.validate.fidelity import accuracy, reference_outputs
@@ -315,13 +353,31 @@ def _validate(
 
 
 def _judge_and_rank(
-    request: AdviceRequest, loaded: _Loaded, validated: _Validated, others: list[PlanResult]
+    request: AdviceRequest,
+    loaded: _Loaded,
+    validated: _Validated,
+    others: list[PlanResult],
+    device: Target,
 ) -> tuple[list[PlanResult], str | None, list[str]]:
-    """Accuracy budget and speed guard per plan, then the ranking."""
+    """Accuracy budget and speed guard per plan, then the ranking. A reference plan the
+    device cannot run (FP32 on an int8-only accelerator) is set aside, with the reason."""
     labelled = loaded.data.labels is not None
     base = validated.get("baseline.device")
     feeds = loaded.data.inputs[0]
-    judged = [judge(res, cand, request, labelled, base, feeds) for cand, res in validated.values()]
+    judged = []
+    for cand, res in validated.values():
+        why = _device_reason(cand, device)
+        if why:
+            others.append(
+                res.model_copy(
+                    update={
+                        "status": "skipped",
+                        "reasons": [f"{why}; measured here only as the FP32 reference"],
+                    }
+                )
+            )
+            continue
+        judged.append(judge(res, cand, request, labelled, base, feeds))
     base_ms = (
         base[1].stages[0].measured_host.ms if base and base[1].stages[0].measured_host else None
     )

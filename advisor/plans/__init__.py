@@ -37,6 +37,22 @@ class Compute:
     model: onnx.ModelProto
     precision: str = "fp32"
     nodes: frozenset[str] | None = None
+    float_activations: bool = False  # int8 weights, float activations (dynamic quantization)
+
+    def runs_on(self, target: Target) -> str | None:
+        """None if `target` can run this step, else why not (an int8-only accelerator runs
+        only fully integer models)."""
+        if self.precision not in target.precisions:
+            return (
+                f"{target.id} runs only {', '.join(target.precisions)} models; this plan runs "
+                f"{self.precision} on it"
+            )
+        if target.int8_only and self.float_activations:
+            return (
+                f"{target.id} runs only fully integer models; dynamic INT8 keeps float "
+                "activations (static INT8 quantizes them too)"
+            )
+        return None
 
 
 @dataclass(frozen=True)

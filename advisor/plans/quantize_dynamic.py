@@ -29,7 +29,12 @@ def quantize_dynamic(ctx: PlanContext) -> list[Candidate] | Skip:
             title="Dynamic INT8 on the device",
             steps=[
                 Compute(
-                    "device compute", "device", ctx.device, dynamic_int8(g.model), precision="int8"
+                    "device compute",
+                    "device",
+                    ctx.device,
+                    dynamic_int8(g.model),
+                    precision="int8",
+                    float_activations=True,
                 )
             ],
             params={"weight_type": "QInt8", "conv_layers": convs},
