@@ -13,7 +13,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 LatencyKind = Literal["measured_host", "measured_target", "predicted_target"]
-PlanStatus = Literal["recommended", "candidate", "rejected", "skipped"]
+# "misses_target": valid (fidelity kept) but its predicted latency misses the target
+PlanStatus = Literal["recommended", "candidate", "misses_target", "rejected", "skipped"]
+#: what the recommendation optimises once a plan meets the target and the accuracy budget
+Prefer = Literal["accuracy", "latency", "size"]
 
 
 class _Model(BaseModel):
@@ -48,6 +51,12 @@ class AdviceRequest(_Model):
     )
     min_agreement: float = Field(
         default=0.99, gt=0, le=1, description="min top-1 agreement with FP32 when no labels"
+    )
+    prefer: Prefer = Field(
+        default="accuracy",
+        description="among plans that meet the target and the budget: 'accuracy' (least "
+        "accuracy lost, then the simplest plan; the default), 'latency' (the fastest) or "
+        "'size' (the smallest model on the device)",
     )
     data: str | None = Field(default=None, description=".npz with inputs (and labels y)")
     plans: list[str] | None = Field(default=None, description="only these plan kinds")

@@ -90,6 +90,8 @@ def _reproduce(req: AdviceRequest) -> str:
             parts += [flag, str(v)]
     for name, shape in req.input_shapes.items():
         parts += ["--input-shape", f"{name}={'x'.join(map(str, shape))}"]
+    if req.prefer != "accuracy":
+        parts += ["--prefer", req.prefer]
     if req.cloud_link != "ethernet":
         parts += ["--cloud-link", req.cloud_link]
     if req.runs != 20:
