@@ -77,7 +77,7 @@ def summary_card(advice: Advice) -> None:
     vs FP32, device model size, where each part runs, ties and the rule that chose it."""
     rec = advice.recommended_plan
     target = advice.request.latency_ms
-    box = st.container(border=True)
+    box = st.container(border=True, key="summary_card")
     if rec is None:
         box.warning(
             f"No plan meets the {target:g} ms target within the accuracy budget. The Plans "
