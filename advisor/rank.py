@@ -102,10 +102,11 @@ def _cost_key(p: PlanResult) -> float:
 
 def complexity(p: PlanResult) -> tuple[int, int, int]:
     """(compute tiers, retrains, changes the model): smaller is simpler."""
-    tiers = {s.name.split()[0] for s in p.stages if s.kind == "compute"}
+    # the device always takes part (it holds the input), even when it only sends it away
+    tiers = {"device"} | {s.name.split()[0] for s in p.stages if s.kind == "compute"}
     retrains = int(p.kind.startswith("prune."))
     changes = int(not p.kind.startswith(_UNCHANGED_MODEL) and not is_final_exit_baseline(p))
-    return (max(1, len(tiers)), retrains, changes)
+    return (len(tiers), retrains, changes)
 
 
 def is_final_exit_baseline(p: PlanResult) -> bool:

@@ -46,9 +46,9 @@ def save_run(advice: Advice) -> str | None:
         return None
 
 
-def _where(plan: PlanResult) -> str:
-    """Where each part runs: 'device rpi4 → wifi → edge edge_t4'."""
-    parts = []
+def _where(plan: PlanResult, device: str) -> str:
+    """Where each part runs: 'device `rpi4` → over `wifi` → edge `edge_t4`'."""
+    parts = [] if plan.stages and plan.stages[0].kind == "compute" else [f"device `{device}`"]
     for st_ in plan.stages:
         if st_.kind == "compute":
             parts.append(f"{st_.name.split()[0]} `{st_.target}`")
@@ -57,22 +57,33 @@ def _where(plan: PlanResult) -> str:
     return " → ".join(dict.fromkeys(parts)) or "—"
 
 
-def _accuracy_text(plan: PlanResult) -> tuple[str, str]:
-    """(value, comparison with FP32) for the summary card."""
+def _fidelity_metric(plan: PlanResult) -> tuple[str, str, str]:
+    """(label, value, comparison with FP32) for the summary card."""
     f = plan.fidelity
     if f is None:
-        return "not measured", ""
+        return "Fidelity vs FP32", "not measured", ""
     if f.accuracy is not None:
+        base = f"FP32 {f.baseline_accuracy:.2%}, " if f.baseline_accuracy is not None else ""
         drop = f.accuracy_drop_points
-        base = f" (FP32 {f.baseline_accuracy:.2%})" if f.baseline_accuracy is not None else ""
-        vs = f"{-drop:+.2f} pp vs FP32{base}" if drop is not None else base
-        return f"{f.accuracy:.2%}", f"{vs}, {f.samples} labelled samples"
+        return (
+            "Accuracy drop (pp vs FP32)",
+            f"{drop:.2f}" if drop is not None else "—",
+            f"accuracy {f.accuracy:.2%} ({base}{f.samples} labelled samples)",
+        )
     if f.top1_agreement is not None:
-        return f"{f.top1_agreement:.1%} agreement", f"top-1 same as FP32 on {f.samples} inputs"
-    return f"cosine {f.cosine:.5f}", f"vs FP32 on {f.samples} inputs"
+        return (
+            "Top-1 agreement with FP32",
+            f"{f.top1_agreement:.1%}",
+            f"on {f.samples} inputs (no labels)",
+        )
+    return "Cosine similarity to FP32", f"{f.cosine:.5f}", f"on {f.samples} inputs"
 
 
-def summary_card(advice: Advice) -> None:
+def _points(x: float) -> str:
+    return f"{x:g} point{'' if x == 1 else 's'}"
+
+
+def summary_card(advice: Advice, run_id: str | None = None) -> None:
     """The decision at a glance: plan, latency vs target with margin and noise band, accuracy
     vs FP32, device model size, where each part runs, ties and the rule that chose it."""
     rec = advice.recommended_plan
@@ -83,62 +94,64 @@ def summary_card(advice: Advice) -> None:
             f"No plan meets the {target:g} ms target within the accuracy budget. The Plans "
             "tab shows every plan tried and why it fell short."
         )
+        _stored(box, run_id)
         return
-    note = rec.extra.get("ranking") if isinstance(rec.extra.get("ranking"), dict) else {}
+    raw = rec.extra.get("ranking")
+    note: dict[str, object] = raw if isinstance(raw, dict) else {}
     box.success(f"Recommended: **{rec.title}**", icon=":material/check_circle:")
     c1, c2, c3, c4 = box.columns(4)
     if rec.predicted is not None:
         ms = rec.predicted.ms
-        noise = float(note.get("noise", 0.05))  # type: ignore[union-attr]
+        noise = float(note.get("noise", 0.05))  # type: ignore[arg-type]
         c1.metric(
             "Latency, predicted_target (ms)",
             f"{ms:.3g}",
-            f"{target - ms:.3g} ms margin to the {target:g} ms target ({1 - ms / target:.0%})",
+            f"{target - ms:.3g} ms margin to the {target:g} ms target, band ±{noise:.0%}",
             delta_color="normal" if ms <= target else "inverse",
-            help=f"Band ±{noise:.0%} (measured_host p90 spread, at least 5%). " + LATENCY_HELP,
+            delta_arrow="off",
+            help=f"Band: ±{noise:.0%}, the measured_host p90 spread (at least 5%). " + LATENCY_HELP,
         )
-    value, vs = _accuracy_text(rec)
-    drop = rec.fidelity.accuracy_drop_points if rec.fidelity else None
-    c2.metric(
-        "Accuracy drop (pp vs FP32)" if drop is not None else "Fidelity vs FP32",
-        f"{drop:.2f}" if drop is not None else value,
-        f"{value} {vs}" if drop is not None else vs,
-        delta_color="off",
-    )
+    label, value, vs = _fidelity_metric(rec)
+    c2.metric(label, value, vs, delta_color="off", delta_arrow="off")
     c3.metric(
         "Device model (MB)",
-        f"{rec.size_bytes / 1e6:.3g}" if rec.size_bytes else "—",
-        "bytes the device holds",
+        f"{rec.size_bytes / 1e6:.3g}" if rec.size_bytes else "none",
+        "what the device holds" if rec.size_bytes else "the device only sends the input",
         delta_color="off",
+        delta_arrow="off",
     )
     c4.metric(
         "Measured on this host (ms)",
         f"{rec.measured_host.ms:.3g}" if rec.measured_host else "—",
         "measured_host, ONNX Runtime here",
         delta_color="off",
+        delta_arrow="off",
     )
-    box.markdown(f"**Runs on:** {_where(rec)}")
-    lines = []
+    lines = [f"**Runs on:** {_where(rec, advice.request.device)}"]
     if note:
-        rule = "default" if note.get("default") else "asked for"
-        lines.append(f"**Preference ({note.get('prefer')}, {rule}):** {note.get('rule')}.")
+        rule = "the default" if note.get("default") else "asked for"
+        lines.append(f"**Preference: {note.get('prefer')}** ({rule}) — {note.get('rule')}.")
         budget = note.get("accuracy_budget")
-        if budget is not None:
+        if isinstance(budget, int | float):
             default = (
-                " (default for labelled data)" if note.get("accuracy_budget_is_default") else ""
+                " (the default for labelled data)" if note.get("accuracy_budget_is_default") else ""
             )
-            lines.append(f"**Accuracy budget applied:** {budget:g} points{default}.")
+            lines.append(f"**Accuracy budget applied:** {_points(budget)}{default}.")
         ties = note.get("tied_with") or []
         if ties:
             titles = ", ".join(advice.plan(t).title for t in ties)  # type: ignore[union-attr]
             lines.append(
                 f":material/balance: **Tied on latency** with {titles}: the predicted "
-                f"latencies differ by less than the measured noise, so the rule above, not "
+                "latencies differ by less than the measured noise, so the rule above, not "
                 "speed, decided."
             )
-    else:
-        lines.append(f"Predicted {rec.predicted.ms if rec.predicted else float('nan'):.3g} ms.")
     box.markdown("  \n".join(lines))
+    _stored(box, run_id)
+
+
+def _stored(where, run_id: str | None) -> None:
+    if run_id:
+        where.caption(f"Stored as run `{run_id}` — reopen it on the Runs page.")
 
 
 def _context(advice: Advice, label: str | None) -> None:
@@ -244,8 +257,6 @@ def _downloads(advice: Advice, run_id: str | None, label: str | None = None) -> 
                 "application/zip",
                 key="dl_artifacts",
             )
-    if run_id:
-        st.caption(f"Stored as run `{run_id}` (see the Runs page).")
     if advice.command:
         req = advice.request
         command, names = ui.runnable_command(advice.command, [req.model, req.data])
@@ -261,7 +272,6 @@ DECISIVE = (
     "meets target",
     "predicted_target e2e (ms)",
     "accuracy drop (pp)",
-    "top-1 agreement",
     "device model (MB)",
     "tied",
 )
@@ -342,7 +352,7 @@ def show(
             "Run advice again to update them.",
             icon=":material/update:",
         )
-    summary_card(advice)
+    summary_card(advice, run_id)
     _context(advice, label)
     plans, chart_tab, layers, report = st.tabs(["Plans", "Charts", "Layers", "Report"])
     with plans:

@@ -53,8 +53,12 @@ def column_config(frame: pd.DataFrame) -> dict[str, object]:
     cfg: dict[str, object] = {}
     for col in frame.columns:
         name = str(col)
-        if name in ("plan", "reasons", "layer", "last node"):
+        if name == "reasons":
             cfg[name] = st.column_config.TextColumn(width="large")
+        elif name in ("plan", "layer", "last node", "title"):
+            cfg[name] = st.column_config.TextColumn(width="medium")
+        elif name == "status":
+            cfg[name] = st.column_config.TextColumn(width="small")
         elif name in ("meets target", "meets accuracy", "tied"):
             cfg[name] = st.column_config.CheckboxColumn(width="small")
         elif name == "top-1 agreement":

@@ -139,10 +139,13 @@ def click_option(driver, text: str) -> None:
     wait_for_page(driver)
 
 
-def run_button(driver):
+def run_button(driver, timeout: float = 120):
+    """The Advise page's Run button, once the page has drawn it."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
-    return driver.find_element(By.XPATH, "//button[.//p[normalize-space()='Run advice']]")
+    xpath = "//button[.//p[normalize-space()='Run advice']]"
+    return WebDriverWait(driver, timeout).until(lambda d: d.find_element(By.XPATH, xpath))
 
 
 def run_advice_page(
