@@ -68,7 +68,7 @@ def _fidelity_metric(plan: PlanResult) -> tuple[str, str, str]:
         return (
             "Accuracy drop (pp vs FP32)",
             f"{drop:.2f}" if drop is not None else "—",
-            f"accuracy {f.accuracy:.2%} ({base}{f.samples} labelled samples)",
+            f"{f.accuracy:.2%} ({base}{f.samples} samples)",
         )
     if f.top1_agreement is not None:
         return (
@@ -100,13 +100,13 @@ def summary_card(advice: Advice, run_id: str | None = None) -> None:
     note: dict[str, object] = raw if isinstance(raw, dict) else {}
     box.success(f"Recommended: **{rec.title}**", icon=":material/check_circle:")
     c1, c2, c3, c4 = box.columns(4)
+    noise = float(note.get("noise", 0.05))  # type: ignore[arg-type]
     if rec.predicted is not None:
         ms = rec.predicted.ms
-        noise = float(note.get("noise", 0.05))  # type: ignore[arg-type]
         c1.metric(
             "Latency, predicted_target (ms)",
             f"{ms:.3g}",
-            f"{target - ms:.3g} ms margin to the {target:g} ms target, band ±{noise:.0%}",
+            f"{target - ms:.2g} ms margin, target {target:g}",
             delta_color="normal" if ms <= target else "inverse",
             delta_arrow="off",
             help=f"Band: ±{noise:.0%}, the measured_host p90 spread (at least 5%). " + LATENCY_HELP,
@@ -128,6 +128,18 @@ def summary_card(advice: Advice, run_id: str | None = None) -> None:
         delta_arrow="off",
     )
     lines = [f"**Runs on:** {_where(rec, advice.request.device)}"]
+    if rec.predicted is not None:
+        ms = rec.predicted.ms
+        margin = (target - ms) / target
+        lines.append(
+            f"**Latency:** {ms:.3g} ms predicted_target against the {target:g} ms target: "
+            f"margin {target - ms:.3g} ms ({margin:.0%}), noise band ±{noise:.0%}."
+            + (
+                " :material/warning: The margin is inside the band: the target may be missed."
+                if 0 <= margin < noise
+                else ""
+            )
+        )
     if note:
         rule = "the default" if note.get("default") else "asked for"
         lines.append(f"**Preference: {note.get('prefer')}** ({rule}) — {note.get('rule')}.")

@@ -366,6 +366,7 @@ def pareto_chart(advice: Advice, kind: ChartKind = "predicted_target"):
         return None
     _, label = fidelity_metric(advice)
     frame = frame.assign(recommended=frame["plan"] == (advice.recommended or ""))
+    x_max = max(float(frame["ms"].max()), advice.request.latency_ms)
     base = alt.Chart(frame)
     x = alt.X("ms:Q", title=f"{kind} e2e latency (ms)")
     y = alt.Y("fidelity:Q", title=label, scale=alt.Scale(zero=False))
@@ -401,9 +402,16 @@ def pareto_chart(advice: Advice, kind: ChartKind = "predicted_target"):
     star = chosen.mark_point(
         shape="diamond", filled=True, size=260, stroke="black", strokeWidth=1.5
     ).encode(x=x, y=y, color=color, tooltip=tooltip)
-    name = chosen.mark_text(align="left", dx=12, fontSize=FONT["label"], fontWeight="bold").encode(
-        x="ms:Q", y="fidelity:Q", text="title:N"
-    )
+    # the label on the side with room: left of the point when it sits in the right half
+    right_half = bool((frame["ms"][frame["recommended"]] > 0.5 * x_max).any())
+    name = chosen.mark_text(
+        align="right" if right_half else "left",
+        dx=-12 if right_half else 12,
+        dy=-12,
+        fontSize=FONT["label"],
+        fontWeight="bold",
+        limit=LABEL_LIMIT,
+    ).encode(x="ms:Q", y="fidelity:Q", text="title:N")
     return readable(
         alt.layer(target, front, points, star, name).properties(
             title=alt.TitleParams(

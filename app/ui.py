@@ -215,6 +215,9 @@ def runnable_command(command: str, paths: list[str | None]) -> tuple[str, list[s
 
 def web_text(text: str) -> str:
     """An advisor message in the page's words: command-line flags named as the page's fields."""
+    import re
+
+    text = re.sub(r"\s*\(pass --input-shape [^)]*\)", "", text)
     for flag, label in WEB_WORDS:
         text = text.replace(flag, label)
     return text
