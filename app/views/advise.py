@@ -433,7 +433,7 @@ def _pick_up(job) -> None:
             st.warning(f"The advice is shown but could not be stored as a run: {job.save_error}")
 
 
-def _request(model, shapes, data, label, targets, link, goals, settings):
+def _request(model, shapes, data, targets, link, goals, settings):
     """The AdviceRequest for the inputs, or (None, why) when the API refuses them."""
     from pydantic import ValidationError
 
@@ -504,7 +504,7 @@ def main() -> None:
 
     request, why = (None, None)
     if model is not None and data is not False and not problems.items:
-        request, why = _request(model, shapes, data_path, label, targets, link, goals, settings)
+        request, why = _request(model, shapes, data_path, targets, link, goals, settings)
     blocked = (
         "choose a model first"
         if model is None
