@@ -11,6 +11,7 @@ from advisor.plans import Candidate
 from advisor.rank import (
     DEFAULT_ACCURACY_BUDGET,
     PREFER_RULES,
+    accuracy_cost,
     applied_budget,
     choose,
     judge,
@@ -188,6 +189,8 @@ def test_digits_recommendation_is_stable_across_three_runs(tmp_path, monkeypatch
         picks.append(rec.id)
         note = rec.extra["ranking"]
         eligible = [p for p in advice.plans if p.status in ("recommended", "candidate")]
+        # the default rule: no eligible plan costs less accuracy (half a sample's tolerance)
+        assert accuracy_cost(rec) <= min(accuracy_cost(p) for p in eligible) + 50 / 360
         for p in eligible:
             if p.id != rec.id and tied(p, rec):
                 assert p.id in note["tied_with"] and p.extra["tied_with"] == [rec.id]
