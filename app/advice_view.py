@@ -183,6 +183,13 @@ def _context(advice: Advice, label: str | None) -> None:
         st.caption(f":material/info: {ui.web_text(note)}")
 
 
+def _cell(value: float | int | None) -> str:
+    """A table cell as text: '—' where nothing applies (not 'None'), ms to 3 decimals."""
+    if value is None:
+        return "—"
+    return f"{value:,}" if isinstance(value, int) else f"{value:.3f}"
+
+
 def _citations(plan: PlanResult) -> str:
     if not plan.citations:
         return "No knowledge-base entry is cited for this plan."
@@ -206,11 +213,13 @@ def _rationales(advice: Advice) -> None:
                     [
                         {
                             "stage": s.name,
-                            "on": s.target,
-                            "predicted_target (ms)": s.predicted.ms if s.predicted else None,
-                            "measured_host (ms)": s.measured_host.ms if s.measured_host else None,
-                            "bytes": s.bytes,
-                            "nodes": s.nodes,
+                            "on": s.target or "—",
+                            "predicted_target (ms)": _cell(s.predicted.ms if s.predicted else None),
+                            "measured_host (ms)": _cell(
+                                s.measured_host.ms if s.measured_host else None
+                            ),
+                            "bytes": _cell(s.bytes),
+                            "nodes": _cell(s.nodes),
                         }
                         for s in p.stages
                     ],

@@ -483,11 +483,11 @@ def exit_cut_chart(advice: Advice) -> alt.LayerChart | None:
             "chosen",
         ],
     )
-    acc = base.mark_text(fontSize=11, dy=-7).encode(text="accuracy label:N")
-    lat = base.mark_text(fontSize=9, dy=7).encode(text="ms label:N")
-    return alt.layer(tiles, acc, lat).properties(
-        height=alt.Step(44),
-        width=alt.Step(64),
+    acc = base.mark_text(fontSize=FONT["label"], dy=-8).encode(text="accuracy label:N")
+    lat = base.mark_text(fontSize=11, dy=8).encode(text="ms label:N")
+    return readable(alt.layer(tiles, acc, lat)).properties(
+        height=alt.Step(48),
+        width=alt.Step(72),
         title=alt.TitleParams(
             "Exit × cut: predicted_target latency (ms) and measured accuracy",
             subtitle=f"target {advice.request.latency_ms:g} ms; faded: misses it; outlined: "
