@@ -90,6 +90,8 @@ def _reproduce(req: AdviceRequest) -> str:
             parts += [flag, str(v)]
     for name, shape in req.input_shapes.items():
         parts += ["--input-shape", f"{name}={'x'.join(map(str, shape))}"]
+    if req.min_agreement != 0.99:
+        parts += ["--min-agreement", str(req.min_agreement)]
     if req.prefer != "accuracy":
         parts += ["--prefer", req.prefer]
     if req.cloud_link != "ethernet":
@@ -229,7 +231,8 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
         kinds = ["baseline.device", *kinds]
     candidates: list[tuple[str, Candidate]] = []
     results: list[PlanResult] = []
-    for kind in kinds:
+    for i, kind in enumerate(kinds):
+        report(f"plan: {kind}", 0.25 + 0.05 * i / len(kinds))  # a sub-step per planner
         try:
             out = PLANNERS[kind].fn(ctx)
         except AdvisorError as exc:
