@@ -14,7 +14,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 LatencyKind = Literal["measured_host", "measured_target", "predicted_target"]
-PlanStatus = Literal["recommended", "candidate", "rejected", "skipped"]
+# "misses_target": valid (fidelity kept) but its predicted latency misses the target
+PlanStatus = Literal["recommended", "candidate", "misses_target", "rejected", "skipped"]
+#: what the recommendation optimises once a plan meets the target and the accuracy budget
+Prefer = Literal["accuracy", "latency", "size"]
 
 
 class _Model(BaseModel):
@@ -49,6 +52,12 @@ class AdviceRequest(_Model):
     )
     min_agreement: float = Field(
         default=0.99, gt=0, le=1, description="min top-1 agreement with FP32 when no labels"
+    )
+    prefer: Prefer = Field(
+        default="accuracy",
+        description="among plans that meet the target and the budget: 'accuracy' (least "
+        "accuracy lost, then the simplest plan; the default), 'latency' (the fastest) or "
+        "'size' (the smallest model on the device)",
     )
     data: str | None = Field(default=None, description=".npz with inputs (and labels y)")
     plans: list[str] | None = Field(default=None, description="only these plan kinds")
@@ -93,6 +102,55 @@ class AdviceRequest(_Model):
         if self.validate_split and not self.server_agent:
             raise ValueError("--validate split needs --server-agent URL")
         return self
+
+    def command(self) -> str:
+        """The `edgedl advise` command line that reproduces this request."""
+        import shlex
+
+        req = self
+        parts = ["edgedl", "advise", req.model, "--device", req.device]
+        for flag, v in (
+            ("--edge", req.edge),
+            ("--cloud", req.cloud),
+            ("--link", req.link),
+            ("--up-mbps", req.up_mbps),
+            ("--down-mbps", req.down_mbps),
+            ("--rtt-ms", req.rtt_ms),
+            ("--latency-ms", req.latency_ms),
+            ("--accuracy-budget", req.accuracy_budget),
+            ("--data", req.data),
+        ):
+            if v is not None:
+                parts += [flag, str(v)]
+        for name, shape in req.input_shapes.items():
+            parts += ["--input-shape", f"{name}={'x'.join(map(str, shape))}"]
+        if req.min_agreement != 0.99:
+            parts += ["--min-agreement", str(req.min_agreement)]
+        if req.prefer != "accuracy":
+            parts += ["--prefer", req.prefer]
+        if req.cloud_link != "ethernet":
+            parts += ["--cloud-link", req.cloud_link]
+        if req.runs != 20:
+            parts += ["--runs", str(req.runs)]
+        if req.threads != 1:
+            parts += ["--threads", str(req.threads)]
+        if req.target_threads is not None:
+            parts += ["--target-threads", str(req.target_threads)]
+        for f in req.catalog:
+            parts += ["--catalog", f]
+        for p in req.plans or []:
+            parts += ["--plan", p]
+        for e in req.exits or []:
+            parts += ["--exit", e]
+        if req.device_agent:
+            parts += ["--device-agent", req.device_agent]
+        if req.server_agent:
+            parts += ["--server-agent", req.server_agent]
+        if req.validate_split:
+            parts += ["--validate", "split"]
+            if not req.emulate_link:
+                parts += ["--no-emulate-link"]
+        return shlex.join(parts)
 
 
 LatencySource = Literal["measured_host", "measured_target", "target_profile", "catalog_priors"]

@@ -10,7 +10,6 @@ agents are given → assemble the Advice.
 
 from __future__ import annotations
 
-import shlex
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ from advisor.graph.model import ModelGraph
 from advisor.measure.calibrate import Calibration
 from advisor.measure.environment import Fingerprint
 from advisor.measure.profile import Profile
-from advisor.plans import PLANNERS, Candidate, Compute, PlanContext, Skip, load_builtins
+from advisor.plans import PLANNERS, Candidate, PlanContext, Skip, load_builtins
 from advisor.targets.catalog import Catalog, Link, Target
 from advisor.validate.fidelity import EvalSet
 from advisor.validate.rank import citations, judge, rank
@@ -48,7 +47,7 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
     with stages("predict", 0.2):
         ctx = _context(request, tiers, loaded, host)
     with stages("plan", 0.25):
-        candidates, skipped = _plan(ctx, kinds)
+        candidates, skipped = _plan(ctx, kinds, stages.report)
         candidates, unfit = _runnable(candidates, tiers.device)
     with stages("validate", 0.3):
         ev = _eval_set(request, loaded, ctx.threads)
@@ -97,7 +96,7 @@ class _Tiers:
 
 def _resolve_targets(request: AdviceRequest) -> _Tiers:
     """Targets and links first: an unknown id fails before any work."""
-    from advisor.targets.catalog import get_link, get_target, load_catalog
+    from advisor.targets.catalog import get_link, get_target, link_for, load_catalog
 
     catalog = load_catalog(extra=request.catalog)
 
@@ -106,7 +105,7 @@ def _resolve_targets(request: AdviceRequest) -> _Tiers:
 
     device = get_target(request.device, catalog, threads=request.threads)
     edge, cloud = target(request.edge), target(request.cloud)
-    link = _link(request, catalog)
+    link = link_for(request.link, (request.up_mbps, request.down_mbps, request.rtt_ms), catalog)
     cloud_link = get_link(request.cloud_link, catalog) if cloud and edge else None
     return _Tiers(catalog, device, edge, cloud, link, cloud_link)
 
@@ -121,6 +120,7 @@ class _Loaded:
 
 def _load(request: AdviceRequest) -> _Loaded:
     """The model (with its declared exits) and its evaluation and calibration data."""
+    from advisor.graph.exits import exits_of, with_exits
     from advisor.graph.load import load_model
     from advisor.zoo import get_zoo
 
@@ -132,7 +132,9 @@ def _load(request: AdviceRequest) -> _Loaded:
         zoo_entry = None
     if zoo_entry is not None and Path(request.model).suffix == ".onnx":
         zoo_entry = None  # a path, not a zoo id
-    graph, exits = _declared_exits(graph, request, zoo_entry)
+    zoo_exits = [e.output for e in zoo_entry.exits] if zoo_entry and zoo_entry.exits else None
+    graph = with_exits(graph, request.exits or zoo_exits)
+    exits = exits_of(graph)
     data = eval_data(graph, request.data, zoo_entry, request.max_eval_samples)
     return _Loaded(graph, zoo_entry, exits, data)
 
@@ -219,12 +221,13 @@ def _context(request: AdviceRequest, tiers: _Tiers, loaded: _Loaded, host: _Host
 
 
 def _plan(
-    ctx: PlanContext, kinds: list[str]
+    ctx: PlanContext, kinds: list[str], report: Progress
 ) -> tuple[list[tuple[str, Candidate]], list[PlanResult]]:
     """Every planner's candidates (ids `kind` or `kind#n`), and the planners that skipped."""
     candidates: list[tuple[str, Candidate]] = []
     skipped: list[PlanResult] = []
-    for kind in kinds:
+    for i, kind in enumerate(kinds):
+        report(f"plan: {kind}", 0.25 + 0.05 * i / len(kinds))  # a sub-step per planner
         try:
             out = PLANNERS[kind].fn(ctx)
         except AdvisorError as exc:
@@ -257,7 +260,7 @@ def _runnable(
     ranking when the device cannot run it)."""
     keep, unfit = [], []
     for pid, cand in candidates:
-        why = _device_reason(cand, device)
+        why = cand.cannot_run_on(device)
         if why is None or pid == "baseline.device":
             keep.append((pid, cand))
             continue
@@ -273,15 +276,6 @@ def _runnable(
             )
         )
     return keep, unfit
-
-
-def _device_reason(cand: Candidate, device: Target) -> str | None:
-    for step in cand.steps:
-        if isinstance(step, Compute) and step.tier == "device":
-            why = step.runs_on(device)
-            if why:
-                return why
-    return None
 
 
 def _eval_set(request: AdviceRequest, loaded: _Loaded, threads: int) -> EvalSet:
@@ -366,7 +360,7 @@ def _judge_and_rank(
     feeds = loaded.data.inputs[0]
     judged = []
     for cand, res in validated.values():
-        why = _device_reason(cand, device)
+        why = cand.cannot_run_on(device)
         if why:
             others.append(
                 res.model_copy(
@@ -456,7 +450,7 @@ def _assemble(
             "error": prof.self_check_error,
         },
         notices=[*graph.notices, *loaded.data.notices],
-        command=_reproduce(request),
+        command=request.command(),
         stage_seconds=stages.seconds,
     )
 
@@ -495,79 +489,6 @@ class _Stages:
         started = time.perf_counter()
         yield
         self.seconds[name] = round(time.perf_counter() - started, 3)
-
-
-def _link(request: AdviceRequest, catalog):
-    """The device <-> server link: a catalog preset, or the user's bandwidths and RTT."""
-    from advisor.targets.catalog import Link, get_link
-
-    if request.link:
-        return get_link(request.link, catalog)
-    if request.up_mbps is None or request.down_mbps is None or request.rtt_ms is None:
-        raise RequestError("a custom link needs --up-mbps, --down-mbps and --rtt-ms")
-    return Link(
-        id="custom",
-        name="custom link",
-        up_mbps=request.up_mbps,
-        down_mbps=request.down_mbps,
-        rtt_ms=request.rtt_ms,
-        sources={"up_mbps": "user", "down_mbps": "user", "rtt_ms": "user"},
-    )
-
-
-def _declared_exits(graph, request: AdviceRequest, zoo_entry):
-    """(graph, its exits): declared by the request, else by the zoo manifest, else by the
-    model's own metadata (advisor.graph.exits)."""
-    from advisor.graph.exits import declare_exits, exits_of
-
-    names = request.exits or (
-        [e.output for e in zoo_entry.exits] if zoo_entry is not None and zoo_entry.exits else None
-    )
-    if names and tuple(names) != exits_of(graph):
-        graph = declare_exits(graph, names)
-    return graph, exits_of(graph)
-
-
-def _reproduce(req: AdviceRequest) -> str:
-    parts = ["edgedl", "advise", req.model, "--device", req.device]
-    for flag, v in (
-        ("--edge", req.edge),
-        ("--cloud", req.cloud),
-        ("--link", req.link),
-        ("--up-mbps", req.up_mbps),
-        ("--down-mbps", req.down_mbps),
-        ("--rtt-ms", req.rtt_ms),
-        ("--latency-ms", req.latency_ms),
-        ("--accuracy-budget", req.accuracy_budget),
-        ("--data", req.data),
-    ):
-        if v is not None:
-            parts += [flag, str(v)]
-    for name, shape in req.input_shapes.items():
-        parts += ["--input-shape", f"{name}={'x'.join(map(str, shape))}"]
-    if req.cloud_link != "ethernet":
-        parts += ["--cloud-link", req.cloud_link]
-    if req.runs != 20:
-        parts += ["--runs", str(req.runs)]
-    if req.threads != 1:
-        parts += ["--threads", str(req.threads)]
-    if req.target_threads is not None:
-        parts += ["--target-threads", str(req.target_threads)]
-    for f in req.catalog:
-        parts += ["--catalog", f]
-    for p in req.plans or []:
-        parts += ["--plan", p]
-    for e in req.exits or []:
-        parts += ["--exit", e]
-    if req.device_agent:
-        parts += ["--device-agent", req.device_agent]
-    if req.server_agent:
-        parts += ["--server-agent", req.server_agent]
-    if req.validate_split:
-        parts += ["--validate", "split"]
-        if not req.emulate_link:
-            parts += ["--no-emulate-link"]
-    return shlex.join(parts)
 
 
 def _default_out(graph) -> Path:

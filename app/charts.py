@@ -23,6 +23,55 @@ if TYPE_CHECKING:
 
 ChartKind = Literal["predicted_target", "measured_host"]
 RANKED = ("recommended", "candidate")
+STATUS_DOMAIN = ["recommended", "candidate", "misses_target", "rejected"]
+STATUS_RANGE = ["#2ca02c", "#4c78a8", "#f58518", "#d62728"]
+FONT = {"label": 12, "title": 13, "heading": 15}
+LABEL_LIMIT = 360  # px: plan titles are long; the axis keeps this much of each
+
+
+def readable(chart):
+    """Fonts a reader can read at 1400 px (12-15 px), on any Altair chart."""
+    return (
+        chart.configure_axis(labelFontSize=FONT["label"], titleFontSize=FONT["title"])
+        .configure_legend(labelFontSize=FONT["label"], titleFontSize=FONT["label"], labelLimit=300)
+        .configure_title(fontSize=FONT["heading"], subtitleFontSize=FONT["label"], anchor="start")
+    )
+
+
+def _tied_ids(advice: Advice) -> set[str]:
+    rec = advice.recommended_plan
+    note = rec.extra.get("ranking") if rec is not None else None
+    ties = list(note.get("tied_with") or []) if isinstance(note, dict) else []
+    return {*ties, rec.id} if ties and rec is not None else set()
+
+
+def column_config(frame: pd.DataFrame) -> dict[str, object]:
+    """Streamlit column settings for a table of this module: units in the header, numbers
+    rounded, long text wide, booleans as ticks."""
+    import streamlit as st
+
+    cfg: dict[str, object] = {}
+    for col in frame.columns:
+        name = str(col)
+        if name == "reasons":
+            cfg[name] = st.column_config.TextColumn(width="large")
+        elif name in ("plan", "layer", "last node", "title"):
+            cfg[name] = st.column_config.TextColumn(width="medium")
+        elif name == "status":
+            cfg[name] = st.column_config.TextColumn(width="small")
+        elif name in ("meets target", "meets accuracy", "tied"):
+            cfg[name] = st.column_config.CheckboxColumn(width="small")
+        elif name == "top-1 agreement":
+            cfg[name] = st.column_config.NumberColumn(format="percent")
+        elif "(pp)" in name:
+            cfg[name] = st.column_config.NumberColumn(format="%.2f")
+        elif "(ms)" in name or "(MB)" in name or "(KB)" in name:
+            cfg[name] = st.column_config.NumberColumn(format="%.3f")
+        elif name == "fidelity: cosine":
+            cfg[name] = st.column_config.NumberColumn(format="%.6f")
+    return cfg
+
+
 #: plan-table columns dropped when no plan has a value for them
 OPTIONAL_COLUMNS = (
     "measured_host p90 (ms)",
@@ -93,9 +142,11 @@ def _row(plan: PlanResult, with_target: bool) -> dict[str, object]:
 
 
 def plans_table(advice: Advice) -> pd.DataFrame:
-    """The ranked plans (recommended and candidates), one row each, rank as the index."""
+    """The ranked plans (recommended and candidates), one row each, rank as the index;
+    `tied` marks the recommended plan and those within measured noise of its latency."""
     with_target = any(p.measured_target for p in advice.plans)
-    rows = [_row(p, with_target) for p in ranked_plans(advice)]
+    ties = _tied_ids(advice)
+    rows = [{**_row(p, with_target), "tied": p.id in ties} for p in ranked_plans(advice)]
     frame = pd.DataFrame(rows)
     optional = [c for c in OPTIONAL_COLUMNS if c in frame and frame[c].isna().all()]
     frame = frame.drop(columns=optional)
@@ -131,17 +182,22 @@ def stages_frame(advice: Advice, kind: ChartKind = "predicted_target") -> pd.Dat
             continue
         for i, s in enumerate(p.stages):
             lat = _stage_latency(s, kind)
+            if lat is None and s.kind == "transfer":
+                # a transfer is computed from its bytes and the link in every kind: the
+                # plan's measured_host total includes it, so the chart must too
+                lat = s.predicted
             if lat is None:
                 continue
             rows.append(
                 {
                     "plan": p.id,
+                    "title": _chart_title(p, advice),
                     "stage": s.name,
                     "order": i,
                     "type": s.kind,
                     "on": s.target or "",
                     "ms": lat.ms,
-                    "latency kind": lat.kind,
+                    "latency kind": kind if s.kind == "transfer" else lat.kind,
                     "method": lat.method,
                     "bytes": s.bytes,
                 }
@@ -149,8 +205,14 @@ def stages_frame(advice: Advice, kind: ChartKind = "predicted_target") -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def stage_chart(advice: Advice, kind: ChartKind = "predicted_target") -> alt.Chart | None:
-    """Horizontal stacked bars: each plan's latency split into compute and transfer stages."""
+def _chart_title(p: PlanResult, advice: Advice) -> str:
+    mark = "★ " if p.id == advice.recommended else ""
+    return f"{mark}{p.title}"
+
+
+def stage_chart(advice: Advice, kind: ChartKind = "predicted_target"):
+    """Horizontal stacked bars: each plan's latency split into compute and transfer stages,
+    plans named by their titles (★ the recommended one), the target as a dashed rule."""
     frame = stages_frame(advice, kind)
     if frame.empty:
         return None
@@ -160,10 +222,11 @@ def stage_chart(advice: Advice, kind: ChartKind = "predicted_target") -> alt.Cha
         .mark_bar()
         .encode(
             x=alt.X("sum(ms):Q", title=f"{kind} latency (ms)"),
-            y=alt.Y("plan:N", sort="x", title=None),
+            y=alt.Y("title:N", sort="x", title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT)),
             color=alt.Color("stage:N", title="stage"),
             order=alt.Order("order:Q"),
             tooltip=[
+                "title",
                 "plan",
                 "stage",
                 "on",
@@ -179,7 +242,15 @@ def stage_chart(advice: Advice, kind: ChartKind = "predicted_target") -> alt.Cha
         .mark_rule(strokeDash=[4, 3])
         .encode(x="ms:Q", tooltip=[alt.Tooltip("ms:Q", title="latency target (ms)")])
     )
-    return (bars + rule).properties(title=f"Latency per stage — {kind}, ms (dashed: target)")
+    return readable(
+        (bars + rule).properties(
+            title=alt.TitleParams(
+                f"Latency per stage ({kind}, ms)",
+                subtitle=f"dashed: the {target:g} ms target; ★ recommended; transfers from "
+                "the link model in both kinds",
+            )
+        )
+    )
 
 
 def layers_frame(advice: Advice) -> pd.DataFrame:
@@ -215,7 +286,7 @@ def layers_frame(advice: Advice) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def layers_chart(advice: Advice) -> alt.LayerChart | None:
+def layers_chart(advice: Advice):
     """The classic partition picture: latency per layer (bars) and output size (line)."""
     frame = layers_frame(advice)
     if frame.empty:
@@ -223,14 +294,21 @@ def layers_chart(advice: Advice) -> alt.LayerChart | None:
     lat_cols = [
         c for c in ("measured_host (ms)", "predicted_target device (ms)") if frame[c].notna().any()
     ]
+    frame = frame.assign(
+        name=[f"{i}: {n}" for i, n in zip(frame["position"], frame["layer"], strict=True)]
+    )
     long = frame.melt(
-        id_vars=["position", "layer", "op"],
+        id_vars=["position", "layer", "op", "name"],
         value_vars=lat_cols,
         var_name="latency",
         value_name="ms",
     )
+    order = list(frame["name"])
     x = alt.X(
-        "position:O", title="layer (in execution order)", axis=alt.Axis(labels=len(frame) <= 40)
+        "name:N",
+        sort=order,
+        title="layer (in execution order)",
+        axis=alt.Axis(labels=len(frame) <= 60, labelAngle=-40, labelLimit=180),
     )
     bars = (
         alt.Chart(long)
@@ -252,10 +330,10 @@ def layers_chart(advice: Advice) -> alt.LayerChart | None:
             tooltip=["layer", "last node", alt.Tooltip("output (KB):Q", format=".1f")],
         )
     )
-    return (
+    return readable(
         alt.layer(bars, line)
         .resolve_scale(y="independent")
-        .properties(title="Per-layer latency and output size along the model")
+        .properties(title="Per-layer latency and output size along the model", height=360)
     )
 
 
@@ -280,29 +358,39 @@ def pareto_frame(advice: Advice, kind: ChartKind = "predicted_target") -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def pareto_chart(advice: Advice, kind: ChartKind = "predicted_target") -> alt.LayerChart | None:
-    """Latency against fidelity for every measured plan; the Pareto front joined by a line."""
+def pareto_chart(advice: Advice, kind: ChartKind = "predicted_target"):
+    """Latency against fidelity for every measured plan; the Pareto front joined by a line;
+    the recommended plan drawn last (on top), larger and labelled."""
     frame = pareto_frame(advice, kind)
     if frame.empty:
         return None
     _, label = fidelity_metric(advice)
+    frame = frame.assign(recommended=frame["plan"] == (advice.recommended or ""))
+    x_max = max(float(frame["ms"].max()), advice.request.latency_ms)
     base = alt.Chart(frame)
-    points = base.mark_point(filled=True, size=90).encode(
-        x=alt.X("ms:Q", title=f"{kind} e2e latency (ms)"),
-        y=alt.Y("fidelity:Q", title=label, scale=alt.Scale(zero=False)),
-        color=alt.Color("status:N"),
-        shape=alt.Shape("pareto:N", title="on Pareto front"),
-        tooltip=[
-            "plan",
-            "title",
-            "status",
-            alt.Tooltip("ms:Q", format=".3f"),
-            alt.Tooltip("fidelity:Q", format=".5f"),
-        ],
+    x = alt.X("ms:Q", title=f"{kind} e2e latency (ms)")
+    y = alt.Y("fidelity:Q", title=label, scale=alt.Scale(zero=False))
+    tooltip = [
+        "title",
+        "plan",
+        "status",
+        alt.Tooltip("ms:Q", format=".3f"),
+        alt.Tooltip("fidelity:Q", format=".5f"),
+    ]
+    color = alt.Color(
+        "status:N", scale=alt.Scale(domain=STATUS_DOMAIN, range=STATUS_RANGE), title="status"
     )
+    points = (
+        base.transform_filter("!datum.recommended")
+        .mark_point(filled=True, size=80, opacity=0.8)
+        .encode(
+            x=x, y=y, color=color, shape=alt.Shape("pareto:N", title="on Pareto front"),
+            tooltip=tooltip,
+        )
+    )  # fmt: skip
     front = (
         base.transform_filter("datum.pareto")
-        .mark_line(strokeDash=[2, 2])
+        .mark_line(strokeDash=[2, 2], color="gray")
         .encode(x="ms:Q", y="fidelity:Q", order="ms:Q")
     )
     target = (
@@ -310,8 +398,28 @@ def pareto_chart(advice: Advice, kind: ChartKind = "predicted_target") -> alt.La
         .mark_rule(color="gray", strokeDash=[4, 3])
         .encode(x="ms:Q")
     )
-    return alt.layer(points, front, target).properties(
-        title=f"Latency ({kind}, ms) vs fidelity — dashed rule: latency target"
+    chosen = base.transform_filter("datum.recommended")
+    star = chosen.mark_point(
+        shape="diamond", filled=True, size=260, stroke="black", strokeWidth=1.5
+    ).encode(x=x, y=y, color=color, tooltip=tooltip)
+    # the label on the side with room: left of the point when it sits in the right half
+    right_half = bool((frame["ms"][frame["recommended"]] > 0.5 * x_max).any())
+    name = chosen.mark_text(
+        align="right" if right_half else "left",
+        dx=-12 if right_half else 12,
+        dy=-12,
+        fontSize=FONT["label"],
+        fontWeight="bold",
+        limit=LABEL_LIMIT,
+    ).encode(x="ms:Q", y="fidelity:Q", text="title:N")
+    return readable(
+        alt.layer(target, front, points, star, name).properties(
+            title=alt.TitleParams(
+                f"Latency ({kind}) vs fidelity",
+                subtitle="dashed rule: the latency target; dotted line: Pareto front; "
+                "diamond: recommended",
+            )
+        )
     )
 
 
@@ -375,11 +483,11 @@ def exit_cut_chart(advice: Advice) -> alt.LayerChart | None:
             "chosen",
         ],
     )
-    acc = base.mark_text(fontSize=11, dy=-7).encode(text="accuracy label:N")
-    lat = base.mark_text(fontSize=9, dy=7).encode(text="ms label:N")
-    return alt.layer(tiles, acc, lat).properties(
-        height=alt.Step(44),
-        width=alt.Step(64),
+    acc = base.mark_text(fontSize=FONT["label"], dy=-8).encode(text="accuracy label:N")
+    lat = base.mark_text(fontSize=11, dy=8).encode(text="ms label:N")
+    return readable(alt.layer(tiles, acc, lat)).properties(
+        height=alt.Step(48),
+        width=alt.Step(72),
         title=alt.TitleParams(
             "Exit × cut: predicted_target latency (ms) and measured accuracy",
             subtitle=f"target {advice.request.latency_ms:g} ms; faded: misses it; outlined: "

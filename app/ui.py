@@ -8,6 +8,7 @@ for a part of the advisor that is not built yet.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -168,15 +169,96 @@ def check_upload(name: str, data: bytes, limit_mb: float = MAX_MODEL_MB) -> str 
     return None
 
 
-def save_upload(data: bytes, suffix: str) -> Path:
-    """Store uploaded bytes under the app folder, named by their digest (no duplicates)."""
+def safe_name(name: str, suffix: str) -> str:
+    """The uploaded file's own name, reduced to safe characters, ending in `suffix`."""
+    stem = Path(name).name
+    stem = stem[: -len(suffix)] if stem.lower().endswith(suffix) else Path(stem).stem
+    clean = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem).strip("._")
+    return f"{clean or 'upload'}{suffix}"
+
+
+def save_upload(data: bytes, suffix: str, name: str | None = None) -> Path:
+    """Store uploaded bytes under the app folder, in a folder named by their digest (no
+    duplicates) and under the file's own name, so results and file names keep it."""
     digest = hashlib.sha256(data).hexdigest()[:20]
-    path = app_folder("uploads") / f"{digest}{suffix}"
+    if name is None:
+        path = app_folder("uploads") / f"{digest}{suffix}"
+    else:
+        path = app_folder("uploads", digest) / safe_name(name, suffix)
     if not path.exists():
         tmp = path.with_suffix(path.suffix + ".part")
         tmp.write_bytes(data)
         tmp.replace(path)
     return path
+
+
+def is_upload(path: str | None) -> bool:
+    """Whether `path` is a file the app stored from an upload (a path the user cannot run)."""
+    if not path:
+        return False
+    try:
+        return Path(path).resolve().is_relative_to(app_folder("uploads").resolve())
+    except OSError:
+        return False
+
+
+def runnable_command(command: str, paths: list[str | None]) -> tuple[str, list[str]]:
+    """The reproduce command with the app's upload paths replaced by the files' own names,
+    and those names (run the command in the folder holding them)."""
+    names = []
+    for path in paths:
+        if path and is_upload(path) and path in command:
+            command = command.replace(path, Path(path).name)
+            names.append(Path(path).name)
+    return command, names
+
+
+def web_text(text: str) -> str:
+    """An advisor message in the page's words: command-line flags named as the page's fields."""
+    import re
+
+    text = re.sub(r"\s*\(pass --input-shape [^)]*\)", "", text)
+    for flag, label in WEB_WORDS:
+        text = text.replace(flag, label)
+    return text
+
+
+#: command-line wording in advisor messages, and what the Advise page calls the same thing
+WEB_WORDS = (
+    ("no --data given", "no labelled data given"),
+    ("samples of --data", "samples of the labelled data"),
+    ("pass --input-shape", "enter the shape in the shape field"),
+    ("--input-shape", "the input shape field"),
+    ("--accuracy-budget", "the accuracy budget"),
+    ("--latency-ms", "the latency target"),
+    ("--data", "the labelled data"),
+    ("--cloud", "a cloud server"),
+    ("--edge", "an edge server"),
+)
+
+
+def field_problem(model: type, name: str, value: Any) -> str | None:
+    """Why `value` is not valid for field `name` of pydantic `model` (the API's own rules:
+    bounds, finiteness), or None when it is."""
+    from pydantic import ValidationError
+
+    try:
+        _adapter(model, name).validate_python(value)
+    except ValidationError as exc:
+        return exc.errors()[0]["msg"].removeprefix("Value error, ")
+    return None
+
+
+@functools.cache
+def _adapter(model: type, name: str):
+    from typing import Annotated
+
+    from pydantic import ConfigDict, TypeAdapter
+
+    info = model.model_fields[name]  # type: ignore[attr-defined]
+    finite = model.model_config.get("allow_inf_nan", True)  # type: ignore[attr-defined]
+    kind = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    return TypeAdapter(kind, config=ConfigDict(allow_inf_nan=finite))
 
 
 def input_dims(path: Path) -> dict[str, list[int | str]]:

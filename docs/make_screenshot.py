@@ -2,7 +2,8 @@
 
 Starts `streamlit run app/streamlit_app.py` on 127.0.0.1 at a free port, drives headless
 Chromium (Debian's `chromium` and `chromium-driver`) through selenium: opens the Advise page
-on the digits CNN, runs the advice, waits for the ranked-plans table and saves a PNG. The
+on the digits CNN, runs the advice, waits for the results and saves a PNG of the summary
+card and the Plans tab at 1400 px. The
 browser test (tests/test_browser.py) runs the same flow through these functions.
 
     .venv/bin/python docs/make_screenshot.py [-o docs/advise.png]
@@ -83,7 +84,7 @@ def chromium_paths() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
-def make_driver(user_data_dir: Path, width: int = 1500, height: int = 2600):
+def make_driver(user_data_dir: Path, width: int = 1400, height: int = 1000):
     """Headless Chromium through selenium, with a throw-away profile folder."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -104,10 +105,57 @@ def make_driver(user_data_dir: Path, width: int = 1500, height: int = 2600):
     return webdriver.Chrome(service=Service(paths[1]), options=opts)
 
 
-def run_advice_page(driver, base_url: str, model: str = "digits_cnn", timeout: float = 300) -> None:
-    """Open the Advise page on a zoo model, run the advice, wait for the ranked-plans table.
+def wait_for_page(driver, timeout: float = 120) -> None:
+    """Until the page's script has run (its title is drawn) and no rerun is pending."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
-    Raises AssertionError when the page shows an error or an exception instead.
+    WebDriverWait(driver, timeout).until(lambda d: d.find_elements(By.TAG_NAME, "h1"))
+    WebDriverWait(driver, timeout).until(
+        lambda d: not d.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget']")
+    )
+
+
+def set_number(driver, label: str, value: str) -> None:
+    """Type `value` into the number field labelled `label` and commit it (Enter)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    field = driver.find_element(By.CSS_SELECTOR, f"input[aria-label='{label}']")
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(Keys.BACKSPACE, value, Keys.ENTER)
+    time.sleep(0.5)
+    wait_for_page(driver)
+
+
+def click_option(driver, text: str) -> None:
+    """Click the radio option showing `text`."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(
+        By.XPATH, f"//div[@role='radiogroup']//label[.//p[normalize-space()='{text}']]"
+    ).click()
+    time.sleep(0.5)
+    wait_for_page(driver)
+
+
+def run_button(driver, timeout: float = 120):
+    """The Advise page's Run button, once the page has drawn it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    xpath = "//button[.//p[normalize-space()='Run advice']]"
+    return WebDriverWait(driver, timeout).until(lambda d: d.find_element(By.XPATH, xpath))
+
+
+def run_advice_page(
+    driver, base_url: str, model: str = "digits_cnn", timeout: float = 600, during=None
+) -> None:
+    """Open the Advise page on a zoo model, run the advice, wait for the results.
+
+    The advice runs in the background: `during(driver)`, when given, is called once the
+    page shows the running job (to interact with the page mid-run). Raises AssertionError
+    when the page shows an error or an exception instead of results.
     """
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -120,6 +168,13 @@ def run_advice_page(driver, base_url: str, model: str = "digits_cnn", timeout: f
     )
     time.sleep(1.0)  # let the first script run settle so the click is not lost in a rerun
     run.click()
+    if during is not None:
+        wait.until(
+            lambda d: d.find_elements(
+                By.XPATH, "//*[contains(normalize-space(), 'Running the advisor on')]"
+            )
+        )
+        during(driver)
 
     def done(d) -> bool:
         problems = d.find_elements(
@@ -144,7 +199,7 @@ def screenshot(out: Path, model: str = "digits_cnn") -> Path:
         port = proc.args[proc.args.index("--server.port") + 1]
         driver = None
         try:
-            driver = make_driver(Path(tmp) / "chromium")
+            driver = make_driver(Path(tmp) / "chromium", width=1400, height=1300)
             run_advice_page(driver, f"http://127.0.0.1:{port}", model=model)
             driver.save_screenshot(str(out))
         finally:

@@ -95,7 +95,7 @@ def make_advice(evil: str | None = None, recommended: bool = True) -> Advice:
         id="baseline.device",
         kind="baseline.device",
         title="FP32 on the device",
-        status="candidate",
+        status="misses_target",
         stages=[_compute("device compute", "rpi4", 7.5, 0.9)],
         predicted=_lat(7.5, "predicted_target"),
         measured_host=_lat(0.9, "measured_host"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import time
 import zipfile
 from pathlib import Path
 
@@ -168,8 +169,24 @@ def test_advise_asks_for_symbolic_shapes():
     field = at.text_input(key="shape_x")
     field.input("1x5x16").run()
     clean(at)
-    assert any("[1, 5, 16]" in s.value for s in at.success)
+    msg = next(s.value for s in at.success)
+    assert msg.startswith("seq.onnx:") and "`x` 1×5×16" in msg  # its name; no raw dicts
+    assert "{" not in msg and "[" not in msg
     assert not at.button(key="run_advice").disabled
+
+
+def wait_for_results(at: AppTest, limit_s: float = 600) -> tuple[AppTest, set[str]]:
+    """Rerun the page (as the browser's poll does) until the background run's results show;
+    the node types seen on the way (the live progress box among them)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + limit_s
+    while "Ranked plans" not in [h.value for h in at.subheader]:
+        assert not at.exception, [e.value for e in at.exception]
+        assert time.monotonic() < deadline, "no results within the time limit"
+        seen |= set(node_types(at))
+        time.sleep(0.5)
+        at.run()
+    return at, seen
 
 
 def run_advice(at: AppTest) -> AppTest:
@@ -177,7 +194,9 @@ def run_advice(at: AppTest) -> AppTest:
     at.number_input(key="max_eval").set_value(16)
     at.number_input(key="latency_ms").set_value(50.0)
     at.run()
-    return at.button(key="run_advice").click().run()
+    at, seen = wait_for_results(at.button(key="run_advice").click().run())
+    assert "progress" in seen  # the live stage was shown while it ran
+    return at
 
 
 def check_results(at: AppTest) -> None:
@@ -192,7 +211,7 @@ def check_results(at: AppTest) -> None:
     assert "Report (JSON)" in [b.label for b in at.get("download_button")]
     types = node_types(at)
     assert types.count("vega_lite_chart") >= 3  # stages, Pareto, per-layer
-    assert "status" in types and "progress" in types  # progress shown per stage
+    assert [t.label for t in at.tabs] == ["Plans", "Charts", "Layers", "Report"]
 
 
 def test_advise_runs_an_uploaded_model():
@@ -211,6 +230,71 @@ def test_advise_digits_cnn():
     if importlib.util.find_spec("advisor.report.renderers") is not None:
         assert {"Report (HTML)", "Report (Markdown)"} <= set(labels)
     assert any(lbl.startswith("Artifacts of") for lbl in labels)
+
+
+def test_invalid_latency_and_link_block_run_with_the_reason():
+    """Out-of-range values are kept and refused under their field (the API's own rules),
+    and Run stays disabled until they are fixed (they used to run with the previous value)."""
+    at = page("advise")
+    clean(at)
+    assert not at.button(key="run_advice").disabled
+    for bad in (-5.0, 0.0):
+        at.number_input(key="latency_ms").set_value(bad).run()
+        assert any("Latency target: input should be greater than 0" in e.value for e in at.error)
+        assert at.button(key="run_advice").disabled
+        assert any("Run is blocked: fix Latency target" in c.value for c in at.caption)
+    at.number_input(key="latency_ms").set_value(5.0).run()
+    clean(at)
+    at.radio(key="link_mode").set_value("Custom").run()
+    at.number_input(key="up_mbps").set_value(0.0)
+    at.number_input(key="rtt_ms").set_value(-1.0).run()
+    errors = [e.value for e in at.error]
+    assert any(e.startswith("Uplink (Mbit/s): input should be greater than 0") for e in errors)
+    assert any(
+        "Round-trip time (ms): input should be greater than or equal to 0" in e for e in errors
+    )
+    assert at.button(key="run_advice").disabled
+    at.number_input(key="up_mbps").set_value(10.0)
+    at.number_input(key="rtt_ms").set_value(20.0).run()
+    clean(at)
+    assert not at.button(key="run_advice").disabled
+
+
+def test_accuracy_controls_say_which_applies():
+    at = page("advise", model="digits_cnn")
+    clean(at)
+    # digits_cnn ships labels: the budget (default shown) applies, the agreement slider does not
+    assert at.number_input(key="accuracy_budget").value == 1.0
+    assert not at.number_input(key="accuracy_budget").disabled
+    assert at.slider(key="min_agreement").disabled
+    assert at.radio(key="prefer").value == "accuracy"
+
+
+def test_a_widget_change_during_a_run_does_not_lose_it():
+    from advisor.runs import RunStore
+
+    before = len(RunStore())
+    at = upload(
+        page("advise", timeout=300), "my_chain.onnx", make_chain_model().SerializeToString()
+    )
+    at.number_input(key="runs").set_value(3)
+    at.number_input(key="max_eval").set_value(8)
+    at.number_input(key="latency_ms").set_value(50.0).run()
+    at.button(key="run_advice").click().run()
+    assert any("Running the advisor on my_chain.onnx" in i.value for i in at.info)
+    at.number_input(key="latency_ms").set_value(40.0).run()  # a click during the run
+    at, _ = wait_for_results(at)
+    clean(at)
+    assert len(RunStore()) == before + 1  # stored in Runs
+    newest = RunStore().list(limit=1)[0]
+    assert newest.model == "my_chain"  # the upload keeps its file name
+    assert any("results are for earlier inputs" in w.value for w in at.warning)  # stale
+    labels = [m.label for m in at.metric]
+    assert "Latency, predicted_target (ms)" in labels
+    assert any(c.value.startswith("Reproduce from a terminal in the folder") for c in at.caption)
+    assert any("edgedl advise my_chain.onnx" in c.value for c in at.code)
+    at.number_input(key="latency_ms").set_value(50.0).run()  # back to the run's inputs
+    assert not any("results are for earlier inputs" in w.value for w in at.warning)
 
 
 # --- Hardware ------------------------------------------------------------------------------

@@ -174,12 +174,9 @@ def _profile(scale_2t: float):
     from advisor.measure.suite import MeasuredProfile, RatePoint, ThreadRates
 
     def rates(k: float) -> dict:
-        pts = lambda r: [
-            RatePoint(work=1e5, rate=r * k, ms=1),
-            RatePoint(work=1e9, rate=10 * r * k, ms=1),
-        ]  # noqa: E731,E501
-        return {c: pts(1.0) for c in ("conv", "conv1x1", "depthwise", "dense", "elementwise",
-                                      "norm", "pool")}  # fmt: skip
+        pts = [RatePoint(work=1e5, rate=k, ms=1), RatePoint(work=1e9, rate=10 * k, ms=1)]
+        classes = ("conv", "conv1x1", "depthwise", "dense", "elementwise", "norm", "pool")
+        return {c: pts for c in classes}
 
     return MeasuredProfile(
         cpu_model="test cpu", fingerprint_key="k", ort_version="x", date="2026-01-01",

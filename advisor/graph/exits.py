@@ -128,6 +128,14 @@ def declare_exits(graph: ModelGraph, names: Sequence[str]) -> ModelGraph:
 # --- extraction ---------------------------------------------------------------------------------
 
 
+def with_exits(graph: ModelGraph, names: Sequence[str] | None) -> ModelGraph:
+    """`graph` with `names` declared as its exits (when given and different from what its
+    metadata already declares); otherwise the graph as it is."""
+    if names and tuple(names) != exits_of(graph):
+        return declare_exits(graph, names)
+    return graph
+
+
 def _inputs(graph: ModelGraph) -> list[str]:
     return [t.name for t in graph.inputs]
 

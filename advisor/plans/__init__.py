@@ -91,6 +91,15 @@ class Candidate:
     prediction: str | None = None  # the tensor standing for the model's prediction (an early
     # exit's logits), when the plan does not produce the model's own outputs
 
+    def cannot_run_on(self, device: Target) -> str | None:
+        """Why `device` cannot run this plan's device part, or None if it can."""
+        for step in self.steps:
+            if isinstance(step, Compute) and step.tier == "device":
+                why = step.runs_on(device)
+                if why:
+                    return why
+        return None
+
 
 @dataclass(frozen=True)
 class Skip:

@@ -65,7 +65,7 @@ def _decision(a: Advice) -> Section:
     req, p = a.request, a.recommended_plan
     counts = {
         s: sum(q.status == s for q in a.plans)
-        for s in ("recommended", "candidate", "rejected", "skipped")
+        for s in ("recommended", "candidate", "misses_target", "rejected", "skipped")
     }
     tally = Para(
         f"{len(a.plans)} plans considered: "
@@ -362,7 +362,7 @@ def _details(a: Advice) -> Section:
 
 def _rejected(a: Advice) -> Section:
     out = [p for p in a.plans if p.status in ("rejected", "skipped")]
-    missed = [p for p in a.plans if p.status == "candidate" and p.reasons]
+    missed = [p for p in a.plans if p.status == "misses_target"]
     blocks: list[Block] = []
     if out:
         blocks.append(
@@ -376,7 +376,7 @@ def _rejected(a: Advice) -> Section:
         blocks.append(Para("No plan was rejected or skipped."))
     if missed:
         blocks += [
-            Heading("Valid candidates not recommended"),
+            Heading("Valid plans that miss the latency target"),
             Table(
                 ("plan id", "plan", "reasons"),
                 tuple((p.id, p.title, "; ".join(p.reasons)) for p in missed),

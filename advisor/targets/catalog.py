@@ -350,6 +350,28 @@ def host_target(calibration: Calibration, fingerprint: Fingerprint) -> Target:
     )
 
 
+def link_for(
+    link_id: str | None,
+    custom: tuple[float | None, float | None, float | None],
+    catalog: Catalog | None = None,
+) -> Link:
+    """The device <-> server link: the preset `link_id`, else a custom one from (uplink
+    Mbit/s, downlink Mbit/s, RTT ms) as the user gave them."""
+    if link_id:
+        return get_link(link_id, catalog)
+    up, down, rtt = custom
+    if up is None or down is None or rtt is None:
+        raise RequestError("a custom link needs --up-mbps, --down-mbps and --rtt-ms")
+    return Link(
+        id="custom",
+        name="custom link",
+        up_mbps=up,
+        down_mbps=down,
+        rtt_ms=rtt,
+        sources={"up_mbps": "user", "down_mbps": "user", "rtt_ms": "user"},
+    )
+
+
 def transfer_ms(nbytes: int, link: Link, direction: Literal["up", "down"] = "up") -> float:
     """One-way transfer time: half the round trip plus the bytes at the link's nominal rate.
 

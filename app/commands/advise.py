@@ -149,6 +149,14 @@ def _table(advice) -> str:
     show_default=True,
     help="Min top-1 agreement with FP32 when there are no labels.",
 )
+@click.option(
+    "--prefer",
+    type=click.Choice(["accuracy", "latency", "size"]),
+    default="accuracy",
+    show_default=True,
+    help="Among plans meeting the target and budget: least accuracy lost then the simplest "
+    "(accuracy), the fastest (latency), or the smallest device model (size).",
+)
 @click.option("--data", type=click.Path(dir_okay=False), help=".npz with inputs (and labels y).")
 @click.option("--plan", "plans", multiple=True, help="Only this plan kind (repeatable).")
 @click.option(
@@ -221,6 +229,7 @@ def advise_command(
     latency_ms,
     accuracy_budget,
     min_agreement,
+    prefer,
     data,
     plans,
     exits,
@@ -261,6 +270,7 @@ def advise_command(
             latency_ms=latency_ms,
             accuracy_budget=accuracy_budget,
             min_agreement=min_agreement,
+            prefer=prefer,
             data=data,
             plans=list(plans) or None,
             exits=list(exits) or None,
@@ -325,6 +335,9 @@ def advise_command(
         rec = advice.recommended_plan
         if rec:
             click.echo(f"\nrecommended: {rec.id} — {rec.rationale}")
+            ties = rec.extra.get("ranking", {}).get("tied_with")  # type: ignore[union-attr]
+            if ties:
+                click.echo(f"tied on latency (within measured noise): {', '.join(ties)}")
         else:
             click.echo(
                 "\nno plan meets the latency target and the accuracy budget; "

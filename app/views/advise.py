@@ -117,7 +117,7 @@ def _uploaded_model() -> tuple[str, dict[str, list[int]]] | None:
     if problem:
         st.error(problem)
         return None
-    path = ui.save_upload(data, ".onnx")
+    path = ui.save_upload(data, ".onnx", name=up.name)
     shapes = _shapes_for(path, ui.input_dims(path))
     if shapes is None:
         return None
@@ -127,16 +127,20 @@ def _uploaded_model() -> tuple[str, dict[str, list[int]]] | None:
         summary = _check_model(str(path), tuple((k, tuple(v)) for k, v in shapes.items()))
     except ShapeError as exc:
         st.error(
-            f"The model's input shapes cannot be resolved: {exc}. Enter the missing "
-            "dimensions in the shape fields above (e.g. 1x3x224x224)."
+            f"The model's input shapes cannot be resolved: {ui.web_text(str(exc))}. Enter the "
+            "missing dimensions in the shape fields above (e.g. 1x3x224x224)."
         )
         return None
+
+    def tensors(specs: dict[str, list[int]]) -> str:
+        return ", ".join(f"`{n}` {'×'.join(map(str, d))}" for n, d in specs.items())
+
     st.success(
-        f"{up.name}: {summary['nodes']} nodes, {summary['flops'] / 1e6:.1f} MFLOPs; "
-        f"inputs {summary['inputs']}, outputs {summary['outputs']}"
+        f"{path.name}: {summary['nodes']} nodes, {summary['flops'] / 1e6:.1f} MFLOPs; "
+        f"inputs {tensors(summary['inputs'])}; outputs {tensors(summary['outputs'])}"
     )
     for note in summary["notices"]:
-        st.caption(note)
+        st.caption(ui.web_text(note))
     return str(path), shapes
 
 
@@ -169,7 +173,26 @@ def _targets(catalog) -> dict[str, str | None]:
     }
 
 
-def _link(catalog, cloud_and_edge: bool) -> dict[str, Any]:
+class Problems:
+    """Invalid inputs found while the form is drawn: each shown under its field, and all of
+    them next to the Run button, which they block."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def check(self, where, label: str, field: str, value: Any) -> Any:
+        """`value` after the API's rule for `field` (AdviceRequest); an error under the field
+        when it breaks it."""
+        from advisor import AdviceRequest
+
+        why = ui.field_problem(AdviceRequest, field, value)
+        if why:
+            where.error(f"{label}: {why.lower()}.", icon=":material/block:")
+            self.items.append(f"{label} ({why.lower()})")
+        return value
+
+
+def _link(catalog, cloud_and_edge: bool, problems: Problems) -> dict[str, Any]:
     links = catalog.links
     mode = st.radio(
         "Network link (device ↔ server)", ["Preset", "Custom"], horizontal=True, key="link_mode"
@@ -191,15 +214,15 @@ def _link(catalog, cloud_and_edge: bool) -> dict[str, Any]:
         out["link"] = lid
     else:
         c1, c2, c3 = st.columns(3)
-        out["up_mbps"] = c1.number_input(
-            "Uplink (Mbit/s)", min_value=0.001, value=10.0, key="up_mbps"
-        )
-        out["down_mbps"] = c2.number_input(
-            "Downlink (Mbit/s)", min_value=0.001, value=50.0, key="down_mbps"
-        )
-        out["rtt_ms"] = c3.number_input(
-            "Round-trip time (ms)", min_value=0.0, value=20.0, key="rtt_ms"
-        )
+        for col, label, field, default in (
+            (c1, "Uplink (Mbit/s)", "up_mbps", 10.0),
+            (c2, "Downlink (Mbit/s)", "down_mbps", 50.0),
+            (c3, "Round-trip time (ms)", "rtt_ms", 20.0),
+        ):
+            # no min_value: an out-of-range entry is kept and refused here, with the reason,
+            # instead of the widget silently keeping the previous value
+            value = col.number_input(label, value=default, key=field, format="%g")
+            out[field] = problems.check(col, label, field, value)
     if cloud_and_edge:
         ids = list(links)
         default = ids.index("ethernet") if "ethernet" in ids else 0
@@ -213,33 +236,72 @@ def _link(catalog, cloud_and_edge: bool) -> dict[str, Any]:
     return out
 
 
-def _goals() -> dict[str, Any]:
+PREFER_LABELS = {
+    "accuracy": "Least accuracy lost, then the simplest (default)",
+    "latency": "Fastest",
+    "size": "Smallest model on the device",
+}
+
+
+def _goals(labelled: bool, problems: Problems) -> dict[str, Any]:
+    from advisor.validate.rank import DEFAULT_ACCURACY_BUDGET, DEFAULT_PREFER, PREFER_RULES
+
     c1, c2, c3 = st.columns(3)
     latency = c1.number_input(
-        "Latency target (ms, end to end)", min_value=0.001, value=10.0, key="latency_ms"
+        "Latency target (ms, end to end)", value=10.0, key="latency_ms", format="%g"
     )
-    use_budget = c2.checkbox("Limit the accuracy drop (needs labelled data)", key="use_budget")
+    problems.check(c1, "Latency target", "latency_ms", latency)
     budget = c2.number_input(
-        "Accuracy budget (percentage points)",
-        0.0,
-        100.0,
-        1.0,
+        "Max accuracy drop (percentage points)",
+        value=DEFAULT_ACCURACY_BUDGET,
         step=0.1,
         key="accuracy_budget",
-        disabled=not use_budget,
+        format="%g",
+        disabled=not labelled,
+        help="Task accuracy measured on labelled data; a plan losing more is rejected.",
     )
+    if labelled:
+        problems.check(c2, "Max accuracy drop", "accuracy_budget", budget)
+        c2.caption(
+            f"Applies: labelled data measures task accuracy (default "
+            f"{DEFAULT_ACCURACY_BUDGET:g} point)."
+        )
+    else:
+        c2.caption("Needs labelled data: without it, the agreement with FP32 applies instead.")
     agreement = c3.slider(
-        "Min top-1 agreement with FP32 (without labels)", 0.5, 1.0, 0.99, 0.005, key="min_agreement"
+        "Min top-1 agreement with FP32",
+        0.5,
+        1.0,
+        0.99,
+        0.005,
+        key="min_agreement",
+        disabled=labelled,
     )
+    c3.caption(
+        "Not used: with labelled data the accuracy budget decides."
+        if labelled
+        else "Applies: no labels, so fidelity is agreement with the FP32 model's top-1."
+    )
+    prefers = list(PREFER_LABELS)
+    prefer = st.radio(
+        "Recommend, among plans that meet the target and the budget",
+        prefers,
+        index=prefers.index(DEFAULT_PREFER),
+        format_func=PREFER_LABELS.__getitem__,
+        horizontal=True,
+        key="prefer",
+    )
+    st.caption(f"Rule: {PREFER_RULES[prefer]}.")
     return {
         "latency_ms": latency,
-        "accuracy_budget": budget if use_budget else None,
+        "accuracy_budget": budget if labelled else None,
         "min_agreement": agreement,
+        "prefer": prefer,
     }
 
 
-def _labelled_data() -> str | None | bool:
-    """Path of an uploaded .npz, None when none, False when the upload is unusable."""
+def _labelled_data() -> tuple[str, str] | None | bool:
+    """(path, file name) of an uploaded .npz, None when none, False when it is unusable."""
     up = st.file_uploader(
         f"Labelled data (.npz with the model's inputs and labels `y`; optional; "
         f"up to {ui.MAX_DATA_MB} MB)",
@@ -259,17 +321,29 @@ def _labelled_data() -> str | None | bool:
             "<input name>=X, y=labels) and upload that file."
         )
         return False
-    return str(ui.save_upload(data, ".npz"))
+    return str(ui.save_upload(data, ".npz", name=up.name)), up.name
 
 
-def _advanced() -> dict[str, Any]:
+def _npz_has_labels(path: str) -> bool:
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return bool({"y", "labels"} & set(archive.files))
+    except (OSError, ValueError):
+        return False
+
+
+def _advanced(problems: Problems) -> dict[str, Any]:
     with st.expander("Measurement settings"):
         c1, c2, c3 = st.columns(3)
-        runs = c1.number_input("Timed runs per measurement", 3, 1000, 20, key="runs")
+        runs = c1.number_input("Timed runs per measurement", value=20, step=1, key="runs")
+        problems.check(c1, "Timed runs", "runs", runs)
         threads = c2.number_input(
             "ORT intra-op threads", 1, max(1, os.cpu_count() or 1), 1, key="threads"
         )
-        samples = c3.number_input("Max evaluation samples", 1, 100_000, 512, key="max_eval")
+        samples = c3.number_input("Max evaluation samples", value=512, step=1, key="max_eval")
+        problems.check(c3, "Max evaluation samples", "max_eval_samples", samples)
         kinds: list[str] | None = None
         plans = ui.optional_module("advisor.plans", "The plan registry")
         if plans is not None and hasattr(plans, "load_builtins"):
@@ -284,30 +358,99 @@ def _advanced() -> dict[str, Any]:
     }
 
 
-def _run(advise, request) -> None:
-    with st.status("Running the advisor…", expanded=True) as status:
-        bar = st.progress(0.0, text="starting")
-        seen: list[str] = []
+# --- background runs -----------------------------------------------------------------------
 
-        def progress(stage: str, fraction: float) -> None:
-            bar.progress(min(max(float(fraction), 0.0), 1.0), text=f"{stage} — {fraction:.0%}")
-            if not seen or seen[-1] != stage:
-                seen.append(stage)
-                st.write(f"▸ {stage}")
 
-        try:
-            advice = advise(request, progress=progress)
-        except BaseException:
-            status.update(label="The advisor stopped", state="error", expanded=True)
-            raise
-        total = advice.stage_seconds.get("total")
-        status.update(
-            label=f"Done{f' in {total:.1f} s' if total else ''}: {len(advice.plans)} plans",
-            state="complete",
-            expanded=False,
+def _describe(exc: BaseException) -> str:
+    """One line for a failed run: the packages' own errors as they are, a bug said to be one."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, (*ui.known_errors(), ValidationError)):
+        return ui.web_text(ui.error_text(exc))
+    if isinstance(exc, (FileNotFoundError, PermissionError)):
+        return f"{exc.strerror or exc}: {exc.filename}"
+    ui.log.error("advice run failed", exc_info=exc)
+    return (
+        f"failed unexpectedly ({type(exc).__name__}: {exc}). This is a bug in EdgeDL "
+        "Advisor; the server log has the details — please report it."
+    )
+
+
+def _store(advice) -> str | None:
+    from advisor.runs import RunStore
+
+    return str(RunStore().save(advice))
+
+
+@st.cache_resource(show_spinner=False)
+def _board():
+    """The server's advice jobs, shared by every session (one measuring run at a time)."""
+    from advisor import advise
+    from app.jobs import JobBoard
+
+    return JobBoard(runner=advise, saver=_store, describe_error=_describe)
+
+
+def _job_box(job) -> None:
+    """The running (or just finished) job: live stage, elapsed time, stages so far."""
+    if job.running:
+        waiting = job.started is None
+        st.info(
+            f"**Running the advisor on {job.label}** — {job.stage}"
+            f"{'' if waiting else f' ({job.stage_elapsed():.0f} s in this stage)'}; "
+            f"{job.elapsed():.0f} s so far. You can change the inputs meanwhile: the run "
+            "continues and is stored in Runs when it finishes.",
+            icon=":material/hourglass_top:",
         )
-    st.session_state["advice"] = advice
-    st.session_state["advice_run_id"] = advice_view.save_run(advice)
+        st.progress(job.fraction, text=f"{job.stage} — {job.fraction:.0%}")
+        if job.steps:
+            st.caption(" → ".join(f"{name} ({t:.0f} s)" for name, t in job.steps))
+    elif job.error:
+        st.error(f"The advice run on {job.label} stopped: {job.error}")
+
+
+def _poll(job_id: str) -> None:
+    """Redraw the job box every second while it runs; a full rerun when it finishes."""
+    job = _board().get(job_id)
+    if job is None:
+        return
+    _job_box(job)
+    if not job.running and ui.state_get("shown_job") != job.id:
+        st.rerun()
+
+
+def _pick_up(job) -> None:
+    """Move a finished job's results into this session (once)."""
+    if job is None or job.running or ui.state_get("shown_job") == job.id:
+        return
+    st.session_state["shown_job"] = job.id
+    if job.advice is not None:
+        st.session_state["advice"] = job.advice
+        st.session_state["advice_run_id"] = job.run_id
+        st.session_state["advice_key"] = job.key
+        st.session_state["advice_label"] = job.label
+        if job.save_error:
+            st.warning(f"The advice is shown but could not be stored as a run: {job.save_error}")
+
+
+def _request(model, shapes, data, targets, link, goals, settings):
+    """The AdviceRequest for the inputs, or (None, why) when the API refuses them."""
+    from pydantic import ValidationError
+
+    from advisor import AdviceRequest
+
+    try:
+        return AdviceRequest(
+            model=model,
+            input_shapes=shapes,
+            data=data,
+            **targets,
+            **link,
+            **goals,
+            **settings,
+        ), None
+    except ValidationError as exc:
+        return None, ui.web_text(ui.error_text(exc))
 
 
 def main() -> None:
@@ -325,6 +468,7 @@ def main() -> None:
     if advise is None or catalog is None:
         return
 
+    problems = Problems()
     st.subheader("Model")
     source = st.radio(
         "Model source",
@@ -334,44 +478,70 @@ def main() -> None:
         label_visibility="collapsed",
     )
     model: str | None = None
+    label = ""
+    labelled = False
     shapes: dict[str, list[int]] = {}
     with ui.guarded("Reading the model"):
         if source == ZOO:
             model = _zoo_model()
+            label = model or ""
+            labelled = bool(model and any(z["id"] == model and z["labelled"] for z in _zoo()))
         else:
             picked = _uploaded_model()
             if picked is not None:
                 model, shapes = picked
+                label = os.path.basename(model)
     st.subheader("Where it may run")
     targets = _targets(catalog)
-    link = _link(catalog, bool(targets["edge"] and targets["cloud"]))
+    link = _link(catalog, bool(targets["edge"] and targets["cloud"]), problems)
     st.subheader("Goals and data")
-    goals = _goals()
     data = _labelled_data()
-    settings = _advanced()
+    data_path = data[0] if isinstance(data, tuple) else None
+    if data_path is not None:
+        labelled = _npz_has_labels(data_path)
+    goals = _goals(labelled, problems)
+    settings = _advanced(problems)
 
-    clicked = st.button(
-        "Run advice", type="primary", disabled=model is None or data is False, key="run_advice"
+    request, why = (None, None)
+    if model is not None and data is not False and not problems.items:
+        request, why = _request(model, shapes, data_path, targets, link, goals, settings)
+    blocked = (
+        "choose a model first"
+        if model is None
+        else "the labelled data cannot be used (see above)"
+        if data is False
+        else ("fix " + "; ".join(problems.items))
+        if problems.items
+        else why
     )
-    if clicked and model is not None and data is not False:
-        from advisor import AdviceRequest
-
-        with ui.guarded("Running the advice"):
-            request = AdviceRequest(
-                model=model,
-                input_shapes=shapes,
-                data=data or None,
-                **targets,
-                **link,
-                **goals,
-                **settings,
-            )
-            _run(advise, request)
+    board = _board()
+    job = board.get(ui.state_get("job_id"))
+    clicked = st.button("Run advice", type="primary", disabled=request is None, key="run_advice")
+    if blocked:
+        st.caption(f":material/block: Run is blocked: {blocked}.")
+    if clicked and request is not None:
+        job = board.submit(request, label=label)
+        st.session_state["job_id"] = job.id
+    if job is not None:
+        if job.running:
+            st.fragment(_poll, run_every=1.0)(job.id)
+        else:
+            _pick_up(job)
+            _job_box(job)
 
     advice = ui.state_get("advice")
     if advice is not None:
+        from app.jobs import request_key
+
+        current = request_key(request) if request is not None else None
+        stale = current != ui.state_get("advice_key")
         with ui.guarded("Showing the results"):
-            advice_view.show(advice, ui.state_get("advice_run_id"))
+            advice_view.show(
+                advice,
+                ui.state_get("advice_run_id"),
+                label=ui.state_get("advice_label"),
+                stale=stale,
+            )
 
 
 main()
