@@ -277,11 +277,18 @@ def test_exit_cut_table_covers_every_pair_and_chooses_by_edgents_rule(which, req
     dev, srv = _costs(advice)
     link = get_link(LINK, load_catalog())
     target = advice.request.latency_ms
+    # per-inference call costs of each tier (catalog priors), as the planner adds them
+    from advisor.targets.priors import load_priors, unit_of
+
+    calls = load_priors().call_ms
+    dev_call, srv_call = (calls[unit_of(load_catalog().target(t), "fp32")] for t in (DEVICE, EDGE))
     seen = {(r["exit"], r["position"]): r for r in rows}
     assert len(seen) == len(rows)
     for e in exits_of(g):  # every cut of every exit's sub-model, endpoints included
         sub = load_model(exit_submodel(g, e))
-        want = prefix_costs(sub, dev, srv, link)
+        want = prefix_costs(
+            sub, dev, srv, link, device_overhead_ms=dev_call, server_overhead_ms=srv_call
+        )
         assert {c.position for c in want} == {0, len(sub.nodes)} | {c.position for c in sub.cuts()}
         for c in want:  # the same cost model gives the same figures
             assert seen.pop((e, c.position))["predicted_ms"] == pytest.approx(c.total_ms, abs=1e-3)

@@ -217,7 +217,16 @@ def test_resnet_partition_moves_with_bandwidth(tmp_path):
         cal = calibrate(threads=1)
         dev = predict_nodes(g, prof, catalog.target("rpi4"), cal)
         srv = predict_nodes(g, prof, catalog.target("edge_t4"), cal)
-        rows = prefix_costs(g, dev, srv, get_link(link_id, catalog))
+        from advisor.targets.priors import load_priors, unit_of
+
+        calls = load_priors().call_ms  # per-inference costs, as the planners add them
+        dev_call, srv_call = (
+            calls[unit_of(catalog.target(t), "fp32")] for t in ("rpi4", "edge_t4")
+        )
+        rows = prefix_costs(
+            g, dev, srv, get_link(link_id, catalog), device_overhead_ms=dev_call,
+            server_overhead_ms=srv_call,
+        )  # fmt: skip
         assert pick.predicted.ms <= best(rows).total_ms * (1 + 1e-6) + 1e-6, link_id
     assert chosen["3g"].kind == "baseline.device"
     assert chosen["ethernet"].kind != "baseline.device"

@@ -40,14 +40,14 @@ class Compute:
     float_activations: bool = False  # int8 weights, float activations (dynamic quantization)
 
     def runs_on(self, target: Target) -> str | None:
-        """None if `target` can run this step, else why not (an int8-only accelerator runs
-        only fully integer models)."""
-        if self.precision not in target.precisions:
-            return (
-                f"{target.id} runs only {', '.join(target.precisions)} models; this plan runs "
-                f"{self.precision} on it"
-            )
-        if target.int8_only and self.float_activations:
+        """None if `target` can run this step, else why not: an int8-only accelerator (an
+        Edge TPU) runs fully integer models only. Other targets run any precision; one
+        without a sourced peak for it is predicted at its fp32 peak."""
+        if not target.int8_only:
+            return None
+        if self.precision != "int8":
+            return f"{target.id} runs only int8 models; this plan runs {self.precision} on it"
+        if self.float_activations:
             return (
                 f"{target.id} runs only fully integer models; dynamic INT8 keeps float "
                 "activations (static INT8 quantizes them too)"

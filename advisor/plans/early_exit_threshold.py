@@ -52,11 +52,12 @@ class Placement:
 def placements(ctx: PlanContext, stages: list[CascadeStage]) -> list[Placement]:
     """Path latencies for every stage-boundary placement (only all-on-device without a server)."""
     k = len(stages)
-    dev = [sum(ctx.device_ms[n] for n in s.nodes) for s in stages]
+    # each stage is its own session run: one per-inference call cost per stage, as validated
+    dev = [sum(ctx.device_ms[n] for n in s.nodes) + ctx.overhead("device") for s in stages]
     out = [Placement(k, tuple(float(x) for x in np.cumsum(dev)), ())]
     if ctx.server is None:
         return out
-    srv = [sum(ctx.server_ms[n] for n in s.nodes) for s in stages]
+    srv = [sum(ctx.server_ms[n] for n in s.nodes) + ctx.overhead("server") for s in stages]
     graph_inputs = {t.name for t in ctx.graph.inputs}
     for m in range(k - 1, -1, -1):
         produced = {o for s in stages[:m] for o in s.outputs} | graph_inputs
