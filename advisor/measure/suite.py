@@ -36,7 +36,14 @@ from advisor.errors import RequestError
 from advisor.measure.environment import fingerprint
 from advisor.measure.timing import make_session
 
-__all__ = ["RatePoint", "ThreadRates", "MeasuredProfile", "run_suite", "SUITE_CLASSES"]
+__all__ = [
+    "RatePoint",
+    "ThreadRates",
+    "MeasuredProfile",
+    "run_suite",
+    "host_profile",
+    "SUITE_CLASSES",
+]
 
 SUITE_VERSION = 1
 _CHAIN = 64  # trivial nodes in the dispatch probe
@@ -322,3 +329,21 @@ def run_suite(threads: Sequence[int] = (1,), *, quick: bool = False) -> Measured
         seconds=round(time.perf_counter() - t0, 2),
         by_threads=by_threads,
     )
+
+
+def host_profile(threads: int, *, cache: bool = True) -> MeasuredProfile:
+    """This machine's profile at `threads`, cached per environment fingerprint: the
+    reference a target profile is compared with, node by node (`advisor.targets.methods`)."""
+    from advisor import cache as _cache
+
+    key = f"suite-v{SUITE_VERSION}-{fingerprint(threads).key()}"
+    if cache:
+        hit = _cache.read_json("host_suite", key)
+        if hit is not None:
+            try:
+                return MeasuredProfile.model_validate(hit)
+            except ValueError:
+                pass  # an older format: measure again
+    result = run_suite((threads,), quick=True)
+    _cache.write_json("host_suite", key, result.model_dump(mode="json"))
+    return result

@@ -20,7 +20,7 @@ from advisor.measure.suite import MeasuredProfile
 from advisor.targets.catalog import Precision, Target
 from advisor.targets.priors import WIDTH, Priors, thread_factor, unit_of
 
-__all__ = ["profile_node_ms", "priors_node_ms", "best_threads", "FREE_OPS"]
+__all__ = ["profile_node_ms", "ratio_node_ms", "priors_node_ms", "best_threads", "FREE_OPS"]
 
 #: ops ONNX Runtime runs without touching the data (views and shape arithmetic)
 FREE_OPS = frozenset(
@@ -53,6 +53,35 @@ def profile_node_ms(
     kind = cls if cls in ("elementwise", "norm", "pool") else "elementwise"
     rate = profile.rate(kind, max(work, 1.0), threads) or profile.rate("elementwise", work, threads)
     return (work / (rate * 1e6) if rate else 0.0) + dispatch
+
+
+def ratio_node_ms(
+    node: NodeInfo,
+    host_ms: float,
+    host: MeasuredProfile,
+    host_threads: int,
+    target: MeasuredProfile,
+    threads: int,
+) -> float:
+    """One node on a profiled target from its time measured here: the host time less its
+    dispatch cost, times (host rate / target rate) for the node's class and size, plus the
+    target's dispatch cost. What the roofline ratio did with datasheet peaks, with both
+    machines' measured rates instead."""
+    h_dispatch = host.at(host_threads).dispatch_us / 1e3
+    t_dispatch = target.at(threads).dispatch_us / 1e3
+    if node.op_type in FREE_OPS:
+        return t_dispatch
+    cls: str = node.op_class
+    if cls in COMPUTE_CLASSES:
+        work = max(node.flops, 1.0)
+    else:
+        work = max(float(node.input_bytes + node.output_bytes + node.param_bytes), 1.0)
+        cls = cls if cls in ("elementwise", "norm", "pool") else "elementwise"
+    r_host = host.rate(cls, work, host_threads)
+    r_target = target.rate(cls, work, threads)
+    if not r_host or not r_target:
+        return profile_node_ms(node, target, threads)
+    return max(host_ms - h_dispatch, 0.0) * r_host / r_target + t_dispatch
 
 
 def priors_node_ms(

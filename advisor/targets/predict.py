@@ -30,8 +30,9 @@ from advisor.errors import RequestError
 from advisor.graph.model import NodeInfo
 from advisor.measure.calibrate import Calibration
 from advisor.measure.profile import Profile
+from advisor.measure.suite import host_profile
 from advisor.targets.catalog import HOST_ID, Precision, Target
-from advisor.targets.methods import best_threads, priors_node_ms, profile_node_ms
+from advisor.targets.methods import best_threads, priors_node_ms, profile_node_ms, ratio_node_ms
 from advisor.targets.priors import Priors, load_priors, unit_of
 
 __all__ = [
@@ -203,7 +204,10 @@ def predict(
         return _host(target, precision, used, out, bounds, profile, calibration, scale, notes)
     chosen = [infos[n] for n in wanted]
     if target.profile is not None:
-        return _from_profile(target, precision, used, chosen, bounds, threads, notes)
+        host_ms = {n: profile.nodes[n].median_ms * scale for n in wanted}
+        return _from_profile(
+            target, precision, used, chosen, bounds, threads, notes, (host_ms, profile.threads)
+        )
     return _from_priors(target, precision, used, chosen, bounds, threads, priors, notes)
 
 
@@ -236,14 +240,22 @@ def _from_profile(
     bounds: dict[str, Bound],
     threads: int | None,
     notes: list[str],
+    host: tuple[dict[str, float], int] | None = None,
 ) -> Prediction:
+    """From a measured target profile. With `host` (this host's per-node ms and its thread
+    count) an FP32 node is scaled from its time here by the two machines' rates for its
+    class and size (ratio); otherwise it is computed from the target's rates (absolute)."""
     prof = target.profile
     if prof is None:
         raise RequestError(f"target {target.id} has no measured profile")
-    options = {
-        t: {n.name: profile_node_ms(n, prof, t, used) for n in nodes}
-        for t in best_threads(prof, threads)
-    }
+    ref = host_profile(host[1]) if host is not None and used == "fp32" else None
+
+    def node_ms(n: NodeInfo, t: int) -> float:
+        if ref is not None and host is not None:
+            return ratio_node_ms(n, host[0][n.name], ref, host[1], prof, t)
+        return profile_node_ms(n, prof, t, used)
+
+    options = {t: {n.name: node_ms(n, t) for n in nodes} for t in best_threads(prof, threads)}
     best = min(options, key=lambda t: sum(options[t].values()) + prof.at(t).call_ms)
     out = options[best]
     if len(options) > 1:
@@ -251,9 +263,15 @@ def _from_profile(
             f"{t}: {sum(v.values()) + prof.at(t).call_ms:.3g} ms" for t, v in options.items()
         )
         notes.append(f"thread counts tried ({tried}); {best} is the fastest")
+    how = (
+        "each node's time measured here x (this host's / the target's attained rate for its "
+        "operator class and size)"
+        if ref is not None
+        else "each node's FLOPs (or bytes) at the target's attained rate for its operator "
+        "class and size"
+    )
     method = (
-        f"target profile: each node's FLOPs (or bytes) at {target.id}'s attained rate for its "
-        f"operator class and size, plus {prof.at(best).dispatch_us:.3g} µs dispatch per node, "
+        f"target profile: {how}, plus {prof.at(best).dispatch_us:.3g} µs dispatch per node, "
         f"at {best} thread(s); {prof.source()}"
     )
     return Prediction(
