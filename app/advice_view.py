@@ -16,9 +16,11 @@ if TYPE_CHECKING:
     from advisor.advice import Advice, PlanResult
 
 LATENCY_HELP = (
-    "predicted_target: scaled to the target from this host's measurements and the hardware "
-    "catalog. measured_host: run here in ONNX Runtime (median of the timed runs; a partition's "
-    "transfer is computed from the bytes crossing the cut and the link model). All in ms."
+    "predicted_target: on the target, from the best source there is (measured on the target "
+    "through its agent, a measured target profile, or catalog priors fitted to published "
+    "measurements), with the range it is expected in. measured_host: run here in ONNX Runtime "
+    "(median of the timed runs; a partition's transfer is computed from the bytes crossing "
+    "the cut and the link model). All in ms."
 )
 
 STATUS_ICONS = {
@@ -134,6 +136,7 @@ def summary_card(advice: Advice, run_id: str | None = None) -> None:
         lines.append(
             f"**Latency:** {ms:.3g} ms predicted_target against the {target:g} ms target: "
             f"margin {target - ms:.3g} ms ({margin:.0%}), noise band ±{noise:.0%}."
+            + (f" Expected range {rec.predicted.band_text()}." if rec.predicted.band else "")
             + (
                 " :material/warning: The margin is inside the band: the target may be missed."
                 if 0 <= margin < noise

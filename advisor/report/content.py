@@ -83,7 +83,12 @@ def _decision(a: Advice) -> Section:
             Para(f"Recommended: {p.title} (plan {p.id}, kind {p.kind}).", strong=True),
             Para(
                 f"It meets the {req.latency_ms:g} ms latency target{acc}: "
-                f"{ms(p.predicted)} ms predicted_target end to end."
+                f"{ms(p.predicted)} ms predicted_target end to end"
+                + (
+                    f" (expected range {p.predicted.band_text()})."
+                    if p.predicted and p.predicted.band
+                    else "."
+                )
             ),
             _figures(p, req.latency_ms),
         ]
@@ -253,6 +258,7 @@ def _plans(a: Advice) -> Section:
         "plan",
         "status",
         "predicted_target e2e (ms)",
+        "expected range (source)",
         "measured_host e2e (ms)",
         "measured_host p90 (ms)",
     ]
@@ -276,6 +282,7 @@ def _plans(a: Advice) -> Section:
             p.title,
             p.status,
             ms(p.predicted),
+            (p.predicted.band_text() or DASH) if p.predicted else DASH,
             ms(p.measured_host),
             num(p.measured_host.p90_ms) if p.measured_host else DASH,
         ]
@@ -293,9 +300,11 @@ def _plans(a: Advice) -> Section:
         rows.append(tuple(row))
     blocks: list[Block] = [
         Para(
-            "predicted_target: each stage predicted on its target (host measurements scaled "
-            "to the target's roofline; transfers from the link model). measured_host: every "
-            "compute stage run here in ONNX Runtime, transfers from the same link model. "
+            "predicted_target: each stage predicted on its target from the best source there "
+            "is — measured on the target through its agent, a measured target profile, or "
+            "catalog priors fitted to published measurements — with the range it is expected "
+            "in (about 80% of validated cases); transfers from the link model. measured_host: "
+            "every compute stage run here in ONNX Runtime, transfers from the same link model. "
             "Skipped plans are listed under rejected and skipped plans."
         ),
         Table(tuple(header), tuple(rows), tuple(p.status for p in shown))

@@ -335,6 +335,8 @@ def advise_command(
         rec = advice.recommended_plan
         if rec:
             click.echo(f"\nrecommended: {rec.id} — {rec.rationale}")
+            if rec.predicted is not None and rec.predicted.band:
+                click.echo(f"  expected range: {rec.predicted.band_text()}")
             ties = rec.extra.get("ranking", {}).get("tied_with")  # type: ignore[union-attr]
             if ties:
                 click.echo(f"tied on latency (within measured noise): {', '.join(ties)}")

@@ -32,6 +32,7 @@ def _targets(catalog) -> None:
         rows.append(
             {
                 "id": t.id,
+                "measured": "measured profile" if t.measured else "datasheet",
                 "name": t.name,
                 "tier": t.tier,
                 "kind": t.kind,
@@ -44,7 +45,11 @@ def _targets(catalog) -> None:
             }
         )
     st.dataframe(pd.DataFrame(rows), hide_index=True)
-    st.caption("Figures are datasheet or derived peaks as cited, not measured here.")
+    st.caption(
+        "Built-in targets carry datasheet or derived peaks as cited; targets marked "
+        "'measured profile' were measured with `edgedl hardware calibrate` (their files live "
+        "in the user catalog folder) and are predicted from their measured rates."
+    )
     pick = st.selectbox(
         "Sources of a target's figures",
         list(catalog.targets),
@@ -57,6 +62,25 @@ def _targets(catalog) -> None:
     )
     if t.notes:
         st.caption(t.notes)
+    if t.profile is not None:
+        st.caption(f"Measured profile: {t.profile.source()} — file {catalog.origins.get(t.id)}")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "threads": n,
+                        "class": cls,
+                        "rates, small → large": ", ".join(f"{p.rate:.3g}" for p in pts),
+                        "unit": "GB/s" if cls in ("elementwise", "norm", "pool") else "GFLOP/s",
+                        "dispatch (µs/node)": round(tr.dispatch_us, 3),
+                        "call (ms)": round(tr.call_ms, 4),
+                    }
+                    for n, tr in t.profile.by_threads.items()
+                    for cls, pts in tr.rates.items()
+                ]
+            ),
+            hide_index=True,
+        )
 
 
 def _links(catalog) -> None:
