@@ -28,7 +28,7 @@ from advisor.measure.profile import Profile
 from advisor.plans import PLANNERS, Candidate, PlanContext, Skip, load_builtins
 from advisor.targets.catalog import Catalog, Link, Target
 from advisor.validate.fidelity import EvalSet
-from advisor.validate.rank import citations, judge, rank
+from advisor.validate.rank import citations, judge, rank, rerank
 
 __all__ = ["advise", "Progress"]
 
@@ -56,8 +56,8 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
     final, recommended, front = _judge_and_rank(
         request, loaded, validated, [*skipped, *failed, *unfit], tiers.device
     )
-    final, split_validation, notes = _measure_on_site(
-        request, tiers, loaded, ev, candidates, final, recommended, stages.report
+    final, recommended, front, split_validation, notes = _measure_on_site(
+        request, tiers, loaded, ev, candidates, (final, recommended, front), stages.report
     )
     stages.seconds["total"] = round(time.perf_counter() - stages.t0, 3)
     stages.report("done", 1.0)
@@ -384,19 +384,21 @@ def _measure_on_site(
     loaded: _Loaded,
     ev: EvalSet,
     candidates: list[tuple[str, Candidate]],
-    final: list[PlanResult],
-    recommended: str | None,
+    ranked: tuple[list[PlanResult], str | None, list[str]],
     report: Progress,
-) -> tuple[list[PlanResult], Any, list[str]]:
-    """Time plans on the device agent, and run the chosen partition through a server agent."""
+) -> tuple[list[PlanResult], str | None, list[str], Any, list[str]]:
+    """Time plans on the device agent (its verdicts replace the host guard's, then the plans
+    are ranked again), and run the chosen partition through a server agent."""
+    final, recommended, front = ranked
     split_validation, notes = None, list[str]()
     if request.device_agent:
         report("measure on device agent", 0.975)
-        from advisor.validate.onsite import measure_on_device_agent
+        from advisor.validate.onsite import measure_on_device_agent, target_guard
 
         final = measure_on_device_agent(
             final, request.device_agent, request.agent_token, ev.inputs[0], request.runs
         )
+        final, recommended, front = rerank(target_guard(final), request)
     if request.validate_split and request.server_agent:
         report("validate split", 0.985)
         from advisor.validate.onsite import split_check
@@ -410,7 +412,7 @@ def _measure_on_site(
             [t.name for t in loaded.graph.outputs],
             tiers.link,
         )
-    return final, split_validation, notes
+    return final, recommended, front, split_validation, notes
 
 
 def _assemble(

@@ -312,3 +312,46 @@ def target_prediction(
         band=round(math.log1p(min(prof.self_check_error, 1.0)), 4),
         threads=prof.threads,
     )
+
+
+def target_guard(plans: list[PlanResult], noise: float = 0.05) -> list[PlanResult]:
+    """With a device agent, the speed guard's verdict comes from the target: each plan the
+    host guard timed (`extra["paired_timing"]`) is compared with the FP32 baseline, both as
+    measured on the device. Slower there beyond `noise`: rejected, saying so; rejected here
+    only for speed but faster there: back to candidate, saying the host verdict was
+    overridden. Statuses are left for `rank` to settle again."""
+    base = next((p for p in plans if p.id == "baseline.device"), None)
+    base_ms = base.measured_target.ms if base and base.measured_target else None
+    if not base_ms:
+        return plans
+    out = []
+    for p in plans:
+        host = p.extra.get("paired_timing")
+        if not host or p.measured_target is None or not p.stages:
+            out.append(p)
+            continue
+        ratio = p.measured_target.ms / base_ms
+        host_reason = [r for r in p.reasons if "slower than FP32 on this host" in r]
+        others = [r for r in p.reasons if r not in host_reason]
+        extra = {**p.extra, "target_guard": {"ratio": ratio, "fp32_ms": base_ms,
+                                             "plan_ms": p.measured_target.ms,
+                                             "kind": "measured_target"}}  # fmt: skip
+        status = "recommended" if p.status == "recommended" else p.status
+        if ratio > 1 + noise:
+            reasons = [
+                f"measured {ratio:.2f}× slower than FP32 on the target (device agent: "
+                f"{p.measured_target.ms:.3g} ms vs {base_ms:.3g} ms): not recommended for speed",
+                *others,
+            ]
+            status = "rejected"
+        elif host_reason:
+            reasons = [
+                f"faster than FP32 on the target ({ratio:.2f}×, device agent); the host "
+                f"guard's verdict ({host_reason[0].split(' (')[0]}) is about this host only",
+                *others,
+            ]
+            status = "candidate" if not others else p.status
+        else:
+            reasons = p.reasons
+        out.append(p.model_copy(update={"status": status, "reasons": reasons, "extra": extra}))
+    return out

@@ -453,3 +453,14 @@ def rank(
     )
     front = pareto_front([p for p in final if p.status in ("recommended", "candidate")])
     return final, recommended, front
+
+
+def rerank(
+    plans: list[PlanResult], request: AdviceRequest
+) -> tuple[list[PlanResult], str | None, list[str]]:
+    """Rank again after the target's own measurements changed verdicts."""
+    reset = [p.model_copy(update={"status": "candidate"}) if p.status == "recommended" else p
+             for p in plans]  # fmt: skip
+    base = next((p for p in plans if p.id == "baseline.device"), None)
+    base_ms = base.measured_host.ms if base and base.measured_host else None
+    return rank(reset, request, base_ms)
