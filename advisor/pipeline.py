@@ -14,14 +14,14 @@ import shlex
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from advisor.advice import Advice, AdviceRequest, LayerRow, ModelSummary, PlanResult
 from advisor.errors import AdvisorError, InputDataError, RequestError
-from advisor.graph.data import EvalData, eval_data
+from advisor.graph.data import EvalData, finite_reference
 from advisor.graph.model import ModelGraph
 from advisor.measure.calibrate import Calibration
 from advisor.measure.environment import Fingerprint
@@ -43,6 +43,7 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
     tiers = _resolve_targets(request)
     with stages("load model", 0.02):
         loaded = _load(request)
+        ev, loaded = _eval_set(request, loaded, request.threads)  # checks FP32 outputs too
     with stages("profile", 0.08):
         host = _profile_host(request, loaded)
     with stages("predict", 0.2):
@@ -50,7 +51,6 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
     with stages("plan", 0.25):
         candidates, skipped = _plan(ctx, kinds)
     with stages("validate", 0.3):
-        ev = _eval_set(request, loaded, ctx.threads)
         validated, failed = _validate(ctx, candidates, ev, request, stages.report)
     stages.report("rank", 0.97)
     final, recommended, front = _judge_and_rank(request, loaded, validated, [*skipped, *failed])
@@ -118,20 +118,9 @@ class _Loaded:
 
 def _load(request: AdviceRequest) -> _Loaded:
     """The model (with its declared exits) and its evaluation and calibration data."""
-    from advisor.graph.load import load_model
-    from advisor.zoo import get_zoo
+    from advisor.graph.prepare import load_for_advice
 
-    shapes = {k: tuple(v) for k, v in request.input_shapes.items()}
-    graph = load_model(request.model, input_shapes=shapes)
-    try:
-        zoo_entry = get_zoo(request.model.removeprefix("zoo:"))
-    except AdvisorError:
-        zoo_entry = None
-    if zoo_entry is not None and Path(request.model).suffix == ".onnx":
-        zoo_entry = None  # a path, not a zoo id
-    graph, exits = _declared_exits(graph, request, zoo_entry)
-    data = eval_data(graph, request.data, zoo_entry, request.max_eval_samples)
-    return _Loaded(graph, zoo_entry, exits, data)
+    return _Loaded(*load_for_advice(request))
 
 
 @dataclass(frozen=True)
@@ -229,13 +218,16 @@ def _plan(
     return candidates, skipped
 
 
-def _eval_set(request: AdviceRequest, loaded: _Loaded, threads: int) -> EvalSet:
-    """FP32 reference outputs on the evaluation inputs, and its accuracy when labelled."""
+def _eval_set(request: AdviceRequest, loaded: _Loaded, threads: int) -> tuple[EvalSet, _Loaded]:
+    """FP32 reference outputs on the evaluation inputs (finite, or with --allow-nonfinite the
+    inputs whose outputs are), and its accuracy when labelled."""
     from advisor.validate.fidelity import accuracy, reference_outputs
 
-    graph, labels = loaded.graph, loaded.data.labels
+    graph = loaded.graph
     reference = reference_outputs(graph, loaded.data.inputs, threads)
     out_names = [t.name for t in graph.outputs]
+    data, reference = finite_reference(loaded.data, reference, out_names, request.allow_nonfinite)
+    loaded, labels = replace(loaded, data=data), data.labels
     primary = out_names.index(loaded.exits[-1]) if loaded.exits else 0  # the final exit
     if labels is not None:
         classes = reference[0][primary].shape[-1] if reference[0][primary].ndim else 1
@@ -247,7 +239,7 @@ def _eval_set(request: AdviceRequest, loaded: _Loaded, threads: int) -> EvalSet:
                 "labels of this model's classes, or leave 'y' out to compare with FP32 only"
             )
     base_acc = accuracy([r[primary] for r in reference], labels) if labels is not None else None
-    return EvalSet(loaded.data.inputs, labels, reference, base_acc, primary)
+    return EvalSet(loaded.data.inputs, labels, reference, base_acc, primary), loaded
 
 
 _Validated = dict[str, tuple[Candidate, PlanResult]]
@@ -385,6 +377,7 @@ def _assemble(
         notices=[*graph.notices, *loaded.data.notices],
         command=_reproduce(request),
         stage_seconds=stages.seconds,
+        samples=loaded.data.counts,
     )
 
 
@@ -442,19 +435,6 @@ def _link(request: AdviceRequest, catalog):
     )
 
 
-def _declared_exits(graph, request: AdviceRequest, zoo_entry):
-    """(graph, its exits): declared by the request, else by the zoo manifest, else by the
-    model's own metadata (advisor.graph.exits)."""
-    from advisor.graph.exits import declare_exits, exits_of
-
-    names = request.exits or (
-        [e.output for e in zoo_entry.exits] if zoo_entry is not None and zoo_entry.exits else None
-    )
-    if names and tuple(names) != exits_of(graph):
-        graph = declare_exits(graph, names)
-    return graph, exits_of(graph)
-
-
 def _reproduce(req: AdviceRequest) -> str:
     parts = ["edgedl", "advise", req.model, "--device", req.device]
     for flag, v in (
@@ -467,6 +447,8 @@ def _reproduce(req: AdviceRequest) -> str:
         ("--latency-ms", req.latency_ms),
         ("--accuracy-budget", req.accuracy_budget),
         ("--data", req.data),
+        ("--calib-data", req.calib_data),
+        ("--max-memory", req.max_memory),
     ):
         if v is not None:
             parts += [flag, str(v)]
@@ -482,6 +464,8 @@ def _reproduce(req: AdviceRequest) -> str:
         parts += ["--plan", p]
     for e in req.exits or []:
         parts += ["--exit", e]
+    if req.allow_nonfinite:
+        parts += ["--allow-nonfinite"]
     if req.device_agent:
         parts += ["--device-agent", req.device_agent]
     if req.server_agent:
