@@ -1,4 +1,4 @@
-"""Reading and checking models for `advisor.graph.model.load_model`.
+"""Reading and checking models for `advisor.graph.load.load_model`.
 
 Steps, in the order `load_model` runs them: read the source (file with checked external
 data, zoo id, ModelProto, torch export) -> check ops and structure (onnx.checker) -> name

@@ -199,10 +199,11 @@ def _table(advice) -> str:
     show_default=True,
     help="Min top-1 agreement with FP32 when there are no labels.",
 )
-@click.option("--data", type=click.Path(), help=".npz with inputs (and labels y).")
+@click.option("--data", type=click.Path(), metavar="FILE", help=".npz with inputs (and labels y).")
 @click.option(
     "--calib-data",
     type=click.Path(),
+    metavar="FILE",
     help=".npz that static INT8 is calibrated on [default: the first samples of --data, held "
     "back and not evaluated].",
 )
@@ -234,6 +235,7 @@ def _table(advice) -> str:
     "--report",
     "report_path",
     type=click.Path(),
+    metavar="FILE",
     help="Also write a design-review report (.html, .md or .json).",
 )
 @click.option(

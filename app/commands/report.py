@@ -53,7 +53,7 @@ def load_source(arg: str, db: str | None = None) -> Advice:
     default=None,
     help="Write the report here (folders created) instead of printing it.",
 )
-@click.option("--db", type=click.Path(), default=None, help=_STORE_HELP)
+@click.option("--db", type=click.Path(), metavar="FILE", default=None, help=_STORE_HELP)
 def report(source: str, fmt: str | None, output: str | None, db: str | None) -> None:
     """Write a design-review report (self-contained HTML, Markdown or JSON) of an advice run.
 
@@ -78,7 +78,7 @@ def runs() -> None:
 
 @runs.command("list")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Newest N runs only.")
-@click.option("--db", type=click.Path(), default=None, help=_STORE_HELP)
+@click.option("--db", type=click.Path(), metavar="FILE", default=None, help=_STORE_HELP)
 @json_option
 def list_runs(limit: int | None, db: str | None, as_json: bool) -> None:
     """List stored runs, newest first."""
@@ -114,7 +114,7 @@ def list_runs(limit: int | None, db: str | None, as_json: bool) -> None:
 
 @runs.command("show")
 @click.argument("run_id")
-@click.option("--db", type=click.Path(), default=None, help=_STORE_HELP)
+@click.option("--db", type=click.Path(), metavar="FILE", default=None, help=_STORE_HELP)
 @json_option
 def show_run(run_id: str, db: str | None, as_json: bool) -> None:
     """Show one stored run (--json: the whole Advice)."""
@@ -147,7 +147,7 @@ def show_run(run_id: str, db: str | None, as_json: bool) -> None:
 
 @runs.command("delete")
 @click.argument("run_id")
-@click.option("--db", type=click.Path(), default=None, help=_STORE_HELP)
+@click.option("--db", type=click.Path(), metavar="FILE", default=None, help=_STORE_HELP)
 def delete_run(run_id: str, db: str | None) -> None:
     """Delete a stored run (its artifact files are kept)."""
     store = _store(db)
