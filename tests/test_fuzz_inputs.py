@@ -405,6 +405,10 @@ def d_calib_missing(d):
     return _with_data(d, lambda p: np.savez(p, x=_x()), "--calib-data", str(d / "nope.npz"))
 
 
+def d_calib_same_file(d):
+    return _with_data(d, lambda p: np.savez(p, x=_x()), "--calib-data", str(d / "data.npz"))
+
+
 def d_calib_wrong_shape(d):
     (d / "calib.npz").write_bytes(b"")
     np.savez(d / "calib.npz", x=_x(shape=(3, 4, 4)))
@@ -522,6 +526,7 @@ CASES = [
     Case("data: too few to split, static INT8 asked", d_too_few_to_split, says="--calib-data"),
     Case("calib data missing", d_calib_missing, says="not found"),
     Case("calib data wrong shape", d_calib_wrong_shape, says="shape"),
+    Case("calib data is the --data file", d_calib_same_file, says="same file"),
     Case("dynamic axes fixed by --data", d_dynamic_transformer, (0, 1), "from the --data"),
     Case("dynamic axes, arrays disagree", d_dynamic_disagree, says="disagree"),
     Case("runs.sqlite is a folder", s_runs_folder, (0, 1), "not stored", own_cache=True),

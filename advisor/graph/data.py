@@ -120,6 +120,12 @@ def eval_data(
     --data is too small to split, nothing is calibrated (static INT8 is skipped) unless
     `calib_required` (a calibrated plan was asked for by name): then RequestError.
     """
+    if data and calib_data and Path(data).resolve() == Path(calib_data).resolve():
+        raise RequestError(
+            f"--calib-data and --data are the same file ({Path(data).name}): calibration and "
+            "evaluation would share samples; give another --calib-data, or leave it out to hold "
+            "back the first samples of --data"
+        )
     notices: list[str] = []
     data_path, labels = data, None
     if data_path is None and zoo_entry is not None and zoo_entry.labelled_data:
