@@ -230,6 +230,10 @@ def m_max_memory(d):
     return _advise(_chain(d), "--max-memory", "1k")
 
 
+def d_max_memory(d):
+    return _with_data(d, lambda p: np.savez(p, x=_x(64)), "--max-memory", "20k")
+
+
 def m_max_memory_junk(d):
     return _advise(_chain(d), "--max-memory", "lots")
 
@@ -495,6 +499,7 @@ CASES = [
     Case("huge intermediate", m_huge_intermediate, says="largest tensor is 'big'"),
     Case("--max-memory below the model", m_max_memory, says="--max-memory"),
     Case("--max-memory not a size", m_max_memory_junk, says="--max-memory"),
+    Case("data over --max-memory", d_max_memory, says="more than the 20.0 KiB"),
     Case("symbolic dim, no data", m_symbolic_no_data, says="--input-shape"),
     Case("no nodes", m_no_nodes, says="no nodes"),
     Case("NaN weights", m_nan_weights, says="NaN or infinite"),

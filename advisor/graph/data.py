@@ -110,6 +110,7 @@ def eval_data(
     max_samples: int,
     calib_data: str | None = None,
     calib_required: bool = False,
+    max_bytes: int | None = None,
 ) -> EvalData:
     """Evaluation inputs (with labels when known) and calibration inputs, never overlapping.
 
@@ -118,7 +119,8 @@ def eval_data(
     --data, its first samples (a quarter, at most 64), which are then not evaluated; else the
     zoo's calibration set (drawn from the training split), else other random inputs. When
     --data is too small to split, nothing is calibrated (static INT8 is skipped) unless
-    `calib_required` (a calibrated plan was asked for by name): then RequestError.
+    `calib_required` (a calibrated plan was asked for by name): then RequestError. A data
+    file larger than `max_bytes` (default: the memory available now) is refused unread.
     """
     if data and calib_data and Path(data).resolve() == Path(calib_data).resolve():
         raise RequestError(
@@ -133,7 +135,7 @@ def eval_data(
         notices.append(f"using the zoo's held-out labelled split {Path(data_path).name}")
     calib: list[dict[str, np.ndarray]] | None = None
     if data_path:
-        batched, labels = load_npz(data_path, graph, notices)
+        batched, labels = load_npz(data_path, graph, notices, max_bytes)
         total, hold = sample_count(batched, graph), 0
         if data is not None and calib_data is None:
             hold = min(CALIB_SAMPLES, total // 4) if total >= MIN_SPLIT_SAMPLES else 0
@@ -154,7 +156,7 @@ def eval_data(
             f"no --data given: fidelity measured on {NO_LABEL_EVAL_SAMPLES} random "
             "valid inputs (agreement with FP32, not task accuracy)"
         )
-    calib, calib_src = _calibration(graph, calib, data, calib_data, zoo_entry, notices)
+    calib, calib_src = _calibration(graph, calib, data, calib_data, zoo_entry, notices, max_bytes)
     counts = SampleCounts(
         calibration=len(calib),
         calibration_source=calib_src,
@@ -178,14 +180,14 @@ def _too_few(data: str, total: int, notices: list[str], required: bool) -> None:
     notices.append(f"{why}: static INT8 is not calibrated (give --calib-data FILE.npz)")
 
 
-def _calibration(graph, calib, data, calib_data, zoo_entry, notices):
+def _calibration(graph, calib, data, calib_data, zoo_entry, notices, max_bytes):
     """(calibration samples, where they come from), when not already held back from --data."""
     if calib == []:
         return [], "no samples (--data is too small to hold some back)"
     if calib is not None:
         return calib, f"the first {len(calib)} samples of {Path(data).name} (held back)"
     if calib_data:
-        cb, _ = load_npz(calib_data, graph, notices)
+        cb, _ = load_npz(calib_data, graph, notices, max_bytes)
         calib = split_samples(cb, graph, CALIB_SAMPLES)
         return calib, f"{len(calib)} samples of {Path(calib_data).name} (--calib-data)"
     if zoo_entry is not None and zoo_entry.calibration_data:

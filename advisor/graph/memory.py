@@ -23,7 +23,10 @@ from advisor.errors import ModelError
 if TYPE_CHECKING:
     from advisor.graph.model import ModelGraph
 
-__all__ = ["MemoryEstimate", "input_estimate", "graph_estimate", "check_memory", "memory_limit"]
+__all__ = [
+    "MemoryEstimate", "input_estimate", "graph_estimate", "check_memory", "memory_limit",
+    "human_bytes",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -95,8 +98,16 @@ def memory_limit(max_memory: int | None = None) -> tuple[int, str]:
     return int(psutil.virtual_memory().available), "this machine's available memory"
 
 
-def _gib(n: int) -> str:
-    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
+def human_bytes(n: int) -> str:
+    """1.5 GiB, 3.2 MiB or 20.0 KiB.
+
+    >>> human_bytes(3 * 2**30 // 2), human_bytes(20 * 2**10)
+    ('1.5 GiB', '20.0 KiB')
+    """
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n / 2**10:,.1f} KiB"
 
 
 def check_memory(est: MemoryEstimate, max_memory: int | None = None) -> None:
@@ -106,7 +117,8 @@ def check_memory(est: MemoryEstimate, max_memory: int | None = None) -> None:
         return
     shape = "x".join(map(str, est.largest_shape)) or "scalar"
     raise ModelError(
-        f"the model needs about {_gib(est.bytes)} ({est.what}; the largest tensor is "
-        f"{est.largest!r}, {shape}, {_gib(est.largest_bytes)}), more than {source} "
-        f"({_gib(limit)}); give smaller input dims with --input-shape, or raise --max-memory"
+        f"the model needs about {human_bytes(est.bytes)} ({est.what}; the largest tensor is "
+        f"{est.largest!r}, {shape}, {human_bytes(est.largest_bytes)}), more than {source} "
+        f"({human_bytes(limit)}); give smaller input dims with --input-shape, or raise "
+        "--max-memory"
     )

@@ -89,9 +89,11 @@ def array_headers(path: str | Path, max_bytes: int | None = None) -> dict[str, A
     total = sum(h.nbytes for h in headers.values())
     if max_bytes is not None and total > max_bytes:
         big = max(headers, key=lambda k: headers[k].nbytes)
+        from advisor.graph.memory import human_bytes
+
         raise InputDataError(
-            f"{path.name} holds {total / 2**30:.1f} GiB of arrays (largest: {big!r} "
-            f"{headers[big].shape}), more than the {max_bytes / 2**30:.1f} GiB of memory "
-            "available; give fewer samples (or raise --max-memory)"
+            f"{path.name} holds {human_bytes(total)} of arrays (largest: {big!r} "
+            f"{headers[big].shape}), more than the {human_bytes(max_bytes)} of memory it may "
+            "use; give fewer samples (or raise --max-memory)"
         )
     return headers

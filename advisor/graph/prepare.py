@@ -46,6 +46,7 @@ def load_for_advice(
         request.max_eval_samples,
         request.calib_data,
         calib_required=bool(CALIBRATED_PLANS & set(request.plans or [])),
+        max_bytes=request.max_memory,
     )
     return graph, zoo_entry, exits, data
 
