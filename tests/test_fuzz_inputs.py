@@ -210,6 +210,15 @@ def m_negative_input_shape(d):
     return _advise(_save(make_int64_model(seq="seq"), d), "--input-shape", "input_ids=1x-5")
 
 
+def m_huge_input_shape(d):
+    shapes = ["--input-shape", "input_ids=1x100000000000", "--input-shape", "attention_mask=1x8"]
+    return _advise(_save(make_int64_model(seq="seq"), d), *shapes)
+
+
+def m_overflowing_input_shape(d):
+    return _advise(_save(make_int64_model(seq="seq"), d), "--input-shape", f"input_ids=1x{10**30}")
+
+
 def m_huge_input(d):
     m = make_chain_model()
     dims = m.graph.input[0].type.tensor_type.shape.dim
@@ -496,6 +505,8 @@ CASES = [
     Case("negative dim", m_negative_dim, says="negative"),
     Case("negative --input-shape", m_negative_input_shape, says="positive integers"),
     Case("huge input", m_huge_input, says="largest tensor is 'x'"),
+    Case("huge --input-shape", m_huge_input_shape, says="largest tensor is 'input_ids'"),
+    Case("--input-shape past int64", m_overflowing_input_shape, says="at most 2**40"),
     Case("huge intermediate", m_huge_intermediate, says="largest tensor is 'big'"),
     Case("--max-memory below the model", m_max_memory, says="--max-memory"),
     Case("--max-memory not a size", m_max_memory_junk, says="--max-memory"),

@@ -17,6 +17,7 @@ from advisor.errors import ModelError, ShapeError
 
 __all__ = ["fix_input_shapes"]
 
+_MAX_DIM = 2**40  # any larger dim would not fit in memory; ONNX stores dims as int64
 _BATCH_NAME = re.compile(r"^(n|b|bs|batch.*|.*_batch|.*batch_size.*|unk__\d+|s\d+)$", re.I)
 
 
@@ -165,10 +166,12 @@ def _param_of(inputs: list[onnx.ValueInfoProto], name: str, axis: int) -> str:
 
 def _check_given(vi: onnx.ValueInfoProto, shape: tuple[int, ...]) -> dict[str, int]:
     values = tuple(shape)
-    if not values or any(not isinstance(v, int | np.integer) or v <= 0 for v in values):
+    if not values or any(
+        not isinstance(v, int | np.integer) or not 0 < v <= _MAX_DIM for v in values
+    ):
         raise ShapeError(
-            f"--input-shape for {vi.name!r} must be positive integers like 1x3x224x224, "
-            f"got {values!r}"
+            f"--input-shape for {vi.name!r} must be positive integers like 1x3x224x224 "
+            f"(each at most 2**40), got {'x'.join(map(str, values))}"
         )
     tensor_type = vi.type.tensor_type
     if not tensor_type.HasField("shape"):
