@@ -392,6 +392,30 @@ def d_labels_strings(d):
     return _with_data(d, lambda p: np.savez(p, x=_x(), y=np.array(["cat"] * 8)))
 
 
+def d_strings(d):
+    return _with_data(d, lambda p: np.savez(p, x=np.full((4, 3, 8, 8), "abc")))
+
+
+def d_complex(d):
+    return _with_data(d, lambda p: np.savez(p, x=_x().astype(np.complex64)))
+
+
+def d_one_hot_labels(d):
+    return _with_data(d, lambda p: np.savez(p, x=_x(), y=np.eye(10, dtype=np.int64)[:8]))
+
+
+def d_compressed(d):
+    return _with_data(d, lambda p: np.savez_compressed(p, x=_x(), y=np.arange(8)))
+
+
+def d_not_npy_member(d):
+    def write(p):
+        with zipfile.ZipFile(p, "w") as z:
+            z.writestr("x.npy", "plain text, not an array")
+
+    return _with_data(d, write)
+
+
 def d_nan(d):
     def write(p):
         x = _x()
@@ -537,6 +561,11 @@ CASES = [
     Case("labels count", d_labels_count, says="labels"),
     Case("labels strings", d_labels_strings, says="labels"),
     Case("data: NaN", d_nan, says="NaN"),
+    Case("data: strings", d_strings, says="not real numbers"),
+    Case("data: complex", d_complex, says="not real numbers"),
+    Case("labels one-hot", d_one_hot_labels, says="one class index per sample"),
+    Case("data: compressed npz", d_compressed, (0, 1)),
+    Case("data: member not an array", d_not_npy_member, says="not a valid .npy member"),
     Case("data: no array for the input", d_missing_key, says="no array"),
     Case("calib data is a folder", d_folder),
     Case("data: too few to split, static INT8 asked", d_too_few_to_split, says="--calib-data"),

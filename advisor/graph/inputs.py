@@ -174,8 +174,13 @@ def load_npz(
 
 
 def _check_labels(labels: np.ndarray, file: str) -> np.ndarray:
-    """Class labels: integers, 0 or more (the model's class count is checked against its
-    output when accuracy is computed)."""
+    """Class labels: one integer per sample, 0 or more (the model's class count is checked
+    against its output when accuracy is computed)."""
+    if labels.ndim > 1 and not (labels.ndim == 2 and labels.shape[1] == 1):
+        raise InputDataError(
+            f"{file}: labels 'y' have shape {tuple(labels.shape)}; give one class index per "
+            "sample, shape (N,) (one-hot labels: y.argmax(axis=1))"
+        )
     if labels.dtype.kind == "f":
         if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
             raise InputDataError(f"{file}: labels 'y' must be whole class indices")
@@ -199,6 +204,11 @@ def _conform(
         raise InputDataError(
             f"{file}: array for input {spec.name!r} has shape {tuple(array.shape)}, "
             f"the model needs {expected}"
+        )
+    if want.kind in "biuf" and array.dtype.kind not in "biuf":
+        raise InputDataError(
+            f"{file}: array for input {spec.name!r} is {array.dtype} (not real numbers); the "
+            f"model needs {want}"
         )
     if array.dtype.kind == "f" and want.kind in "iub":
         raise InputDataError(
