@@ -298,6 +298,53 @@ def m_torch_pickle(d):
     return _advise(d / "m.onnx")
 
 
+def m_initializer_without_data(d):
+    w = onnx.TensorProto(name="w", data_type=F, dims=[10**7, 10**6])  # 36 TiB claimed, 0 held
+    nodes = [oh.make_node("Add", ["x", "w"], ["y"], "add")]
+    return _advise(_save(_graph(nodes, [_vi("x", [1, 4])], [_vi("y", [1, 4])], [w]), d))
+
+
+def m_negative_initializer_dim(d):
+    w = onnx.TensorProto(name="w", data_type=F, dims=[-4])
+    nodes = [oh.make_node("Add", ["x", "w"], ["y"], "add")]
+    return _advise(_save(_graph(nodes, [_vi("x", [1, 4])], [_vi("y", [1, 4])], [w]), d))
+
+
+def m_undefined_output(d):
+    nodes = [oh.make_node("Relu", ["x"], ["h"], "r")]
+    return _advise(_save(_graph(nodes, [_vi("x", [1, 4])], [_vi("z", [1, 4])]), d))
+
+
+def m_path_like_names(d):
+    m = make_chain_model()
+    for i, node in enumerate(m.graph.node):
+        node.name = f"../../escaped{i}/n"
+    return _advise(_save(m, d), "--plan", "partition.chain")
+
+
+def m_loop(d):
+    body = oh.make_graph(
+        [
+            oh.make_node("Add", ["v_in", "one"], ["v_out"], "add"),
+            oh.make_node("Identity", ["cond_in"], ["cond_out"], "id"),
+        ],
+        "body",
+        [
+            _vi("i", [], TensorProto.INT64),
+            _vi("cond_in", [], TensorProto.BOOL),
+            _vi("v_in", [1, 4]),
+        ],
+        [_vi("cond_out", [], TensorProto.BOOL), _vi("v_out", [1, 4])],
+    )
+    inits = [
+        numpy_helper.from_array(np.array(3, np.int64), "n"),
+        numpy_helper.from_array(np.array(True), "c"),
+        numpy_helper.from_array(np.ones((1, 4), np.float32), "one"),
+    ]
+    nodes = [oh.make_node("Loop", ["n", "c", "x"], ["y"], "loop", body=body)]
+    return _advise(_save(_graph(nodes, [_vi("x", [1, 4])], [_vi("y", [1, 4])], inits), d))
+
+
 # --- data files (for the chain model: x 1x3x8x8 float32, 10 classes) ---------------------
 
 
@@ -541,6 +588,11 @@ CASES = [
     Case("NaN weights, --allow-nonfinite", m_nan_weights_allowed, says="nothing to compare"),
     Case("some NaN outputs", m_some_nonfinite, says="--allow-nonfinite"),
     Case("some NaN outputs, allowed", m_some_nonfinite_allowed, (0, 1), "--allow-nonfinite:"),
+    Case("initializer claims 36 TiB, holds nothing", m_initializer_without_data),
+    Case("negative initializer dim", m_negative_initializer_dim, says="Negative dimension"),
+    Case("undefined graph output", m_undefined_output, says="'z'"),
+    Case("path-like node names", m_path_like_names, (0, 1)),
+    Case("Loop with a body", m_loop, (0, 1)),
     Case("model is a folder", m_folder, says="folder"),
     Case("model missing", m_missing, says="not found"),
     Case("pickle as a model", m_torch_pickle),
