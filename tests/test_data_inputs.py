@@ -154,7 +154,10 @@ def test_too_few_samples_to_split(tmp_path, cache):
     assert "holds 2 sample(s), too few" in err and "--calib-data" in err
     code, out, err = _advise(*args, "--plan", "baseline.device")  # no calibration needed
     assert code in (0, 1), err
-    assert "calibrated on 0, evaluated on 2" in out
+    assert "calibrated on 0, evaluated on 2" in out and "no plan asked for calibrates" in out
+    code, out, err = _advise(*args)  # every plan: static INT8 skips, the rest run
+    assert code in (0, 1), err
+    assert "too few to hold back" in out and "calibrated on 0, evaluated on 2" in out
 
 
 def test_nan_weights_are_never_recommended(tmp_path, cache):
@@ -183,9 +186,10 @@ def test_nonfinite_allowed_compares_the_finite_samples(tmp_path, cache):
     code, out, err = _advise(*args, "--allow-nonfinite", "--plan", "baseline.device")
     assert code in (0, 1), err
     advice = json.loads(out)
-    # 2 held back for calibration (10 // 4), 8 evaluated, of which 1 (-5.0) gives NaN
-    assert advice["samples"]["evaluation"] == 7 and advice["samples"]["nonfinite_dropped"] == 1
-    assert advice["plans"][0]["fidelity"]["samples"] == 7
+    # no plan asked for calibrates, so none is held back: 10 evaluated, 2 (-1, -5) give NaN
+    assert advice["samples"]["evaluation"] == 8 and advice["samples"]["nonfinite_dropped"] == 2
+    assert advice["samples"]["calibration"] == 0
+    assert advice["plans"][0]["fidelity"]["samples"] == 8
     assert any(n.startswith("--allow-nonfinite: ") for n in advice["notices"])
 
 

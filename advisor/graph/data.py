@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -109,7 +109,7 @@ def eval_data(
     zoo_entry: ZooModel | None,
     max_samples: int,
     calib_data: str | None = None,
-    calib_required: bool = False,
+    calibrate: Literal["none", "optional", "required"] = "optional",
     max_bytes: int | None = None,
 ) -> EvalData:
     """Evaluation inputs (with labels when known) and calibration inputs, never overlapping.
@@ -117,10 +117,11 @@ def eval_data(
     --data wins; a zoo model brings its held-out labelled split; otherwise a few valid random
     inputs measure agreement with FP32. Calibration uses --calib-data when given; else, with
     --data, its first samples (a quarter, at most 64), which are then not evaluated; else the
-    zoo's calibration set (drawn from the training split), else other random inputs. When
-    --data is too small to split, nothing is calibrated (static INT8 is skipped) unless
-    `calib_required` (a calibrated plan was asked for by name): then RequestError. A data
-    file larger than `max_bytes` (default: the memory available now) is refused unread.
+    zoo's calibration set (drawn from the training split), else other random inputs.
+    `calibrate`: "none" when no plan that runs calibrates (nothing is held back), "required"
+    when one was asked for by name (then --data too small to split is a RequestError; with
+    "optional" it is a notice, and static INT8 is skipped). A data file larger than
+    `max_bytes` (default: the memory available now) is refused unread.
     """
     if data and calib_data and Path(data).resolve() == Path(calib_data).resolve():
         raise RequestError(
@@ -137,11 +138,11 @@ def eval_data(
     if data_path:
         batched, labels = load_npz(data_path, graph, notices, max_bytes)
         total, hold = sample_count(batched, graph), 0
-        if data is not None and calib_data is None:
+        if data is not None and calib_data is None and calibrate != "none":
             hold = min(CALIB_SAMPLES, total // 4) if total >= MIN_SPLIT_SAMPLES else 0
             calib = split_samples(batched, graph, hold)
             if not hold:
-                _too_few(data, total, notices, calib_required)
+                _too_few(data, total, notices, calibrate == "required")
         inputs = split_samples(batched, graph, max_samples, start=hold)
         if labels is not None:
             labels = np.asarray(labels).reshape(-1)[hold : hold + len(inputs)]
@@ -156,7 +157,12 @@ def eval_data(
             f"no --data given: fidelity measured on {NO_LABEL_EVAL_SAMPLES} random "
             "valid inputs (agreement with FP32, not task accuracy)"
         )
-    calib, calib_src = _calibration(graph, calib, data, calib_data, zoo_entry, notices, max_bytes)
+    if calibrate == "none" and not calib_data:  # a given --calib-data is still checked
+        calib, calib_src = [], "no samples (no plan asked for calibrates)"
+    else:
+        calib, calib_src = _calibration(
+            graph, calib, data, calib_data, zoo_entry, notices, max_bytes
+        )
     counts = SampleCounts(
         calibration=len(calib),
         calibration_source=calib_src,

@@ -5,7 +5,7 @@ its evaluation and calibration data (disjoint)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from advisor.advice import AdviceRequest
 from advisor.errors import AdvisorError
@@ -45,10 +45,18 @@ def load_for_advice(
         zoo_entry,
         request.max_eval_samples,
         request.calib_data,
-        calib_required=bool(CALIBRATED_PLANS & set(request.plans or [])),
+        calibrate=_calibrate(request.plans),
         max_bytes=request.max_memory,
     )
     return graph, zoo_entry, exits, data
+
+
+def _calibrate(plans: list[str] | None) -> Literal["none", "optional", "required"]:
+    """Whether calibration samples are needed: by a plan asked for by name, by the default
+    set of plans (maybe: a planner may skip), or not at all."""
+    if plans is None:
+        return "optional"
+    return "required" if CALIBRATED_PLANS & set(plans) else "none"
 
 
 def declared_exits(graph, request: AdviceRequest, zoo_entry):
