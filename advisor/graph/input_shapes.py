@@ -35,6 +35,13 @@ def fix_input_shapes(
     `given` (--input-shape) wins; a symbolic dim still open takes its value from `data` (the
     shapes of the --data arrays, by input name) when every array that has it agrees; a batch
     axis stays 1 (the data's rows are samples).
+
+    >>> import onnx.helper as h
+    >>> ids = h.make_tensor_value_info("ids", onnx.TensorProto.INT64, ["batch", "seq"])
+    >>> m = h.make_model(h.make_graph([], "g", [ids], []))
+    >>> notices, batch = fix_input_shapes(m, {}, {"ids": (5, 32)})
+    >>> [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim], batch
+    ([1, 32], ['ids'])
     """
     inits = {i.name for i in model.graph.initializer}
     inputs = [vi for vi in model.graph.input if vi.name not in inits]
