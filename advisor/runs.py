@@ -150,7 +150,12 @@ class RunStore:
             raise ReportError(f"the runs database {self.path} cannot be opened ({exc})") from None
         try:
             yield sqlite_utils.Database(conn)
-        except sqlite3.OperationalError as exc:  # locked, disk full, no such table: as it is
+        except sqlite3.OperationalError as exc:  # locked, disk full, ...: as it is
+            if "no such table" in str(exc):
+                raise ReportError(
+                    f"{self.path} is not a runs database (it has no {TABLE!r} table); give "
+                    "the file that `edgedl advise` stores runs in"
+                ) from None
             raise ReportError(f"the runs database {self.path} cannot be used now ({exc})") from None
         except sqlite3.DatabaseError as exc:  # not a database, or a corrupt one
             raise ReportError(

@@ -548,6 +548,14 @@ def s_runs_db_folder(d):
     return ["runs", "list", "--db", str(d)]
 
 
+def s_report_db_not_runs(d):
+    import sqlite3
+
+    with sqlite3.connect(d / "other.sqlite") as conn:
+        conn.execute("create table t (x)")
+    return ["report", "latest", "--db", str(d / "other.sqlite")]
+
+
 def s_report_proc(d):
     return _advise(_chain(d), "--report", "/proc/x.html")
 
@@ -632,6 +640,7 @@ CASES = [
     Case("report --db missing", s_report_db_missing, says="no runs database"),
     Case("runs show --db missing", s_runs_list_db_missing, says="no runs database"),
     Case("runs list --db a folder", s_runs_db_folder, says="is a folder"),
+    Case("report --db another database", s_report_db_not_runs, says="not a runs database"),
     Case("--report /proc/x.html", s_report_proc, says="--report"),
     Case("--report a folder", lambda d: _advise(_chain(d), "--report", str(d)), says="folder"),
 ]
