@@ -18,6 +18,15 @@ from onnx import TensorProto, numpy_helper
 
 from app.cli import cli
 
+
+def _runner() -> CliRunner:
+    """stdout and stderr apart: click >= 8.2 always, click 8.1 with mix_stderr=False."""
+    try:
+        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
+    except TypeError:
+        return CliRunner()
+
+
 ZOO = Path(__file__).resolve().parent.parent / "data" / "zoo"
 ADVISE = ["--device", "rpi4", "--link", "wifi", "--latency-ms", "50", "--runs", "3", "--quiet"]
 
@@ -86,7 +95,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def _advise(*args: str) -> tuple[int, str, str]:
-    r = CliRunner().invoke(cli, ["advise", *args, *ADVISE])
+    r = _runner().invoke(cli, ["advise", *args, *ADVISE])
     return r.exit_code, r.stdout, r.stderr
 
 
@@ -219,9 +228,9 @@ def test_a_corrupt_run_store_never_loses_the_advice(tmp_path, cache):
 
 def test_report_db_missing_creates_nothing(tmp_path, cache):
     db = tmp_path / "none.sqlite"
-    r = CliRunner().invoke(cli, ["report", "latest", "--db", str(db)])
+    r = _runner().invoke(cli, ["report", "latest", "--db", str(db)])
     assert r.exit_code == 2 and "no runs database" in r.stderr
     assert not db.exists()
-    r = CliRunner().invoke(cli, ["runs", "list"])
+    r = _runner().invoke(cli, ["runs", "list"])
     assert r.exit_code == 0 and "no stored runs" in r.stdout
     assert not (cache / "runs.sqlite").exists()

@@ -27,6 +27,15 @@ from onnx import TensorProto, numpy_helper
 
 from app.cli import cli
 
+
+def _runner() -> CliRunner:
+    """stdout and stderr apart: click >= 8.2 always, click 8.1 with mix_stderr=False."""
+    try:
+        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
+    except TypeError:
+        return CliRunner()
+
+
 F = TensorProto.FLOAT
 ADVISE = ["--device", "rpi4", "--link", "wifi", "--latency-ms", "50", "--runs", "3", "--quiet"]
 
@@ -681,7 +690,7 @@ def test_hostile_input(case: Case, tmp_path, shared_cache, monkeypatch):
         args += ["--out", str(out)]
     monkeypatch.chdir(cwd)
     before = _files(tmp_path, (out, cache))
-    r = CliRunner().invoke(cli, args)
+    r = _runner().invoke(cli, args)
     text = r.stdout + r.stderr
     assert r.exit_code in case.exits, f"exit {r.exit_code}: {text}"
     assert "Traceback" not in text and "internal error" not in text, text
