@@ -60,6 +60,18 @@ class AdviceRequest(_Model):
         "'size' (the smallest model on the device)",
     )
     data: str | None = Field(default=None, description=".npz with inputs (and labels y)")
+    calib_data: str | None = Field(
+        default=None,
+        description=".npz that static INT8 is calibrated on (else the first samples of `data` "
+        "are held back for it and never evaluated)",
+    )
+    allow_nonfinite: bool = Field(
+        default=False,
+        description="accept NaN/inf FP32 outputs: fidelity compares the samples with finite ones",
+    )
+    max_memory: int | None = Field(
+        default=None, gt=0, description="memory limit in bytes (default: available memory)"
+    )
     plans: list[str] | None = Field(default=None, description="only these plan kinds")
     exits: list[str] | None = Field(
         default=None,
@@ -119,6 +131,8 @@ class AdviceRequest(_Model):
             ("--latency-ms", req.latency_ms),
             ("--accuracy-budget", req.accuracy_budget),
             ("--data", req.data),
+            ("--calib-data", req.calib_data),
+            ("--max-memory", req.max_memory),
         ):
             if v is not None:
                 parts += [flag, str(v)]
@@ -142,6 +156,8 @@ class AdviceRequest(_Model):
             parts += ["--plan", p]
         for e in req.exits or []:
             parts += ["--exit", e]
+        if req.allow_nonfinite:
+            parts += ["--allow-nonfinite"]
         if req.device_agent:
             parts += ["--device-agent", req.device_agent]
         if req.server_agent:
@@ -275,6 +291,16 @@ class SplitValidation(_Model):
     output_matches: bool
 
 
+class SampleCounts(_Model):
+    """Which samples calibrated static INT8 and which measured fidelity: disjoint sets."""
+
+    calibration: int
+    calibration_source: str
+    evaluation: int
+    evaluation_source: str
+    nonfinite_dropped: int = 0  # evaluation inputs left out for NaN/inf FP32 outputs
+
+
 class Advice(_Model):
     """The advisor's result: every plan tried, what was measured, and what is recommended."""
 
@@ -292,6 +318,7 @@ class Advice(_Model):
     command: str = ""
     stage_seconds: dict[str, float] = Field(default_factory=dict)
     split_validation: SplitValidation | None = None
+    samples: SampleCounts | None = None  # "calibrated on K, evaluated on N"
     created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def plan(self, plan_id: str) -> PlanResult:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from advisor.advice import Advice, AdviceRequest, LayerRow, ModelSummary, PlanResult
 from advisor.errors import AdvisorError, InputDataError, RequestError
-from advisor.graph.data import EvalData, eval_data
+from advisor.graph.data import EvalData, finite_reference
 from advisor.graph.model import ModelGraph
 from advisor.measure.calibrate import Calibration
 from advisor.measure.environment import Fingerprint
@@ -42,6 +42,7 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
     tiers = _resolve_targets(request)
     with stages("load model", 0.02):
         loaded = _load(request)
+        ev, loaded = _eval_set(request, loaded, request.threads)  # checks FP32 outputs too
     with stages("profile", 0.08):
         host = _profile_host(request, loaded)
     with stages("predict", 0.2):
@@ -50,7 +51,6 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
         candidates, skipped = _plan(ctx, kinds, stages.report)
         candidates, unfit = _runnable(candidates, tiers.device)
     with stages("validate", 0.3):
-        ev = _eval_set(request, loaded, ctx.threads)
         validated, failed = _validate(ctx, candidates, ev, request, stages.report)
     stages.report("rank", 0.97)
     final, recommended, front = _judge_and_rank(
@@ -120,23 +120,9 @@ class _Loaded:
 
 def _load(request: AdviceRequest) -> _Loaded:
     """The model (with its declared exits) and its evaluation and calibration data."""
-    from advisor.graph.exits import exits_of, with_exits
-    from advisor.graph.load import load_model
-    from advisor.zoo import get_zoo
+    from advisor.graph.prepare import load_for_advice
 
-    shapes = {k: tuple(v) for k, v in request.input_shapes.items()}
-    graph = load_model(request.model, input_shapes=shapes)
-    try:
-        zoo_entry = get_zoo(request.model.removeprefix("zoo:"))
-    except AdvisorError:
-        zoo_entry = None
-    if zoo_entry is not None and Path(request.model).suffix == ".onnx":
-        zoo_entry = None  # a path, not a zoo id
-    zoo_exits = [e.output for e in zoo_entry.exits] if zoo_entry and zoo_entry.exits else None
-    graph = with_exits(graph, request.exits or zoo_exits)
-    exits = exits_of(graph)
-    data = eval_data(graph, request.data, zoo_entry, request.max_eval_samples)
-    return _Loaded(graph, zoo_entry, exits, data)
+    return _Loaded(*load_for_advice(request))
 
 
 @dataclass(frozen=True)
@@ -278,13 +264,16 @@ def _runnable(
     return keep, unfit
 
 
-def _eval_set(request: AdviceRequest, loaded: _Loaded, threads: int) -> EvalSet:
-    """FP32 reference outputs on the evaluation inputs, and its accuracy when labelled."""
+def _eval_set(request: AdviceRequest, loaded: _Loaded, threads: int) -> tuple[EvalSet, _Loaded]:
+    """FP32 reference outputs on the evaluation inputs (finite, or with --allow-nonfinite the
+    inputs whose outputs are), and its accuracy when labelled."""
     from advisor.validate.fidelity import accuracy, reference_outputs
 
-    graph, labels = loaded.graph, loaded.data.labels
+    graph = loaded.graph
     reference = reference_outputs(graph, loaded.data.inputs, threads)
     out_names = [t.name for t in graph.outputs]
+    data, reference = finite_reference(loaded.data, reference, out_names, request.allow_nonfinite)
+    loaded, labels = replace(loaded, data=data), data.labels
     primary = out_names.index(loaded.exits[-1]) if loaded.exits else 0  # the final exit
     if labels is not None:
         classes = reference[0][primary].shape[-1] if reference[0][primary].ndim else 1
@@ -296,7 +285,7 @@ def _eval_set(request: AdviceRequest, loaded: _Loaded, threads: int) -> EvalSet:
                 "labels of this model's classes, or leave 'y' out to compare with FP32 only"
             )
     base_acc = accuracy([r[primary] for r in reference], labels) if labels is not None else None
-    return EvalSet(loaded.data.inputs, labels, reference, base_acc, primary)
+    return EvalSet(loaded.data.inputs, labels, reference, base_acc, primary), loaded
 
 
 _Validated = dict[str, tuple[Candidate, PlanResult]]
@@ -454,6 +443,7 @@ def _assemble(
         notices=[*graph.notices, *loaded.data.notices],
         command=request.command(),
         stage_seconds=stages.seconds,
+        samples=loaded.data.counts,
     )
 
 

@@ -98,12 +98,17 @@ class RunSummary(BaseModel):
 class RunStore:
     """Advice runs in one SQLite file; safe to share between threads and processes."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, create: bool = True) -> None:
+        """Open (with `create`, create when missing) the store at `path`. ReportError when it
+        is missing and not to be created, is a folder or an empty file, or is not a database."""
         if path is None:
             from advisor.cache import cache_dir
 
             path = cache_dir() / DB_NAME
         self.path = Path(path)
+        self._check_file(create)
+        if not create:
+            return  # an existing store is read as it is, never changed by opening it
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
             try:
@@ -115,16 +120,43 @@ class RunStore:
             )
             db.table(TABLE).create_index(["saved"], if_not_exists=True)
 
+    def _check_file(self, create: bool) -> None:
+        if self.path.is_dir():
+            raise ReportError(
+                f"the runs database {self.path} is a folder; move it away, or give the file "
+                "of a runs database"
+            )
+        if not self.path.exists():
+            if not create:
+                raise ReportError(
+                    f"no runs database at {self.path}; give the path of an existing one "
+                    "(runs are stored by `edgedl advise` and the app)"
+                )
+            return
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            raise ReportError(
+                f"the runs database {self.path} is an empty file (0 bytes), not a database "
+                "(truncated?); move it away or delete it to start a fresh one"
+            )
+
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
 
     @contextmanager
     def _db(self) -> Iterator[sqlite_utils.Database]:
-        conn = sqlite3.connect(self.path, timeout=30.0)
+        try:
+            conn = sqlite3.connect(self.path, timeout=30.0)
+        except sqlite3.Error as exc:
+            raise ReportError(f"the runs database {self.path} cannot be opened ({exc})") from None
         try:
             yield sqlite_utils.Database(conn)
-        except sqlite3.OperationalError:  # locked, disk full, ...: say it as it is
-            raise
+        except sqlite3.OperationalError as exc:  # locked, disk full, ...: as it is
+            if "no such table" in str(exc):
+                raise ReportError(
+                    f"{self.path} is not a runs database (it has no {TABLE!r} table); give "
+                    "the file that `edgedl advise` stores runs in"
+                ) from None
+            raise ReportError(f"the runs database {self.path} cannot be used now ({exc})") from None
         except sqlite3.DatabaseError as exc:  # not a database, or a corrupt one
             raise ReportError(
                 f"the runs database {self.path} cannot be used ({exc}); move it "

@@ -340,6 +340,7 @@ def test_cli_report_from_json_and_run_id(tmp_path, advice):
 )
 def test_cli_report_bad_input_exits_2_with_one_line(tmp_path, make_arg, message):
     (tmp_path / "bad.json").write_text("{not json")
+    RunStore(tmp_path / "runs.sqlite")  # an empty store: `report --db` never creates one
     r = run("report", make_arg(tmp_path), "--db", str(tmp_path / "runs.sqlite"))
     assert r.exit_code == 2
     assert message in r.output and len(r.output.strip().splitlines()) == 1

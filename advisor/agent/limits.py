@@ -72,7 +72,7 @@ def declared_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
 
 def default_shapes(inputs: Sequence[TensorInput]) -> dict[str, tuple[int, ...]]:
     """The shapes a profile without inputs samples, from a session's inputs: a symbolic
-    batch (axis 0 of a rank >= 2 input) set to 1 as advisor.graph.model.load_model does; inputs
+    batch (axis 0 of a rank >= 2 input) set to 1 as advisor.model.load_model does; inputs
     with other symbolic dims are left out (their size is unknown; load_model refuses them)."""
     shapes = {}
     for spec in inputs:

@@ -185,7 +185,7 @@ def _calibrate_routes(secured: APIRouter, agent: Gate) -> None:
 def _profile(
     loaded: LoadedModel, inputs: dict[str, np.ndarray] | None, runs: int, warmup: int, threads: int
 ) -> dict[str, Any]:
-    """Profile on this machine. advisor.graph.model.load_model names the nodes as the advisor does
+    """Profile on this machine. advisor.model.load_model names the nodes as the advisor does
     (and fixes symbolic dimensions from the given inputs); without inputs it samples some."""
     shapes = {name: tuple(arr.shape) for name, arr in (inputs or {}).items()}
     graph = load_model(loaded.model, input_shapes=shapes or None)

@@ -115,20 +115,23 @@ def sample_inputs(
 
 
 def load_npz(
-    path: str | Path, graph: ModelGraph
+    path: str | Path,
+    graph: ModelGraph,
+    notices: list[str] | None = None,
+    max_bytes: int | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Inputs from an .npz keyed by input name (or 'x' for one input); labels 'y'/'labels'.
 
-    The leading (batch) axis may hold any number of samples; every other axis must match.
+    The leading (batch) axis may hold any number of samples (at least one); every other axis
+    must match. Array headers are checked before anything is loaded (no pickles, no header
+    that claims more than the file holds, at most `max_bytes` in all: default the memory
+    available now). A cast to the model's dtype adds a line to `notices`.
     """
+    from advisor.graph.footprint import memory_limit
+    from advisor.graph.npzfile import array_headers
+
     path = Path(path)
-    if not path.is_file():
-        raise InputDataError(f"input data file not found: {path}")
-    if not zipfile.is_zipfile(path):
-        raise InputDataError(
-            f"{path.name} is not an .npz archive; save the inputs with numpy.savez(path, "
-            "<input name>=array, ..., y=labels)"
-        )
+    array_headers(path, max_bytes if max_bytes is not None else memory_limit()[0])
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -145,8 +148,14 @@ def load_npz(
                 f"{path.name} has no array for input {spec.name!r} (keys: "
                 f"{', '.join(sorted(arrays)) or 'none'}); save it under that name"
             )
-        inputs[spec.name] = _conform(arrays[key], spec, path.name)
+        inputs[spec.name] = _conform(arrays[key], spec, path.name, notices)
     counts = {name: a.shape[0] for name, a in inputs.items() if a.ndim}
+    empty = [name for name, n in counts.items() if n == 0]
+    if empty:
+        raise InputDataError(
+            f"{path.name}: the array for input {empty[0]!r} holds 0 samples (shape "
+            f"{tuple(inputs[empty[0]].shape)}); give at least one sample"
+        )
     if len(set(counts.values())) > 1:
         raise InputDataError(
             f"{path.name}: the inputs hold different numbers of samples ("
@@ -165,8 +174,13 @@ def load_npz(
 
 
 def _check_labels(labels: np.ndarray, file: str) -> np.ndarray:
-    """Class labels: integers, 0 or more (the model's class count is checked against its
-    output when accuracy is computed)."""
+    """Class labels: one integer per sample, 0 or more (the model's class count is checked
+    against its output when accuracy is computed)."""
+    if labels.ndim > 1 and not (labels.ndim == 2 and labels.shape[1] == 1):
+        raise InputDataError(
+            f"{file}: labels 'y' have shape {tuple(labels.shape)}; give one class index per "
+            "sample, shape (N,) (one-hot labels: y.argmax(axis=1))"
+        )
     if labels.dtype.kind == "f":
         if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
             raise InputDataError(f"{file}: labels 'y' must be whole class indices")
@@ -181,13 +195,20 @@ def _check_labels(labels: np.ndarray, file: str) -> np.ndarray:
     return labels
 
 
-def _conform(array: np.ndarray, spec: TensorSpec, file: str) -> np.ndarray:
+def _conform(
+    array: np.ndarray, spec: TensorSpec, file: str, notices: list[str] | None = None
+) -> np.ndarray:
     want = np.dtype(spec.dtype)
     if array.ndim != len(spec.shape) or tuple(array.shape[1:]) != tuple(spec.shape[1:]):
         expected = "x".join(["N", *map(str, spec.shape[1:])]) if spec.shape else "scalar"
         raise InputDataError(
             f"{file}: array for input {spec.name!r} has shape {tuple(array.shape)}, "
             f"the model needs {expected}"
+        )
+    if want.kind in "biuf" and array.dtype.kind not in "biuf":
+        raise InputDataError(
+            f"{file}: array for input {spec.name!r} is {array.dtype} (not real numbers); the "
+            f"model needs {want}"
         )
     if array.dtype.kind == "f" and want.kind in "iub":
         raise InputDataError(
@@ -198,5 +219,15 @@ def _conform(array: np.ndarray, spec: TensorSpec, file: str) -> np.ndarray:
         raise InputDataError(
             f"{file}: array for input {spec.name!r} holds {bad} NaN or infinite value(s); "
             "every value must be finite"
+        )
+    if array.dtype != want and notices is not None:
+        notices.append(
+            f"{file}: array for input {spec.name!r} is {array.dtype}; cast to the model's "
+            f"{want}"
+            + (
+                " (values may lose precision)"
+                if array.dtype.itemsize > want.itemsize or array.dtype.kind != want.kind
+                else ""
+            )  # fmt: skip
         )
     return array.astype(want, copy=False)

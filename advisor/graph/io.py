@@ -1,4 +1,4 @@
-"""Reading and checking models for `advisor.graph.model.load_model`.
+"""Reading and checking models for `advisor.graph.load.load_model`.
 
 Steps, in the order `load_model` runs them: read the source (file with checked external
 data, zoo id, ModelProto, torch export) -> check ops and structure (onnx.checker) -> name
@@ -82,7 +82,7 @@ def read_file(path: Path) -> onnx.ModelProto:
     if _is_torch_checkpoint(data):
         raise ModelError(
             f"{path.name} is a PyTorch checkpoint (torch.save), not an ONNX model; export it "
-            "first: advisor.graph.model.load_model(module, example_inputs=...).save('model.onnx')"
+            "first: advisor.model.load_model(module, example_inputs=...).save('model.onnx')"
         )
     try:
         model = onnx.load_model_from_string(data)
@@ -173,6 +173,11 @@ def load_external_data(model: onnx.ModelProto, folder: Path, model_name: str) ->
         except ValueError:
             raise ModelError(f"{where} has a malformed external data offset/length") from None
         size = file.stat().st_size
+        if offset < 0 or length < 0:
+            raise ModelError(
+                f"{where} has a negative external data offset or length (offset {offset}, "
+                f"length {length}); re-export the model"
+            )
         if offset + length > size:
             raise ModelError(
                 f"external data file {location!r} is too short for {where}: it needs bytes "

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from advisor.graph import footprint, repair
 from advisor.graph import io as model_io
-from advisor.graph import repair
 from advisor.graph.model import ModelGraph, build_graph
 
 __all__ = ["load_model"]
@@ -23,8 +23,15 @@ def load_model(
     *,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     example_inputs: Any = None,
+    data_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    max_memory: int | None = None,
 ) -> ModelGraph:
     """Load an .onnx path, 'zoo:<id>' / bare zoo id, ModelProto or torch.nn.Module.
+
+    `input_shapes` give symbolic input dims; `data_shapes` (the shapes of the arrays in
+    `--data`, by input name) fill the ones still symbolic. Before anything is allocated, the
+    inputs, then every tensor of one run, are checked against `max_memory` (bytes; default:
+    the memory available now): over it, ModelError says the estimate and the largest tensor.
 
     >>> g = load_model("zoo:digits_cnn")
     >>> g.inputs[0].shape, g.outputs[0].shape
@@ -40,9 +47,13 @@ def load_model(
         *repair.subgraph_notices(proto),
         *repair.subnormal_notices(proto),
     ]
-    notices, batch_inputs = repair.fix_input_shapes(proto, dict(input_shapes or {}))
+    notices, batch_inputs = repair.fix_input_shapes(
+        proto, dict(input_shapes or {}), dict(data_shapes or {})
+    )
+    footprint.check_memory(footprint.input_estimate(proto), max_memory)
     repair.infer_shapes(proto)
     graph = build_graph(proto, origin, (*folded, *notices), tuple(batch_inputs))
+    footprint.check_memory(footprint.graph_estimate(graph), max_memory)
     if graph.precision == "fp16":
         note = (
             "the model computes in FP16 (most weight bytes are float16): it is predicted at each "

@@ -1,4 +1,4 @@
-"""Reading and checking models for `advisor.graph.model.load_model`.
+"""Reading and checking models for `advisor.graph.load.load_model`.
 
 Steps, in the order `load_model` runs them: read the source (file with checked external
 data, zoo id, ModelProto, torch export) -> check ops and structure (onnx.checker) -> name
@@ -17,9 +17,14 @@ import onnx.external_data_helper
 import onnx.shape_inference
 
 from advisor.errors import ModelError, ShapeError, ort_message
+from advisor.graph.input_shapes import fix_input_shapes
+
+__all__ = [
+    "check_structure", "name_nodes", "fold_constants", "weights_out_of_inputs",
+    "subnormal_notices", "subgraph_notices", "fix_input_shapes", "infer_shapes",
+]  # fmt: skip
 
 _STANDARD_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training"}
-_BATCH_NAME = re.compile(r"^(n|b|bs|batch.*|.*_batch|.*batch_size.*|unk__\d+|s\d+)$", re.I)
 #: above this size we skip the ONNX Runtime load check (protobuf cannot serialize > 2 GB)
 _ORT_CHECK_MAX_BYTES = 1_500_000_000
 
@@ -260,107 +265,6 @@ def name_nodes(model: onnx.ModelProto) -> None:
             name = f"{name}_{index}"
         node.name = name
         seen.add(name)
-
-
-def _fmt(dims: list[str]) -> str:
-    return "x".join(dims)
-
-
-def fix_input_shapes(
-    model: onnx.ModelProto, given: dict[str, tuple[int, ...]]
-) -> tuple[list[str], list[str]]:
-    """Write concrete input dims in place; return (notices, inputs whose batch was defaulted)."""
-    inits = {i.name for i in model.graph.initializer}
-    inputs = [vi for vi in model.graph.input if vi.name not in inits]
-    names = [vi.name for vi in inputs]
-    for name in given:
-        if name not in names:
-            raise ShapeError(
-                f"--input-shape names {name!r}, but the model's inputs are {', '.join(names)}"
-            )
-    params: dict[str, int] = {}  # symbolic dim name -> value, shared across inputs
-    for vi in inputs:
-        if vi.name in given:
-            params.update(_check_given(vi, given[vi.name]))
-    notices: list[str] = []
-    batch: list[str] = []
-    for vi in inputs:
-        if not vi.type.HasField("tensor_type"):
-            raise ModelError(f"input {vi.name!r} is not a tensor; only tensor inputs are supported")
-        tensor_type = vi.type.tensor_type
-        if vi.name in given:
-            tensor_type.ClearField("shape")
-            for v in given[vi.name]:
-                tensor_type.shape.dim.add().dim_value = int(v)
-            continue
-        if not tensor_type.HasField("shape"):
-            raise ShapeError(
-                f"input {vi.name!r} has no shape; pass --input-shape {vi.name}=1x3x224x224 "
-                "with its real dimensions"
-            )
-        dims = tensor_type.shape.dim
-        for axis, dim in enumerate(dims):
-            kind = dim.WhichOneof("value")
-            if kind == "dim_value" and dim.dim_value == 0:
-                raise ShapeError(
-                    f"input {vi.name!r} has a dimension of size 0 (axis {axis}): there is "
-                    "nothing to run; pass --input-shape "
-                    f"{vi.name}=... with its real dimensions"
-                )
-            if kind == "dim_value":
-                continue
-            param = dim.dim_param if kind == "dim_param" else ""
-            if param in params:
-                dim.dim_value = params[param]
-            elif axis == 0 and (len(dims) >= 2 or _BATCH_NAME.match(param)):
-                dim.dim_value = 1
-                batch.append(vi.name)
-                notices.append(
-                    f"batch dimension {param or '?'!r} of input {vi.name!r} set to 1 "
-                    f"(pass --input-shape {vi.name}=... to choose another)"
-                )
-            else:
-                example = [
-                    str(d.dim_value)
-                    if d.WhichOneof("value") == "dim_value"
-                    else ("1" if i == 0 and len(dims) >= 2 else f"<{d.dim_param or '?'}>")
-                    for i, d in enumerate(dims)
-                ]
-                raise ShapeError(
-                    f"input {vi.name!r} has symbolic dimension {param or '?'!r} (axis {axis}) "
-                    f"and no value was given; pass --input-shape {vi.name}={_fmt(example)} "
-                    f"(Python: input_shapes={{{vi.name!r}: (...)}})"
-                )
-    return notices, batch
-
-
-def _check_given(vi: onnx.ValueInfoProto, shape: tuple[int, ...]) -> dict[str, int]:
-    values = tuple(shape)
-    if not values or any(not isinstance(v, int | np.integer) or v <= 0 for v in values):
-        raise ShapeError(
-            f"--input-shape for {vi.name!r} must be positive integers like 1x3x224x224, "
-            f"got {values!r}"
-        )
-    tensor_type = vi.type.tensor_type
-    if not tensor_type.HasField("shape"):
-        return {}
-    dims = tensor_type.shape.dim
-    if len(dims) != len(values):
-        raise ShapeError(
-            f"input {vi.name!r} has rank {len(dims)}, but --input-shape gave "
-            f"{_fmt([str(v) for v in values])} (rank {len(values)})"
-        )
-    params: dict[str, int] = {}
-    for axis, (dim, v) in enumerate(zip(dims, values, strict=True)):
-        # a size of 0 is what some exporters write for "unknown": the given value fills it
-        if dim.WhichOneof("value") == "dim_value" and dim.dim_value not in (0, v):
-            raise ShapeError(
-                f"input {vi.name!r} has fixed size {dim.dim_value} at axis {axis}, but "
-                f"--input-shape gave {v}"
-            )
-        if dim.WhichOneof("value") == "dim_param":
-            params[dim.dim_param] = int(v)
-    return params
 
 
 # --- shapes and the ONNX Runtime check ---------------------------------------------------

@@ -112,7 +112,7 @@ def _graph_nodes(model: onnx.ModelProto) -> dict[str, str]:
             raise ModelError(
                 f"node #{i} ({node.op_type}) has {'no' if not node.name else 'a duplicate'} name; "
                 "per-node profiling needs unique names - load the model with "
-                "advisor.graph.model.load_model, which names every node"
+                "advisor.model.load_model, which names every node"
             )
         nodes[node.name] = node.op_type
     return nodes
@@ -146,7 +146,7 @@ def profile_model(
     if not isinstance(model, onnx.ModelProto):
         raise ModelError(
             f"cannot profile a {type(graph_or_model).__name__}; pass a ModelGraph "
-            "(advisor.graph.model.load_model) or an onnx.ModelProto"
+            "(advisor.model.load_model) or an onnx.ModelProto"
         )
     ops = _graph_nodes(model)
     digest = (

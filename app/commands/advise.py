@@ -53,20 +53,70 @@ class _Progress:
             click.echo(f"[{frac * 100:3.0f}%] {stage}", err=True)
 
 
+def parse_size(text: str) -> int:
+    """'8G' / '512M' / '100k' / '1000' (bytes) -> bytes (powers of 1024)."""
+    units = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    num, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
+    try:
+        value = float(num)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        from advisor.errors import RequestError
+
+        raise RequestError(f"--max-memory {text!r}: use a size like 8G, 512M or 1000000 (bytes)")
+    return int(value * units[unit])
+
+
 def _check_report_path(path: str) -> None:
-    """The report's format must follow from its suffix and its folder must be writable."""
-    import os
+    """The report's format must follow from its suffix and the file must be writable: tried
+    by opening it (a folder can pass os.access and still refuse files, like /proc)."""
     from pathlib import Path
 
     from advisor.errors import RequestError
     from advisor.report.renderers import format_for_path
 
+    file = Path(path).expanduser()
+    if file.is_dir():
+        raise RequestError(f"--report {path} is a folder; give a file name such as report.html")
     format_for_path(path)
-    folder = Path(path).expanduser().resolve().parent
+    folder = file.resolve().parent
     if not folder.is_dir():
         raise RequestError(f"--report {path}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise RequestError(f"--report {path}: the folder {folder} is not writable")
+    existed = file.exists()
+    try:
+        with open(file, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise RequestError(
+            f"--report {path}: cannot write there ({exc.strerror or exc}); choose another file"
+        ) from None
+    if not existed:
+        file.unlink(missing_ok=True)
+
+
+def _store(advice, quiet: bool) -> None:
+    """Store the run; a run store that cannot be used costs a warning, never the advice."""
+    import sqlite3
+
+    from advisor.cache import cache_dir
+    from advisor.errors import AdvisorError
+    from advisor.runs import DB_NAME, RunStore
+
+    path = cache_dir() / DB_NAME
+    try:
+        store = RunStore(path)
+        run_id = store.save(advice)
+    except (AdvisorError, sqlite3.Error, OSError) as exc:
+        click.echo(f"warning: the run was not stored in {path}: {exc}", err=True)
+        return
+    if not quiet:
+        click.echo(
+            f"run stored as {run_id} in {store.path} (edgedl report {run_id} --format html "
+            "-o FILE)",
+            err=True,
+        )
 
 
 def _table(advice) -> str:
@@ -157,7 +207,25 @@ def _table(advice) -> str:
     help="Among plans meeting the target and budget: least accuracy lost then the simplest "
     "(accuracy), the fastest (latency), or the smallest device model (size).",
 )
-@click.option("--data", type=click.Path(dir_okay=False), help=".npz with inputs (and labels y).")
+@click.option("--data", type=click.Path(), metavar="FILE", help=".npz with inputs (and labels y).")
+@click.option(
+    "--calib-data",
+    type=click.Path(),
+    metavar="FILE",
+    help=".npz that static INT8 is calibrated on [default: the first samples of --data, held "
+    "back and not evaluated].",
+)
+@click.option(
+    "--allow-nonfinite",
+    is_flag=True,
+    help="Accept NaN/inf FP32 outputs: fidelity compares the inputs whose outputs are finite.",
+)
+@click.option(
+    "--max-memory",
+    metavar="SIZE",
+    help="Refuse a model whose estimated memory is above SIZE (e.g. 8G, 512M) [default: the "
+    "memory available now].",
+)
 @click.option("--plan", "plans", multiple=True, help="Only this plan kind (repeatable).")
 @click.option(
     "--exit",
@@ -186,7 +254,8 @@ def _table(advice) -> str:
 @click.option(
     "--report",
     "report_path",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
+    metavar="FILE",
     help="Also write a design-review report (.html, .md or .json).",
 )
 @click.option(
@@ -231,6 +300,9 @@ def advise_command(
     min_agreement,
     prefer,
     data,
+    calib_data,
+    allow_nonfinite,
+    max_memory,
     plans,
     exits,
     runs,
@@ -272,6 +344,9 @@ def advise_command(
             min_agreement=min_agreement,
             prefer=prefer,
             data=data,
+            calib_data=calib_data,
+            allow_nonfinite=allow_nonfinite,
+            max_memory=parse_size(max_memory) if max_memory else None,
             plans=list(plans) or None,
             exits=list(exits) or None,
             runs=runs,
@@ -301,17 +376,7 @@ def advise_command(
         write_report(advice, report_path)
         if not quiet:
             click.echo(f"report written to {report_path}", err=True)
-    try:
-        from advisor.runs import RunStore
-
-        run_id = RunStore().save(advice)
-        if not quiet:
-            click.echo(
-                f"run stored as {run_id} (edgedl report {run_id} --format html -o FILE)",
-                err=True,
-            )
-    except ImportError:
-        pass
+    _store(advice, quiet)
     if as_json:
         click.echo(advice.model_dump_json(indent=2))
     else:

@@ -18,9 +18,10 @@ _STORE_HELP = "Runs database [default: <cache dir>/runs.sqlite]."
 
 
 def _store(db: str | None) -> RunStore:
+    """The run store to read: never created by reading (a missing --db is an error)."""
     from advisor.runs import RunStore
 
-    return RunStore(db)
+    return RunStore(db, create=False)
 
 
 def _looks_like_path(arg: str) -> bool:
@@ -52,7 +53,7 @@ def load_source(arg: str, db: str | None = None) -> Advice:
     default=None,
     help="Write the report here (folders created) instead of printing it.",
 )
-@click.option("--db", type=click.Path(dir_okay=False), default=None, help=_STORE_HELP)
+@click.option("--db", type=click.Path(), metavar="FILE", default=None, help=_STORE_HELP)
 def report(source: str, fmt: str | None, output: str | None, db: str | None) -> None:
     """Write a design-review report (self-contained HTML, Markdown or JSON) of an advice run.
 
@@ -77,11 +78,15 @@ def runs() -> None:
 
 @runs.command("list")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Newest N runs only.")
-@click.option("--db", type=click.Path(dir_okay=False), default=None, help=_STORE_HELP)
+@click.option("--db", type=click.Path(), metavar="FILE", default=None, help=_STORE_HELP)
 @json_option
 def list_runs(limit: int | None, db: str | None, as_json: bool) -> None:
     """List stored runs, newest first."""
-    rows = _store(db).list(limit=limit)
+    from advisor.cache import cache_dir
+    from advisor.runs import DB_NAME
+
+    path = Path(db) if db else cache_dir() / DB_NAME
+    rows = _store(db).list(limit=limit) if path.exists() or db else []
     if as_json:
         echo_json([r.model_dump() for r in rows])
         return
@@ -109,7 +114,7 @@ def list_runs(limit: int | None, db: str | None, as_json: bool) -> None:
 
 @runs.command("show")
 @click.argument("run_id")
-@click.option("--db", type=click.Path(dir_okay=False), default=None, help=_STORE_HELP)
+@click.option("--db", type=click.Path(), metavar="FILE", default=None, help=_STORE_HELP)
 @json_option
 def show_run(run_id: str, db: str | None, as_json: bool) -> None:
     """Show one stored run (--json: the whole Advice)."""
@@ -142,7 +147,7 @@ def show_run(run_id: str, db: str | None, as_json: bool) -> None:
 
 @runs.command("delete")
 @click.argument("run_id")
-@click.option("--db", type=click.Path(dir_okay=False), default=None, help=_STORE_HELP)
+@click.option("--db", type=click.Path(), metavar="FILE", default=None, help=_STORE_HELP)
 def delete_run(run_id: str, db: str | None) -> None:
     """Delete a stored run (its artifact files are kept)."""
     store = _store(db)
