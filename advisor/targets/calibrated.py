@@ -53,7 +53,7 @@ def measure_target(
     except (KeyError, TypeError, ValueError) as exc:
         raise AgentError(
             f"the agent at {agent} answered /calibrate without a valid profile ({exc}); "
-            "update edgedl on that machine"
+            "install this version of the edgedl-advisor package on the agent's machine"
         ) from None
 
 

@@ -12,7 +12,7 @@ attained fraction for that target, compute unit and precision, d = the per-node 
 runtime on that kind of unit (kernel launch on a GPU, dispatch on a CPU), c = the
 per-inference cost. `fit()` chooses s per (target, unit, precision) and d, c per unit on a
 seeded part of the published rows and reports the error on the rest; `data/target_priors.yaml`
-holds the result (`python -m bench.bench_target --fit` writes it), with the error band found
+holds the result (`python -m bench.target_fit` writes it), with the error band found
 by cross-validation on the fitted part.
 
 >>> p = load_priors()
@@ -121,7 +121,7 @@ def _load(path: str, _mtime: int) -> Priors:
         detail = " ".join(str(exc).split())[:300]
         raise CatalogError(
             f"{Path(path).name}: not a valid priors file ({detail}); regenerate it with "
-            "python -m bench.bench_target --fit"
+            "python -m bench.target_fit"
         ) from exc
 
 
