@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from advisor.advice import (
 from advisor.errors import AdvisorError, InputDataError, RequestError
 from advisor.plans import Candidate, Exit, PlanContext, Skip, load_builtins
 from advisor.rank import citations, judge, rank
+
+if TYPE_CHECKING:
+    from advisor.validate import MeasurementMemo
 
 Progress = Callable[[str, float], None]
 NO_LABEL_EVAL_SAMPLES = 8
@@ -111,8 +115,14 @@ def _reproduce(req: AdviceRequest) -> str:
     return shlex.join(parts)
 
 
-def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
-    """Plan, build, run and rank. Raises AdvisorError subclasses on bad input."""
+def advise(
+    request: AdviceRequest, progress: Progress | None = None, *, memo: MeasurementMemo | None = None
+) -> Advice:
+    """Plan, build, run and rank. Raises AdvisorError subclasses on bad input.
+
+    `memo` (advisor.validate.MeasurementMemo): reuse the evaluation runs and timings of
+    artifacts that earlier calls in this process already measured (a sweep passes one per
+    model); None measures everything afresh."""
     from advisor import zoo
     from advisor.hardware import get_link, get_target, load_catalog
     from advisor.model import load_model
@@ -253,7 +263,7 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
 
     # --- validate ---------------------------------------------------------------------------
     stages.start("validate", 0.3)
-    reference = reference_outputs(graph, eval_inputs, request.threads)
+    reference = reference_outputs(graph, eval_inputs, request.threads, memo)
     out_names = [t.name for t in graph.outputs]
     primary = out_names.index(exits[-1]) if exits else 0  # a multi-exit model's final exit
     if labels is not None:
@@ -272,7 +282,7 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
         report(f"validate {pid}", 0.3 + 0.65 * n / max(1, len(candidates)))
         try:
             res = validate(
-                ctx, cand, pid.replace("#", "-"), ev, out_dir, request.runs, request.threads
+                ctx, cand, pid.replace("#", "-"), ev, out_dir, request.runs, request.threads, memo
             )
             validated[pid] = (cand, res.model_copy(update={"id": pid}))
         except Exception as exc:  # noqa: BLE001 - a broken artifact is a rejected plan
@@ -292,6 +302,7 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
         eval_inputs[0],
         runs=request.runs,
         threads=request.threads,
+        memo=memo,
     )
     validated = {
         pid: (cand, res) for (pid, (cand, _)), res in zip(validated.items(), again, strict=True)
@@ -302,7 +313,13 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
     report("rank", 0.97)
     judged = [
         judge(
-            res, cand, request, labels is not None, validated.get("baseline.device"), eval_inputs[0]
+            res,
+            cand,
+            request,
+            labels is not None,
+            validated.get("baseline.device"),
+            eval_inputs[0],
+            memo,
         )
         for cand, res in validated.values()
     ]

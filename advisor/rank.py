@@ -10,10 +10,15 @@ its knowledge-base citations, and finds the latency–fidelity Pareto front.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from advisor.advice import AdviceRequest, Citation, PlanResult
 from advisor.plans import Candidate
+
+if TYPE_CHECKING:
+    from advisor.validate import MeasurementMemo
 
 DEFAULT_ACCURACY_BUDGET = 1.0  # percentage points, when labels are given and no budget is
 NOISE_FLOOR = 0.05  # relative: differences under 5% are noise on a shared machine
@@ -156,7 +161,11 @@ def _accuracy_verdict(
 
 
 def _speed_verdict(
-    res: PlanResult, base: PlanResult, feeds: dict[str, np.ndarray], request: AdviceRequest
+    res: PlanResult,
+    base: PlanResult,
+    feeds: dict[str, np.ndarray],
+    request: AdviceRequest,
+    memo: MeasurementMemo | None = None,
 ) -> tuple[PlanResult, list[str]]:
     """Time the plan's device model against FP32 in alternating rounds (advisor.validate)."""
     from advisor.validate import paired_timing
@@ -168,6 +177,7 @@ def _speed_verdict(
         feeds,
         runs=max(10, request.runs // 2),
         threads=request.threads,
+        memo=memo,
     )
     res = res.model_copy(
         update={
@@ -203,11 +213,13 @@ def judge(
     labelled: bool,
     base: tuple[Candidate, PlanResult] | None,
     feeds: dict[str, np.ndarray],
+    memo: MeasurementMemo | None = None,
 ) -> PlanResult:
-    """A validated plan with its status, reasons and whether it meets the targets."""
+    """A validated plan with its status, reasons and whether it meets the targets. `memo`:
+    reuse paired timings of identical files (advisor.validate.MeasurementMemo)."""
     meets_acc, reasons = _accuracy_verdict(res, request, labelled)
     if cand.speed_claim and base is not None:
-        res, slower = _speed_verdict(res, base[1], feeds, request)
+        res, slower = _speed_verdict(res, base[1], feeds, request, memo)
         reasons = slower + reasons
     status = "rejected" if reasons else "candidate"
     meets_lat = res.predicted is not None and res.predicted.ms <= request.latency_ms

@@ -10,7 +10,8 @@ from the bytes that actually cross and the link model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import hashlib
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,52 @@ class EvalSet:
     baseline_accuracy: float | None
     primary: int = 0  # the output standing for the model's prediction (a multi-exit model's
     # final exit), used for top-1 agreement and accuracy
+
+
+@dataclass
+class MeasurementMemo:
+    """Measurements reused across advise() calls in one process, keyed by content.
+
+    A sweep advises one model for many targets and links; most plans' artifacts (the FP32
+    model, its INT8 and FP16 builds, a partition at the same cut) are byte-identical from one
+    cell to the next. With a memo, validation runs and times each distinct artifact once: the
+    evaluation run by (sub-models' SHA-256, exit steps, evaluation set), a stage's latency by
+    (sub-model's SHA-256, its input, runs, threads). A figure taken from the memo says so in
+    its method. Pass one to `advise(request, memo=...)`; never share it between machines.
+    """
+
+    eval_runs: dict[tuple, _EvalRun] = field(default_factory=dict)
+    latencies: dict[tuple, object] = field(default_factory=dict)  # -> timing.LatencyStats
+    remeasured: dict[tuple, tuple[float, float | None]] = field(default_factory=dict)
+    references: dict[tuple, list[list[np.ndarray]]] = field(default_factory=dict)
+    paired: dict[tuple, PairedTiming] = field(default_factory=dict)
+    hits: int = 0
+    misses: int = 0
+
+
+REUSED = " (reused: an identical artifact was timed earlier in this process)"
+
+
+def _digest_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _feeds_key(feeds: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(feeds):
+        a = np.ascontiguousarray(feeds[name])
+        h.update(f"{name}|{a.dtype}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _eval_key(ev: EvalSet) -> str:
+    h = hashlib.sha256(f"{ev.primary}|{ev.baseline_accuracy}|".encode())
+    for x in ev.inputs:
+        h.update(_feeds_key(x).encode())
+    if ev.labels is not None:
+        h.update(np.ascontiguousarray(ev.labels).tobytes())
+    return h.hexdigest()
 
 
 def _feeds(session, env: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -69,10 +116,24 @@ def run_cascade(
 
 
 def reference_outputs(
-    graph: ModelGraph, inputs: list[dict[str, np.ndarray]], threads: int
+    graph: ModelGraph,
+    inputs: list[dict[str, np.ndarray]],
+    threads: int,
+    memo: MeasurementMemo | None = None,
 ) -> list[list[np.ndarray]]:
+    key = None
+    if memo is not None:
+        h = hashlib.sha256(graph.model.SerializeToString())
+        for x in inputs:
+            h.update(_feeds_key(x).encode())
+        key = (h.hexdigest(), threads)
+        if key in memo.references:
+            return memo.references[key]
     sess = make_session(graph.model, threads=threads)
-    return [sess.run(None, x) for x in inputs]
+    out = [sess.run(None, x) for x in inputs]
+    if key is not None and memo is not None:
+        memo.references[key] = out
+    return out
 
 
 def accuracy(logits: list[np.ndarray], labels: np.ndarray) -> float:
@@ -144,8 +205,10 @@ def validate(
     out_dir: Path,
     runs: int,
     threads: int,
+    memo: MeasurementMemo | None = None,
 ) -> PlanResult:
-    """Build, run and measure one candidate. Raises on a broken artifact (caller records it)."""
+    """Build, run and measure one candidate. Raises on a broken artifact (caller records it).
+    With a `memo`, an artifact already run and timed in this process is not run again."""
     g = ctx.graph
     plan_dir = out_dir / plan_id
     plan_dir.mkdir(parents=True, exist_ok=True)
@@ -157,7 +220,24 @@ def validate(
         artifacts.append(str(file))
         sessions.append(make_session(str(file), threads=threads))
 
-    run = _run_eval(cand, sessions, ev, [t.name for t in g.outputs])
+    names = [t.name for t in g.outputs]
+    digests = [_digest_bytes(Path(a).read_bytes()) for a in artifacts] if memo else []
+    if memo is not None:
+        key = (
+            tuple(digests),
+            tuple((s.tensor, s.threshold) for s in cand.steps if isinstance(s, Exit)),
+            cand.prediction,
+            tuple(names),
+            _eval_key(ev),
+        )
+        if key in memo.eval_runs:
+            memo.hits += 1
+        else:
+            memo.misses += 1
+            memo.eval_runs[key] = _run_eval(cand, sessions, ev, names)
+        run = memo.eval_runs[key]
+    else:
+        run = _run_eval(cand, sessions, ev, names)
     first_env = run.first_env
     fid = fidelity(run.outputs, run.compare)
 
@@ -218,7 +298,15 @@ def validate(
             continue
         step_c, sess, path = next(sess_it)
         feeds = _feeds(sess, env0)
-        stats = measure_latency(path, feeds, runs=runs, threads=threads)
+        reused = False
+        if memo is not None:
+            lkey = (_digest_bytes(Path(path).read_bytes()), _feeds_key(feeds), runs, threads)
+            reused = lkey in memo.latencies
+            if not reused:
+                memo.latencies[lkey] = measure_latency(path, feeds, runs=runs, threads=threads)
+            stats = memo.latencies[lkey]
+        else:
+            stats = measure_latency(path, feeds, runs=runs, threads=threads)
         outs = sess.run(None, feeds)
         env0.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
         if step_c.nodes is not None and step_c.precision == "fp32":
@@ -254,7 +342,8 @@ def validate(
                     ms=stats.median_ms,
                     p90_ms=stats.p90_ms,
                     kind="measured_host",
-                    method=f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s), median of {runs} runs",
+                    method=f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s), median of {runs} runs"
+                    + (REUSED if reused else ""),
                 ),
                 nodes=len(step_c.nodes) if step_c.nodes is not None else None,
             )
@@ -398,9 +487,25 @@ def paired_timing(
     rounds: int = 7,
     runs: int = 10,
     threads: int = 1,
+    memo: MeasurementMemo | None = None,
 ) -> PairedTiming:
-    """Time `base` and `other` in `rounds` alternating rounds of `runs` inferences each."""
+    """Time `base` and `other` in `rounds` alternating rounds of `runs` inferences each.
+    With a `memo`, files (paths) already paired in this process are not timed again."""
     import time
+
+    key = None
+    if memo is not None and isinstance(base, str | Path) and isinstance(other, str | Path):
+        key = (
+            _digest_bytes(Path(base).read_bytes()),
+            _feeds_key(base_feeds),
+            _digest_bytes(Path(other).read_bytes()),
+            _feeds_key(other_feeds),
+            rounds,
+            runs,
+            threads,
+        )
+        if key in memo.paired:
+            return memo.paired[key]
 
     sa, sb = make_session(base, threads=threads), make_session(other, threads=threads)
 
@@ -423,7 +528,7 @@ def paired_timing(
     ratios = np.array(b_ms) / np.array(a_ms)
     q1, q3 = np.percentile(ratios, [25, 75])
     med = float(np.median(ratios))
-    return PairedTiming(
+    result = PairedTiming(
         float(np.median(a_ms)),
         float(np.median(b_ms)),
         med,
@@ -431,6 +536,9 @@ def paired_timing(
         rounds,
         runs,
     )
+    if key is not None and memo is not None:
+        memo.paired[key] = result
+    return result
 
 
 def remeasure_interleaved(
@@ -441,6 +549,7 @@ def remeasure_interleaved(
     threads: int,
     rounds: int = 5,
     seed: int = 0,
+    memo: MeasurementMemo | None = None,
 ) -> list[PlanResult]:
     """Time every plan's compute stages again, round-robin across all plans, and use those
     figures as their `measured_host`.
@@ -450,13 +559,17 @@ def remeasure_interleaved(
     model could differ by that much. Here every stage of every plan runs a few times per round,
     in a shuffled order, for `rounds` rounds; a stage's figure is the median of its per-round
     medians, so drift hits all plans alike and their figures compare. Cascades (expected
-    latencies over exit shares) keep their figures.
+    latencies over exit shares) keep their figures. With a `memo`, a stage whose artifact
+    and input were re-timed by an earlier call in this process keeps that figure, and only
+    the other stages are timed (round-robin among themselves).
     """
     import random
 
     from advisor.timing import median_p90, timed_run, uncontended
 
     items: list[tuple[int, int, object, dict[str, np.ndarray]]] = []  # plan, stage, session, feed
+    keys: dict[tuple[int, int], tuple] = {}
+    reused: dict[tuple[int, int], tuple[float, float | None]] = {}
     for pi, p in enumerate(plans):
         if not p.artifacts or "cascade" in p.extra:
             continue
@@ -467,8 +580,14 @@ def remeasure_interleaved(
             feed = _feeds(sess, env)
             outs = sess.run(None, feed)  # also the warm-up
             env.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
+            if memo is not None:
+                key = (_digest_bytes(Path(path).read_bytes()), _feeds_key(feed), runs, threads)
+                if key in memo.remeasured:
+                    reused[(pi, si)] = memo.remeasured[key]
+                    continue
+                keys[(pi, si)] = key
             items.append((pi, si, sess, feed))
-    if not items:
+    if not items and not reused:
         return plans
     per_round = max(3, runs // rounds)
     medians: dict[tuple[int, int], list[float]] = {(pi, si): [] for pi, si, _, _ in items}
@@ -487,18 +606,25 @@ def remeasure_interleaved(
         f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s): median of {rounds} round medians of "
         f"{per_round} runs, round-robin with every other plan's stages"
     )
+    figures: dict[tuple[int, int], tuple[float, float | None, str]] = {}
+    for (pi, si), ms_list in medians.items():
+        _, p90 = median_p90(samples[(pi, si)])
+        figures[(pi, si)] = (float(np.median(ms_list)), p90, method)
+        if memo is not None:
+            memo.remeasured[keys[(pi, si)]] = (float(np.median(ms_list)), p90)
+    for (pi, si), (ms, p90) in reused.items():
+        figures[(pi, si)] = (ms, p90, f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s)" + REUSED)
     out = list(plans)
-    for pi in sorted({pi for pi, _, _, _ in items}):
+    for pi in sorted({pi for pi, _ in figures}):
         p = out[pi]
         stages = list(p.stages)
         for si, s in enumerate(stages):
-            if (pi, si) not in medians:
+            if (pi, si) not in figures:
                 continue
-            _, p90 = median_p90(samples[(pi, si)])
-            ms = float(np.median(medians[(pi, si)]))
+            ms, p90, how = figures[(pi, si)]
             stages[si] = s.model_copy(
                 update={
-                    "measured_host": Latency(ms=ms, p90_ms=p90, kind="measured_host", method=method)
+                    "measured_host": Latency(ms=ms, p90_ms=p90, kind="measured_host", method=how)
                 }
             )
         total = sum(
