@@ -1,0 +1,251 @@
+"""Run a sweep on Ray: one task per model, holding its node's "timing" resource.
+
+Each model's missing cells go to one Ray task that asks for `{"timing": 1}`. Every node
+declares exactly one unit of it (`ray.init(resources={"timing": 1})` here; `ray start
+--resources='{"timing": 1}'` on a cluster's nodes), so two tasks that time models never
+share a machine. Inside the task the cells run one after another through `advise()` with
+one `MeasurementMemo`: the model is profiled once (the profile cache) and each distinct
+artifact is run on the evaluation set and timed once; the other cells plan, predict and rank
+from those measurements. The task streams each finished cell back (a Ray streaming
+generator) and the driver stores it at once, so a killed sweep loses only the cells in flight.
+Resolving the SPEC, hashing the models and writing the reports happen on the driver, beside
+the timing tasks.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from advisor.errors import AdvisorError
+from advisor.runs import RunStore
+from advisor.sweep.spec import Cell, SweepSpec, model_digest
+
+__all__ = ["ProgressPrinter", "SweepProgress", "run_cells", "TIMING"]
+
+TIMING = "timing"  # the per-node custom resource a timing task holds
+OBJECT_STORE_BYTES = 200 * 1024 * 1024  # results are small JSON strings
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """What the progress line shows; `eta_s` is None until a cell has finished."""
+
+    done: int
+    running: int
+    left: int
+    total: int
+    eta_s: float | None
+
+
+def advise_cells(cells: list[dict[str, Any]], spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The body of a timing task: advise each cell in turn with one shared memo.
+
+    Yields {"event": "start", ...} before a cell and {"event": "done", ...} after it, with
+    the Advice as JSON (or the error), where it ran and the interval it held the machine.
+    """
+    from advisor import AdviceRequest, advise
+    from advisor.environment import fingerprint
+    from advisor.validate import MeasurementMemo
+
+    memo = MeasurementMemo()
+    node_id = _node_id()
+    fp_key = fingerprint(spec["threads"]).key()
+    for c in cells:
+        yield {"event": "start", "cell_key": c["key"]}
+        started = time.time()
+        advice_json, error = None, None
+        try:
+            req = AdviceRequest(**c["request"])
+            advice_json = advise(req, memo=memo).model_dump_json()
+        except AdvisorError as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one cell's failure must not sink the rest
+            error = f"{type(exc).__name__}: {exc}"
+        yield {
+            "event": "done",
+            "cell_key": c["key"],
+            "advice_json": advice_json,
+            "error": error,
+            "record": {
+                "cell": c["cell"],
+                "node_id": node_id,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "fingerprint_key": fp_key,
+                "timing_start": started,
+                "timing_end": time.time(),
+                "memo_hits": memo.hits,
+            },
+        }
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - outside Ray (a direct call): this host
+        return socket.gethostname()
+
+
+def _request(cell: Cell, spec: SweepSpec, out_dir: Path | None, key: str) -> dict[str, Any]:
+    return {
+        "model": cell.model,
+        "device": cell.device,
+        "edge": cell.edge,
+        "cloud": cell.cloud,
+        "link": cell.link,
+        "latency_ms": cell.latency_ms,
+        "accuracy_budget": cell.accuracy_budget,
+        "device_agent": cell.device_agent,
+        "runs": spec.runs,
+        "threads": spec.threads,
+        "plans": spec.plans,
+        "out_dir": str(out_dir / "artifacts" / key) if out_dir else None,
+    }
+
+
+def start_ray(address: str | None, num_cpus: int | None) -> bool:
+    """Connect to `address`, or start Ray on this machine with one timing slot. Returns
+    whether this call started (and so must stop) Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    quiet = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": True}
+    if address:
+        try:
+            ray.init(address=address, **quiet)  # type: ignore[arg-type]
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise AdvisorError(
+                f"--address {address}: cannot connect to a Ray cluster there ({exc}); start "
+                "one with `ray start --head --resources='{\"timing\": 1}'`"
+            ) from None
+    else:
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            resources={TIMING: 1},
+            include_dashboard=False,
+            object_store_memory=OBJECT_STORE_BYTES,
+            **quiet,  # type: ignore[arg-type]
+        )
+    if not ray.cluster_resources().get(TIMING):
+        raise AdvisorError(
+            f"the Ray cluster at {address} has no node with a '{TIMING}' resource; start each "
+            "node with `ray start ... --resources='{\"timing\": 1}'` so timings never share one"
+        )
+    return True
+
+
+def run_cells(
+    spec: SweepSpec,
+    store: RunStore,
+    sweep_id: str,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    out_dir: Path | None = None,
+    progress: Callable[[SweepProgress], None] | None = None,
+) -> tuple[int, list[str]]:
+    """Advise the cells not yet stored, on Ray; store each as it finishes.
+
+    Returns (cells advised now, one line per cell that failed)."""
+    cells = spec.cells()
+    digests = {m: model_digest(m) for m in spec.models}
+    keyed = [(c, c.key(digests[c.model], spec)) for c in cells]
+    stored = store.stored_cells([k for _, k in keyed])
+    todo: dict[str, list[dict[str, Any]]] = {}
+    for c, k in keyed:
+        if k not in stored:
+            todo.setdefault(c.model, []).append(
+                {
+                    "key": k,
+                    "cell": c.model_dump(mode="json"),
+                    "request": _request(c, spec, out_dir, k),
+                }
+            )
+    total = len(keyed)
+    done = total - sum(len(v) for v in todo.values())
+    report = progress or (lambda p: None)
+    report(SweepProgress(done, 0, total - done, total, None))
+    if not todo:
+        return 0, []
+
+    import ray
+
+    started_ray = start_ray(address, num_cpus)
+    try:
+        task = ray.remote(advise_cells).options(  # type: ignore[call-overload]
+            num_cpus=1, resources={TIMING: 1}, num_returns="streaming", max_retries=0
+        )
+        gens = [task.remote(cells_, spec.model_dump(mode="json")) for cells_ in todo.values()]
+        slots = max(1, int(ray.cluster_resources().get(TIMING, 1)))
+        running: set[str] = set()
+        failures: list[str] = []
+        ran, t0 = 0, time.perf_counter()
+        while gens:
+            ready, _ = ray.wait(gens, num_returns=1, timeout=1.0)
+            for gen in ready:
+                try:
+                    msg = ray.get(next(gen))
+                except StopIteration:
+                    gens.remove(gen)
+                    continue
+                if msg["event"] == "start":
+                    running.add(msg["cell_key"])
+                    continue
+                running.discard(msg["cell_key"])
+                ran += 1
+                if msg["error"]:
+                    cell = msg["record"]["cell"]
+                    failures.append(f"{cell['model']} on {cell['device']}: {msg['error']}")
+                else:
+                    from advisor.advice import Advice
+
+                    store.save(
+                        Advice.model_validate_json(msg["advice_json"]),
+                        sweep_id=sweep_id,
+                        cell_key=msg["cell_key"],
+                        sweep_record=msg["record"],
+                    )
+            left = total - done - ran
+            per_cell = (time.perf_counter() - t0) / ran if ran else None
+            eta = per_cell * (left - len(running) / 2) / slots if per_cell is not None else None
+            report(SweepProgress(done + ran, len(running), left - len(running), total, eta))
+        return ran, failures
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+class ProgressPrinter:
+    """The progress line on stderr: redrawn on a terminal; elsewhere one line per change of
+    the counts (not per ETA tick)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last: tuple[int, int, int] | None = None
+
+    def __call__(self, p: SweepProgress) -> None:
+        counts = (p.done, p.running, p.left)
+        if not self.tty and counts == self.last:
+            return
+        self.last = counts
+        eta = "–" if p.eta_s is None else f"{max(0.0, p.eta_s):.0f} s"
+        frac = p.done / p.total if p.total else 1.0
+        line = (
+            f"[{'#' * int(frac * 30):<30}] cells: {p.done} done, {p.running} running, "
+            f"{p.left} left of {p.total} · ETA {eta}"
+        )
+        if self.tty:
+            end = "\n" if p.done >= p.total else ""
+            print(f"\r{line:<100}", end=end, file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
