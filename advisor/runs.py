@@ -69,6 +69,8 @@ _SUMMARY_COLUMNS = (
     "sweep_id",
 )
 MIN_PREFIX = 4
+_SweepCells = list[dict[str, object]]  # (RunStore.list shadows `list` inside the class)
+_Keys = list[str]
 
 
 def _artifacts_folder(advice: Advice) -> str | None:
@@ -252,11 +254,11 @@ class RunStore:
                 f"delete this one with `edgedl runs delete {rid}`"
             ) from None
 
-    def sweep_cells(self, sweep_id: str | None = None) -> list[dict[str, object]]:
+    def sweep_cells(self, sweep_id: str | None = None) -> _SweepCells:
         """Runs made by sweeps (all, or of one sweep), oldest first: id, sweep_id, cell_key
         and the sweep's record of the cell (decoded)."""
         sql = f"select id, sweep_id, cell_key, sweep_json from {TABLE} where sweep_id is not null"
-        params: list[str] = []
+        params: _Keys = []
         if sweep_id is not None:
             sql += " and sweep_id = ?"
             params.append(sweep_id)
@@ -267,7 +269,7 @@ class RunStore:
             for r in rows
         ]
 
-    def stored_cells(self, cell_keys: list[str]) -> dict[str, str]:
+    def stored_cells(self, cell_keys: _Keys) -> dict[str, str]:
         """{cell_key: run id} for the keys already stored (the newest run of each)."""
         out: dict[str, str] = {}
         with self._db() as db:

@@ -24,6 +24,7 @@ from advisor.model import ModelGraph
 from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
 from advisor.predict import effective_precision, node_time_ratio
 from advisor.profile import make_session, measure_latency
+from advisor.timing import LatencyStats
 
 LINK_METHOD = "link model: RTT/2 + bytes / nominal bandwidth"
 
@@ -51,7 +52,7 @@ class MeasurementMemo:
     """
 
     eval_runs: dict[tuple, _EvalRun] = field(default_factory=dict)
-    latencies: dict[tuple, object] = field(default_factory=dict)  # -> timing.LatencyStats
+    latencies: dict[tuple, LatencyStats] = field(default_factory=dict)
     remeasured: dict[tuple, tuple[float, float | None]] = field(default_factory=dict)
     references: dict[tuple, list[list[np.ndarray]]] = field(default_factory=dict)
     paired: dict[tuple, PairedTiming] = field(default_factory=dict)
@@ -608,12 +609,16 @@ def remeasure_interleaved(
     )
     figures: dict[tuple[int, int], tuple[float, float | None, str]] = {}
     for (pi, si), ms_list in medians.items():
-        _, p90 = median_p90(samples[(pi, si)])
-        figures[(pi, si)] = (float(np.median(ms_list)), p90, method)
+        _, timed_p90 = median_p90(samples[(pi, si)])
+        figures[(pi, si)] = (float(np.median(ms_list)), timed_p90, method)
         if memo is not None:
-            memo.remeasured[keys[(pi, si)]] = (float(np.median(ms_list)), p90)
-    for (pi, si), (ms, p90) in reused.items():
-        figures[(pi, si)] = (ms, p90, f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s)" + REUSED)
+            memo.remeasured[keys[(pi, si)]] = (float(np.median(ms_list)), timed_p90)
+    for (pi, si), (old_ms, old_p90) in reused.items():
+        figures[(pi, si)] = (
+            old_ms,
+            old_p90,
+            f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s)" + REUSED,
+        )
     out = list(plans)
     for pi in sorted({pi for pi, _ in figures}):
         p = out[pi]
@@ -621,10 +626,12 @@ def remeasure_interleaved(
         for si, s in enumerate(stages):
             if (pi, si) not in figures:
                 continue
-            ms, p90, how = figures[(pi, si)]
+            fig_ms, fig_p90, how = figures[(pi, si)]
             stages[si] = s.model_copy(
                 update={
-                    "measured_host": Latency(ms=ms, p90_ms=p90, kind="measured_host", method=how)
+                    "measured_host": Latency(
+                        ms=fig_ms, p90_ms=fig_p90, kind="measured_host", method=how
+                    )
                 }
             )
         total = sum(

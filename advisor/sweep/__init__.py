@@ -46,7 +46,7 @@ def sweep(
     cluster at `address`), then write the table and the report to `out_dir` (default: the
     cache folder's sweeps/<sweep id>/)."""
     spec.check_ids()
-    store = store or RunStore()
+    store = store if store is not None else RunStore()
     sid = spec.sweep_id()
     if out_dir is None:
         from advisor.cache import cache_dir

@@ -185,7 +185,9 @@ def run_cells(
         task = ray.remote(advise_cells).options(  # type: ignore[call-overload]
             num_cpus=1, resources={TIMING: 1}, num_returns="streaming", max_retries=0
         )
-        gens = [task.remote(cells_, spec.model_dump(mode="json")) for cells_ in todo.values()]
+        gens: list[Any] = [
+            task.remote(cells_, spec.model_dump(mode="json")) for cells_ in todo.values()
+        ]
         slots = max(1, int(ray.cluster_resources().get(TIMING, 1)))
         running: set[str] = set()
         failures: list[str] = []
@@ -193,8 +195,9 @@ def run_cells(
         while gens:
             ready, _ = ray.wait(gens, num_returns=1, timeout=1.0)
             for gen in ready:
+                stream: Any = gen  # an ObjectRefGenerator: next() gives the next cell's ref
                 try:
-                    msg = ray.get(next(gen))
+                    msg: Any = ray.get(next(stream))
                 except StopIteration:
                     gens.remove(gen)
                     continue

@@ -74,6 +74,10 @@ class Cell(_Frozen):
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
 
 
+def _default_budgets() -> list[float | None]:
+    return [None]  # the advisor's own default budget
+
+
 class SweepSpec(_Frozen):
     """What `edgedl sweep SPEC.yaml` runs: the product of the lists below."""
 
@@ -87,7 +91,7 @@ class SweepSpec(_Frozen):
     links: list[str] = Field(min_length=1, description="link preset ids (device <-> server)")
     latency_ms: list[float] = Field(min_length=1, description="end-to-end latency targets, ms")
     accuracy_budgets: list[float | None] = Field(
-        default_factory=lambda: [None], description="max accuracy drops, percentage points"
+        default_factory=_default_budgets, description="max accuracy drops, percentage points"
     )
     runs: int = Field(default=20, ge=3, le=1000, description="timed runs per measurement")
     threads: int = Field(default=1, ge=1, le=256, description="ORT intra-op threads")
@@ -202,7 +206,12 @@ def load_spec(path: str | Path) -> SweepSpec:
 
 
 def _first_problem(exc: ValidationError) -> str:
-    err = exc.errors()[0]
+    # a target is a string or a mapping: for a mapping, the mapping branch's error says more
+    errors = sorted(
+        exc.errors(),
+        key=lambda e: (e["type"] != "extra_forbidden", "str" in [str(x) for x in e["loc"]]),
+    )
+    err = errors[0]
     loc = [str(x) for x in err["loc"]]
     # a target may be a string or a mapping: pydantic tags the branch; drop the tag
     loc = [x for x in loc if x not in ("str", "TargetSpec")]

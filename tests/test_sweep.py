@@ -1,0 +1,227 @@
+"""Sweeps on Ray: SPEC validation, a two-node cluster on this machine (timings never overlap
+on a node, every cell stored once), and a killed sweep that resumes with only the missing
+cells."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from advisor.runs import RunStore
+from advisor.sweep import SweepSpec, load_spec, stored_result, sweep
+from app.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+# small and quick: no fine-tuning planner, few timed runs
+PLANS = ["baseline.device", "quantize.dynamic_int8", "partition.chain"]
+OBJECT_STORE = 100 * 1024 * 1024
+
+
+def _spec_yaml(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+GOOD = """
+models: [digits_cnn]
+targets: [rpi4]
+edge: edge_t4
+links: [wifi]
+latency_ms: [5]
+"""
+
+BAD_SPECS = [
+    (GOOD + "modles: [x]\n", "unknown key 'modles' at modles; allowed keys: name, models"),
+    (GOOD.replace("targets: [rpi4]", "targets: [{device: rpi4, edg: edge_t4}]"), "'edg'"),
+    (GOOD.replace("links: [wifi]", "links: [wifii]"), "wifii"),
+    (GOOD.replace("targets: [rpi4]", "targets: [rpi44]"), "rpi44"),
+    (GOOD.replace("models: [digits_cnn]", "models: [no_such_model]"), "no_such_model"),
+    (GOOD.replace("latency_ms: [5]", "latency_ms: [-5]"), "latency_ms"),
+    (GOOD.replace("latency_ms: [5]", "latency_ms: []"), "latency_ms"),
+    (GOOD.replace("links: [wifi]", ""), "missing key 'links'"),
+    (GOOD + "plans: [partition.nope]\n", "partition.nope"),
+    ("models: [digits_cnn\n", "not valid YAML"),
+    ("- just a list\n", "a SPEC is a mapping"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_SPECS)
+def test_bad_spec_exits_2_with_one_line(tmp_path, monkeypatch, text, message):
+    monkeypatch.setenv("EDGEDL_CACHE_DIR", str(tmp_path / "cache"))
+    path = _spec_yaml(tmp_path, text)
+    r = CliRunner().invoke(cli, ["sweep", str(path), "--quiet", "--db", str(tmp_path / "r.db")])
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 2, r.output
+    assert len(lines) == 1 and message in lines[0], r.output
+    assert "Traceback" not in r.output
+
+
+def test_cells_are_the_product_and_keys_follow_content(tmp_path):
+    spec = SweepSpec(
+        models=["digits_cnn", "resnet_style"],
+        targets=["rpi4", {"device": "rpi5", "edge": "edge_l4"}],
+        edge="edge_t4",
+        links=["wifi", "4g"],
+        latency_ms=[5, 50],
+        accuracy_budgets=[None, 1.0],
+    )
+    cells = spec.cells()
+    assert len(cells) == 2 * 2 * 2 * 2 * 2
+    assert {c.label() for c in cells} == {"rpi4 + edge_t4", "rpi5 + edge_l4"}
+    keys = {c.key("sha-a", spec) for c in cells}
+    assert len(keys) == len(cells)  # every cell its own key
+    # the same cell of a changed model (other bytes) is another cell
+    assert cells[0].key("sha-a", spec) != cells[0].key("sha-b", spec)
+    # the same SPEC has the same id; another setting, another id
+    assert spec.sweep_id() == SweepSpec.model_validate(spec.model_dump()).sweep_id()
+    assert spec.sweep_id() != spec.model_copy(update={"runs": 7}).sweep_id()
+
+
+# --- on a two-node Ray cluster on this machine ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Two Ray nodes on this machine, 2 CPUs and one 'timing' unit each; the advisor's
+    cache folder set before the nodes start, so their workers inherit it."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    old = os.environ.get("EDGEDL_CACHE_DIR")
+    os.environ["EDGEDL_CACHE_DIR"] = str(tmp_path_factory.mktemp("sweep-cache"))
+    node = {
+        "num_cpus": 2,
+        "resources": {"timing": 1},
+        "object_store_memory": OBJECT_STORE,
+    }
+    c = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+    try:
+        c.add_node(**node)
+        c.wait_for_nodes()
+        ray.init(address=c.address, log_to_driver=False, logging_level="ERROR")
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+        if old is None:
+            os.environ.pop("EDGEDL_CACHE_DIR", None)
+        else:
+            os.environ["EDGEDL_CACHE_DIR"] = old
+
+
+def _overlaps(rows) -> list[tuple[str, str]]:
+    by_node: dict[str, list] = {}
+    for r in rows:
+        by_node.setdefault(r.node_id, []).append(r)
+    bad = []
+    for cells in by_node.values():
+        cells.sort(key=lambda r: r.timing_start)
+        for a, b in zip(cells, cells[1:], strict=False):
+            if b.timing_start < a.timing_end:
+                bad.append((a.cell_key, b.cell_key))
+    return bad
+
+
+def test_two_node_sweep_never_overlaps_timings_and_stores_each_cell_once(cluster, tmp_path):
+    import ray
+
+    assert ray.cluster_resources()["timing"] == 2
+    spec = SweepSpec(
+        models=["digits_cnn", "digits_multiexit", "mobilenetv2_style"],
+        targets=["rpi4"],
+        edge="edge_t4",
+        links=["wifi"],
+        latency_ms=[5, 50],
+        runs=3,
+        plans=PLANS,
+    )
+    store = RunStore(tmp_path / "runs.sqlite")
+    result = sweep(spec, store=store, out_dir=tmp_path / "out")
+    assert result.failures == []
+    assert result.advised_now == 6 and len(result.rows) == 6
+    keys = [r.cell_key for r in result.rows]
+    assert len(set(keys)) == 6
+    assert [c["cell_key"] for c in store.sweep_cells(result.sweep_id)].count(keys[0]) == 1
+    assert len(store) == 6
+    assert all(r.timing_start and r.timing_end and r.node_id for r in result.rows)
+    # three models on two nodes: some node timed two models, one after the other
+    per_node = {
+        n: {r.model for r in result.rows if r.node_id == n}
+        for n in {r.node_id for r in result.rows}
+    }
+    assert max(len(m) for m in per_node.values()) >= 2
+    assert _overlaps(result.rows) == []
+    # every cell is an ordinary run: listed with its sweep id, its advice readable
+    assert {s.sweep_id for s in store.list()} == {result.sweep_id}
+    advice = store.get(result.rows[0].run_id)
+    assert advice.request.model == result.rows[0].model
+    # the table and the report
+    for kind in ("csv", "json", "md", "html"):
+        assert Path(result.outputs[kind]).is_file()
+    html = Path(result.outputs["html"]).read_text()
+    assert "<svg" in html and "digits_multiexit" in html
+    assert Path(result.outputs["csv"]).read_text().count("\n") == 7  # header + 6 cells
+    # a second run of the same SPEC advises nothing
+    again = sweep(spec, store=store, out_dir=tmp_path / "out")
+    assert again.advised_now == 0 and len(again.rows) == 6 and len(store) == 6
+
+
+def test_killed_sweep_resumes_with_only_the_missing_cells(cluster, tmp_path):
+    spec_path = _spec_yaml(
+        tmp_path,
+        f"""
+models: [digits_cnn]
+targets: [rpi4, rpi5]
+edge: edge_t4
+links: [wifi, 4g]
+latency_ms: [5, 50]
+runs: 3
+plans: {PLANS}
+""",
+    )
+    db = tmp_path / "runs.sqlite"
+    store = RunStore(db)
+    args = [
+        sys.executable,
+        "-c",
+        "from app.cli import main; main()",
+        "sweep",
+        str(spec_path),
+        "--address",
+        cluster.address,
+        "--db",
+        str(db),
+        "--out",
+        str(tmp_path / "out"),
+        "--quiet",
+    ]
+    proc = subprocess.Popen(
+        args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy()
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while len(store) == 0 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert len(store) >= 1, proc.stderr.read().decode() if proc.poll() is not None else ""
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stderr.close()
+    before = {c["cell_key"] for c in store.sweep_cells()}
+    assert 1 <= len(before) < 8, "the sweep was killed after every cell was stored"
+    spec = load_spec(spec_path)
+    resumed = sweep(spec, store=store, out_dir=tmp_path / "out")
+    assert resumed.failures == []
+    assert resumed.advised_now == 8 - len(before)
+    cells = store.sweep_cells(spec.sweep_id())
+    assert len(cells) == 8 and len({c["cell_key"] for c in cells}) == 8
+    assert before <= {c["cell_key"] for c in cells}
+    assert len(stored_result(spec, store).rows) == 8
