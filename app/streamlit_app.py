@@ -21,6 +21,9 @@ page = st.navigation(
             PAGES / "hardware.py", title="Hardware", icon=":material/memory:", url_path="hardware"
         ),
         st.Page(PAGES / "runs.py", title="Runs", icon=":material/history:", url_path="runs"),
+        st.Page(
+            PAGES / "sweeps.py", title="Sweeps", icon=":material/grid_view:", url_path="sweeps"
+        ),
     ]
 )
 page.run()

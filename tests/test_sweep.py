@@ -225,3 +225,116 @@ plans: {PLANS}
     assert len(cells) == 8 and len({c["cell_key"] for c in cells}) == 8
     assert before <= {c["cell_key"] for c in cells}
     assert len(stored_result(spec, store).rows) == 8
+
+
+# --- without Ray: the task body, the rows, and the app's Sweeps page ------------------------
+
+
+def _run_inline(spec: SweepSpec, store: RunStore) -> None:
+    """Run a sweep's cells through the timing task's body in this process (no Ray)."""
+    from advisor.sweep.run import advise_cells
+    from advisor.sweep.spec import model_digest
+
+    cells = [
+        {
+            "key": c.key(model_digest(c.model), spec),
+            "cell": c.model_dump(mode="json"),
+            "request": {
+                "model": c.model,
+                "device": c.device,
+                "edge": c.edge,
+                "link": c.link,
+                "latency_ms": c.latency_ms,
+                "runs": spec.runs,
+                "plans": spec.plans,
+            },
+        }
+        for c in spec.cells()
+    ]
+    from advisor.advice import Advice
+
+    events = list(advise_cells(cells, spec.model_dump(mode="json")))
+    assert [e["event"] for e in events] == ["start", "done"] * len(cells)
+    for e in events[1::2]:
+        assert e["error"] is None, e["error"]
+        store.save(
+            Advice.model_validate_json(e["advice_json"]),
+            sweep_id=spec.sweep_id(),
+            cell_key=e["cell_key"],
+            sweep_record=e["record"],
+        )
+
+
+@pytest.fixture(scope="module")
+def inline_sweep(tmp_path_factory):
+    """A 1 model × 2 links × 2 latency targets sweep stored in a private cache folder; one
+    latency target (1 µs) that no plan can meet."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGEDL_CACHE_DIR", str(tmp_path_factory.mktemp("inline-cache")))
+        spec = SweepSpec(
+            models=["digits_cnn"],
+            targets=["rpi4"],
+            edge="edge_t4",
+            links=["wifi", "4g"],
+            latency_ms=[0.001, 50],
+            runs=3,
+            plans=PLANS,
+        )
+        store = RunStore()
+        _run_inline(spec, store)
+        yield spec, store
+
+
+def test_rows_report_and_memo_reuse(inline_sweep, tmp_path):
+    from advisor.sweep import sweep_rows
+    from advisor.sweep.report import write_outputs
+
+    spec, store = inline_sweep
+    rows = sweep_rows(store, spec.sweep_id())
+    assert len(rows) == 4
+    missed = [r for r in rows if r.latency_ms == 0.001]
+    met = [r for r in rows if r.latency_ms == 50]
+    assert all(r.recommended is None and r.margin is not None and r.margin < 0 for r in missed)
+    assert all(r.recommended and r.margin is not None and 0 < r.margin <= 1 for r in met)
+    assert all(r.predicted_kind == "predicted_target" for r in rows)
+    assert all(r.measured_kind == "measured_host" for r in rows)
+    # later cells reuse the first cell's measurements of identical artifacts, and say so
+    last = store.get(rows[-1].run_id)
+    base = last.plan("baseline.device")
+    assert "reused" in base.stages[0].measured_host.method
+    first = store.get(rows[0].run_id).plan("baseline.device")
+    assert "reused" not in first.stages[0].measured_host.method
+    assert base.stages[0].measured_host.ms == first.stages[0].measured_host.ms
+    # outputs: the table and a report with one heatmap per link
+    from advisor.sweep import stored_result
+
+    result = stored_result(spec, store)
+    assert result.no_plan == 2 and len(result.rows) == 4
+    out = write_outputs(result, tmp_path)
+    html = Path(out["html"]).read_text()
+    assert html.count("<svg") == 2 and "no plan met" in html
+    md = Path(out["md"]).read_text()
+    assert "## Link wifi" in md and "## Link 4g" in md and ".svg)" in md
+
+
+def test_sweeps_page_shows_the_heatmap_and_opens_a_cell(inline_sweep):
+    from streamlit.testing.v1 import AppTest
+
+    spec, store = inline_sweep
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGEDL_CACHE_DIR", str(store.path.parent))
+        at = AppTest.from_file(str(ROOT / "app" / "views" / "sweeps.py"), default_timeout=120)
+        at.run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert at.selectbox(key="sweep_pick").value == spec.sweep_id()
+        shown = "".join(str(h.proto.body) for h in at.get("html"))
+        assert "<svg" in shown and "digits_cnn" in shown
+        runs = {
+            r.run_id for r in __import__("advisor.sweep").sweep.sweep_rows(store, spec.sweep_id())
+        }
+        pick = at.selectbox(key="cell_pick")
+        assert set(pick.options) >= set() and pick.value in runs
+        at.radio(key="sweep_link").set_value("4g").run()
+        pick.set_value(sorted(runs)[0]).run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert "Ranked plans" in [h.value for h in at.subheader]

@@ -30,6 +30,7 @@ __all__ = [
     "load_spec",
     "stored_result",
     "sweep",
+    "sweep_rows",
 ]
 
 
@@ -96,6 +97,20 @@ def stored_result(
         seconds=0.0,
         rows=rows,
     )
+
+
+def sweep_rows(store: RunStore, sweep_id: str) -> list[CellRow]:
+    """The rows of a stored sweep, read back from its runs alone (no SPEC needed)."""
+    return [
+        cell_row(
+            store.get(str(c["id"])),
+            str(c["id"]),
+            sweep_id,
+            str(c["cell_key"]),
+            c["record"] if isinstance(c["record"], dict) else {},
+        )
+        for c in store.sweep_cells(sweep_id)
+    ]
 
 
 def _notices(rows: list[CellRow], total: int) -> list[str]:
