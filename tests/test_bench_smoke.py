@@ -44,6 +44,7 @@ def _cache(tmp_path_factory, monkeypatch):
         "bench_compression",
         "bench_scale",
         "bench_kb",
+        "bench_sweep",
         "run_all",
     ],
 )

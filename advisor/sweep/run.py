@@ -62,7 +62,10 @@ def advise_cells(cells: list[dict[str, Any]], spec: dict[str, Any]) -> Iterator[
         started = time.time()
         advice_json, error = None, None
         try:
-            req = AdviceRequest(**c["request"])
+            token = (
+                os.environ.get("EDGEDL_AGENT_TOKEN") if c["request"].get("device_agent") else None
+            )
+            req = AdviceRequest(**c["request"], agent_token=token)
             advice_json = advise(req, memo=memo).model_dump_json()
         except AdvisorError as exc:
             error = str(exc)
@@ -188,7 +191,6 @@ def run_cells(
         gens: list[Any] = [
             task.remote(cells_, spec.model_dump(mode="json")) for cells_ in todo.values()
         ]
-        slots = max(1, int(ray.cluster_resources().get(TIMING, 1)))
         running: set[str] = set()
         failures: list[str] = []
         ran, t0 = 0, time.perf_counter()
@@ -219,8 +221,9 @@ def run_cells(
                         sweep_record=msg["record"],
                     )
             left = total - done - ran
+            # wall seconds per finished cell so far (all timing slots together) × cells left
             per_cell = (time.perf_counter() - t0) / ran if ran else None
-            eta = per_cell * (left - len(running) / 2) / slots if per_cell is not None else None
+            eta = per_cell * left if per_cell is not None else None
             report(SweepProgress(done + ran, len(running), left - len(running), total, eta))
         return ran, failures
     finally:
