@@ -64,6 +64,32 @@ def test_bad_spec_exits_2_with_one_line(tmp_path, monkeypatch, text, message):
     assert "Traceback" not in r.output
 
 
+def test_unreachable_cluster_address_exits_2_in_seconds(tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.setenv("EDGEDL_CACHE_DIR", str(tmp_path / "cache"))
+    with socket.socket() as s:  # a port nothing listens on: bind, then close
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = _spec_yaml(tmp_path, GOOD)
+    t0 = time.monotonic()
+    r = CliRunner().invoke(
+        cli,
+        [
+            "sweep",
+            str(path),
+            "--quiet",
+            "--db",
+            str(tmp_path / "r.db"),
+            "--address",
+            f"127.0.0.1:{port}",
+        ],
+    )
+    assert r.exit_code == 2, r.output
+    assert "nothing answers there" in r.output and "Traceback" not in r.output
+    assert time.monotonic() - t0 < 30
+
+
 def test_cells_are_the_product_and_keys_follow_content(tmp_path):
     spec = SweepSpec(
         models=["digits_cnn", "resnet_style"],

@@ -15,8 +15,10 @@ the timing tasks.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -124,6 +126,7 @@ def start_ray(address: str | None, num_cpus: int | None) -> bool:
         return False
     quiet = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": True}
     if address:
+        _check_reachable(address)
         try:
             ray.init(address=address, **quiet)  # type: ignore[arg-type]
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -145,6 +148,39 @@ def start_ray(address: str | None, num_cpus: int | None) -> bool:
             "node with `ray start ... --resources='{\"timing\": 1}'` so timings never share one"
         )
     return True
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _unwind_on_sigterm():
+    """`kill PID` (SIGTERM) then unwinds like Ctrl-C, so the Ray this process started is shut
+    down (Ray's own handler would print a C++ stack dump). Main thread only; returns the
+    handler to restore, or None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, in one line, when nothing listens at a host:port address (Ray itself
+    retries for minutes). 'auto' and addresses without a port are left to Ray."""
+    import socket as _socket
+
+    hostport = address.removeprefix("ray://").rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        with _socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise AdvisorError(
+            f"--address {address}: nothing answers there ({exc.strerror or exc}); give the "
+            "head node's host:port (`ray status` on it), or leave --address out to run on "
+            "this machine"
+        ) from None
 
 
 def run_cells(
@@ -184,6 +220,7 @@ def run_cells(
     import ray
 
     started_ray = start_ray(address, num_cpus)
+    previous = _unwind_on_sigterm() if started_ray else None
     try:
         task = ray.remote(advise_cells).options(  # type: ignore[call-overload]
             num_cpus=1, resources={TIMING: 1}, num_returns="streaming", max_retries=0
@@ -229,6 +266,8 @@ def run_cells(
     finally:
         if started_ray:
             ray.shutdown()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 class ProgressPrinter:
