@@ -123,6 +123,10 @@ def cluster(tmp_path_factory):
 
     old = os.environ.get("EDGEDL_CACHE_DIR")
     os.environ["EDGEDL_CACHE_DIR"] = str(tmp_path_factory.mktemp("sweep-cache"))
+    # other processes on a shared test machine can push memory past Ray's kill threshold;
+    # these nodes are small and short-lived, so their memory monitor stays off
+    old_monitor = os.environ.get("RAY_memory_monitor_refresh_ms")
+    os.environ["RAY_memory_monitor_refresh_ms"] = "0"
     node = {
         "num_cpus": 2,
         "resources": {"timing": 1},
@@ -141,6 +145,10 @@ def cluster(tmp_path_factory):
             os.environ.pop("EDGEDL_CACHE_DIR", None)
         else:
             os.environ["EDGEDL_CACHE_DIR"] = old
+        if old_monitor is None:
+            os.environ.pop("RAY_memory_monitor_refresh_ms", None)
+        else:
+            os.environ["RAY_memory_monitor_refresh_ms"] = old_monitor
 
 
 def _overlaps(rows) -> list[tuple[str, str]]:

@@ -55,11 +55,13 @@ def sweep(
         out_dir = cache_dir() / "sweeps" / sid
     out = Path(out_dir)
     t0 = time.perf_counter()
-    ran, failures = run_cells(
+    ran, already, failures = run_cells(
         spec, store, sid, address=address, num_cpus=num_cpus, out_dir=out, progress=progress
     )
     result = stored_result(spec, store, advised_now=ran, failures=failures)
-    result = result.model_copy(update={"seconds": time.perf_counter() - t0})
+    result = result.model_copy(
+        update={"seconds": time.perf_counter() - t0, "already_stored": already}
+    )
     return result.model_copy(update={"outputs": write_outputs(result, out)})
 
 

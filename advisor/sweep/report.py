@@ -57,7 +57,8 @@ class SweepResult(BaseModel):
     sweep_id: str
     name: str | None
     cells: int
-    advised_now: int  # cells advised in this call (the rest were stored already)
+    advised_now: int  # cells advised and stored in this call
+    already_stored: int = 0  # cells found in the run store, not advised again
     no_plan: int  # cells where no plan met the target and the accuracy budget
     failures: list[str]  # cells that could not be advised, one line each
     notices: list[str]

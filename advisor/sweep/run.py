@@ -192,10 +192,10 @@ def run_cells(
     num_cpus: int | None = None,
     out_dir: Path | None = None,
     progress: Callable[[SweepProgress], None] | None = None,
-) -> tuple[int, list[str]]:
+) -> tuple[int, int, list[str]]:
     """Advise the cells not yet stored, on Ray; store each as it finishes.
 
-    Returns (cells advised now, one line per cell that failed)."""
+    Returns (cells stored now, cells found stored already, one line per failure)."""
     cells = spec.cells()
     digests = {m: model_digest(m) for m in spec.models}
     keyed = [(c, c.key(digests[c.model], spec)) for c in cells]
@@ -215,7 +215,7 @@ def run_cells(
     report = progress or (lambda p: None)
     report(SweepProgress(done, 0, total - done, total, None))
     if not todo:
-        return 0, []
+        return 0, done, []
 
     import ray
 
@@ -225,12 +225,14 @@ def run_cells(
         task = ray.remote(advise_cells).options(  # type: ignore[call-overload]
             num_cpus=1, resources={TIMING: 1}, num_returns="streaming", max_retries=0
         )
-        gens: list[Any] = [
-            task.remote(cells_, spec.model_dump(mode="json")) for cells_ in todo.values()
-        ]
+        gens: list[Any] = []
+        pending: dict[int, tuple[str, set[str]]] = {}  # id(gen) -> (model, cells not back yet)
+        for model, cells_ in todo.items():
+            gens.append(task.remote(cells_, spec.model_dump(mode="json")))
+            pending[id(gens[-1])] = (model, {c["key"] for c in cells_})
         running: set[str] = set()
         failures: list[str] = []
-        ran, t0 = 0, time.perf_counter()
+        ran, saved, t0 = 0, 0, time.perf_counter()
         while gens:
             ready, _ = ray.wait(gens, num_returns=1, timeout=1.0)
             for gen in ready:
@@ -240,10 +242,22 @@ def run_cells(
                 except StopIteration:
                     gens.remove(gen)
                     continue
+                except ray.exceptions.RayError as exc:  # the task died (OOM kill, node lost)
+                    gens.remove(gen)
+                    model, lost = pending[id(gen)]
+                    running -= lost
+                    ran += len(lost)
+                    why = " ".join(str(exc).split())[:300]
+                    failures.append(
+                        f"{model}: the Ray task died with {len(lost)} cell(s) left ({why}); "
+                        "run the sweep again to complete them"
+                    )
+                    continue
                 if msg["event"] == "start":
                     running.add(msg["cell_key"])
                     continue
                 running.discard(msg["cell_key"])
+                pending[id(gen)][1].discard(msg["cell_key"])
                 ran += 1
                 if msg["error"]:
                     cell = msg["record"]["cell"]
@@ -257,12 +271,13 @@ def run_cells(
                         cell_key=msg["cell_key"],
                         sweep_record=msg["record"],
                     )
+                    saved += 1
             left = total - done - ran
             # wall seconds per finished cell so far (all timing slots together) × cells left
             per_cell = (time.perf_counter() - t0) / ran if ran else None
             eta = per_cell * left if per_cell is not None else None
             report(SweepProgress(done + ran, len(running), left - len(running), total, eta))
-        return ran, failures
+        return saved, done, failures
     finally:
         if started_ray:
             ray.shutdown()

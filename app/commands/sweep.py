@@ -64,7 +64,7 @@ def sweep_command(spec_path, address, out_dir, num_cpus, db, as_json, quiet) -> 
         click.echo(
             f"sweep {result.sweep_id}{' (' + result.name + ')' if result.name else ''}: "
             f"{result.cells} cells, {result.advised_now} advised now, "
-            f"{result.cells - result.advised_now - len(result.failures)} already stored, "
+            f"{result.already_stored} already stored, "
             f"{result.no_plan} without a plan meeting the target"
         )
         rows = [("model", "target", "link", "target ms", "recommended", "pred ms", "margin")]
