@@ -367,3 +367,29 @@ def test_sweeps_page_shows_the_heatmap_and_opens_a_cell(inline_sweep):
         pick.set_value(sorted(runs)[0]).run()
         assert not at.exception and not at.error, [e.value for e in at.error]
         assert "Ranked plans" in [h.value for h in at.subheader]
+
+
+def test_a_database_from_before_sweeps_gains_the_columns_and_stays_readable(tmp_path):
+    import sqlite_utils
+
+    from advisor import runs
+
+    path = tmp_path / "old.sqlite"
+    old = {
+        k: v for k, v in runs._COLUMNS.items() if k not in ("sweep_id", "cell_key", "sweep_json")
+    }
+    db = sqlite_utils.Database(path)
+    db["runs"].create(old, pk="id")
+    row = dict.fromkeys(old)
+    row.update(id="abcdef123456", saved="2026-01-01T00:00:00", created="2026-01-01T00:00:00")
+    row.update(latency_ms=5.0, n_plans=0)
+    row.update(advice_json="{}", model="m", device="rpi4")
+    db["runs"].insert(row)
+    db.conn.close()
+    store = RunStore(path)
+    assert [s.id for s in store.list()] == ["abcdef123456"]
+    assert store.list()[0].sweep_id is None
+    assert store.sweep_cells() == [] and store.stored_cells(["x"]) == {}
+    assert {"sweep_id", "cell_key", "sweep_json"} <= set(
+        sqlite_utils.Database(path)["runs"].columns_dict
+    )
