@@ -393,3 +393,34 @@ def test_a_database_from_before_sweeps_gains_the_columns_and_stays_readable(tmp_
     assert {"sweep_id", "cell_key", "sweep_json"} <= set(
         sqlite_utils.Database(path)["runs"].columns_dict
     )
+
+
+@pytest.mark.slow
+def test_prepare_builds_the_pruned_model_beside_timing_once(tmp_path, monkeypatch):
+    from advisor.sweep.run import needs_prepare, prepare_model
+
+    monkeypatch.setenv("EDGEDL_CACHE_DIR", str(tmp_path / "cache"))
+    assert needs_prepare("digits_cnn", None)
+    assert not needs_prepare("digits_cnn", PLANS)  # pruning not asked for
+    assert not needs_prepare("digits_multiexit", None)  # early exits: pruning is skipped
+    assert not needs_prepare("resnet_style", None)  # untrained: nothing to fine-tune
+    first = prepare_model("digits_cnn")
+    assert first["error"] is None and first["built"] == ["prune.structured"]
+    assert first["end"] > first["start"]
+    again = prepare_model("digits_cnn")
+    assert again["error"] is None and again["built"] == []  # found in the cache
+    # the timing task's advice then reuses it
+    from advisor import AdviceRequest, advise
+
+    a = advise(
+        AdviceRequest(
+            model="digits_cnn",
+            device="rpi4",
+            link="wifi",
+            latency_ms=50,
+            runs=3,
+            plans=["baseline.device", "prune.structured"],
+            out_dir=str(tmp_path / "o"),
+        )
+    )
+    assert a.plan("prune.structured").params["reused_from_cache"] is True
