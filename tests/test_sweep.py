@@ -178,9 +178,14 @@ def test_two_node_sweep_never_overlaps_timings_and_stores_each_cell_once(cluster
         plans=PLANS,
     )
     store = RunStore(tmp_path / "runs.sqlite")
-    result = sweep(spec, store=store, out_dir=tmp_path / "out")
+    seen = []
+    result = sweep(spec, store=store, out_dir=tmp_path / "out", progress=seen.append)
     assert result.failures == []
     assert result.advised_now == 6 and len(result.rows) == 6
+    # progress: done never goes back, the counts add up, and it ends with every cell done
+    assert [p.done for p in seen] == sorted(p.done for p in seen)
+    assert all(p.done + p.running + p.left == p.total == 6 for p in seen)
+    assert seen[-1].done == 6 and seen[-1].eta_s is not None
     keys = [r.cell_key for r in result.rows]
     assert len(set(keys)) == 6
     assert [c["cell_key"] for c in store.sweep_cells(result.sweep_id)].count(keys[0]) == 1
@@ -367,6 +372,18 @@ def test_sweeps_page_shows_the_heatmap_and_opens_a_cell(inline_sweep):
         pick.set_value(sorted(runs)[0]).run()
         assert not at.exception and not at.error, [e.value for e in at.error]
         assert "Ranked plans" in [h.value for h in at.subheader]
+
+
+def test_cells_measured_on_different_machines_say_so(inline_sweep):
+    from advisor.sweep import _notices
+
+    spec, store = inline_sweep
+    rows = sweep_rows(store, spec.sweep_id())
+    assert _notices(rows, len(rows)) == []  # one machine
+    other = [rows[0].model_copy(update={"fingerprint_key": "another-machine"}), *rows[1:]]
+    (note,) = _notices(other, len(rows))
+    assert "2 machines with different environment fingerprints" in note
+    assert "2 of 6 cells are not stored" in _notices(rows, 6)[0]
 
 
 def test_a_database_from_before_sweeps_gains_the_columns_and_stays_readable(tmp_path):
