@@ -33,6 +33,8 @@ __all__ = ["RunStore", "RunSummary", "DB_NAME"]
 
 DB_NAME = "runs.sqlite"
 TABLE = "runs"
+SWEEPS = "sweeps"  # one row per sweep: its id, name and SPEC (advisor.sweep)
+MEMBERS = "sweep_members"  # (sweep_id, cell_key): the cells each sweep holds
 _COLUMNS = {
     "id": str,
     "saved": str,
@@ -128,6 +130,14 @@ class RunStore:
                     db.table(TABLE).add_column(name, kind)
             db.table(TABLE).create_index(["saved"], if_not_exists=True)
             db.table(TABLE).create_index(["cell_key"], if_not_exists=True)
+            db.table(SWEEPS).create(
+                {"sweep_id": str, "name": str, "saved": str, "spec_json": str},
+                pk="sweep_id",
+                if_not_exists=True,
+            )
+            db.table(MEMBERS).create(
+                {"sweep_id": str, "cell_key": str}, pk=("sweep_id", "cell_key"), if_not_exists=True
+            )
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
@@ -268,6 +278,45 @@ class RunStore:
             {"id": r[0], "sweep_id": r[1], "cell_key": r[2], "record": json.loads(r[3] or "{}")}
             for r in rows
         ]
+
+    def record_sweep(
+        self, sweep_id: str, name: str | None, spec_json: str, cell_keys: _Keys
+    ) -> None:
+        """Remember a sweep and the cells it holds (a cell stored by another sweep with the
+        same content key belongs to both)."""
+        with self._db() as db:
+            db.table(SWEEPS).upsert(
+                {
+                    "sweep_id": sweep_id,
+                    "name": name,
+                    "saved": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "spec_json": spec_json,
+                },
+                pk="sweep_id",
+            )
+            db.table(MEMBERS).upsert_all(
+                [{"sweep_id": sweep_id, "cell_key": k} for k in cell_keys],
+                pk=("sweep_id", "cell_key"),
+            )
+
+    def sweeps(self) -> _SweepCells:
+        """Recorded sweeps, oldest first: sweep_id, name, saved, cells (how many it holds)."""
+        sql = (
+            f"select s.sweep_id, s.name, s.saved, count(m.cell_key) from {SWEEPS} s "
+            f"left join {MEMBERS} m on m.sweep_id = s.sweep_id group by s.sweep_id "
+            "order by s.saved, s.rowid"
+        )
+        with self._db() as db:
+            rows = db.execute(sql).fetchall()
+        return [{"sweep_id": r[0], "name": r[1], "saved": r[2], "cells": r[3]} for r in rows]
+
+    def sweep_members(self, sweep_id: str) -> _Keys:
+        """The cell keys a recorded sweep holds, in its order."""
+        with self._db() as db:
+            rows = db.execute(
+                f"select cell_key from {MEMBERS} where sweep_id = ? order by rowid", [sweep_id]
+            ).fetchall()
+        return [r[0] for r in rows]
 
     def stored_cells(self, cell_keys: _Keys) -> dict[str, str]:
         """{cell_key: run id} for the keys already stored (the newest run of each)."""

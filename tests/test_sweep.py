@@ -292,6 +292,9 @@ def _run_inline(spec: SweepSpec, store: RunStore) -> None:
     ]
     from advisor.advice import Advice
 
+    store.record_sweep(
+        spec.sweep_id(), spec.name, spec.model_dump_json(), [c["key"] for c in cells]
+    )
     events = list(advise_cells(cells, spec.model_dump(mode="json")))
     assert [e["event"] for e in events] == ["start", "done"] * len(cells)
     for e in events[1::2]:
@@ -330,6 +333,12 @@ def test_rows_report_and_memo_reuse(inline_sweep, tmp_path):
     spec, store = inline_sweep
     rows = sweep_rows(store, spec.sweep_id())
     assert len(rows) == 4
+    # another sweep holding the same cells (same content keys) shows them, stored once
+    other = spec.model_copy(update={"name": "the same cells again"})
+    keys = [r.cell_key for r in rows]
+    store.record_sweep(other.sweep_id(), other.name, other.model_dump_json(), keys)
+    assert [r.run_id for r in sweep_rows(store, other.sweep_id())] == [r.run_id for r in rows]
+    assert len(store) == 4
     missed = [r for r in rows if r.latency_ms == 0.001]
     met = [r for r in rows if r.latency_ms == 50]
     assert all(r.recommended is None and r.margin is not None and r.margin < 0 for r in missed)
@@ -360,6 +369,7 @@ def test_sweeps_page_shows_the_heatmap_and_opens_a_cell(inline_sweep):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("EDGEDL_CACHE_DIR", str(store.path.parent))
         at = AppTest.from_file(str(ROOT / "app" / "views" / "sweeps.py"), default_timeout=120)
+        at.query_params["sweep"] = spec.sweep_id()  # a link to one sweep opens it
         at.run()
         assert not at.exception and not at.error, [e.value for e in at.error]
         assert at.selectbox(key="sweep_pick").value == spec.sweep_id()

@@ -55,6 +55,15 @@ def sweep(
         out_dir = cache_dir() / "sweeps" / sid
     out = Path(out_dir)
     t0 = time.perf_counter()
+    from advisor.sweep.spec import model_digest
+
+    digests = {m: model_digest(m) for m in spec.models}
+    store.record_sweep(
+        sid,
+        spec.name,
+        spec.model_dump_json(),
+        [c.key(digests[c.model], spec) for c in spec.cells()],
+    )
     ran, already, failures = run_cells(
         spec, store, sid, address=address, num_cpus=num_cpus, out_dir=out, progress=progress
     )
@@ -102,17 +111,25 @@ def stored_result(
 
 
 def sweep_rows(store: RunStore, sweep_id: str) -> list[CellRow]:
-    """The rows of a stored sweep, read back from its runs alone (no SPEC needed)."""
-    return [
-        cell_row(
-            store.get(str(c["id"])),
-            str(c["id"]),
-            sweep_id,
-            str(c["cell_key"]),
-            c["record"] if isinstance(c["record"], dict) else {},
-        )
-        for c in store.sweep_cells(sweep_id)
-    ]
+    """The stored rows of a recorded sweep, read back from the run store alone (no SPEC
+    needed); a cell stored by another sweep with the same content key is included."""
+    keys = store.sweep_members(sweep_id)
+    stored = store.stored_cells(keys)
+    records = {str(c["cell_key"]): c["record"] for c in store.sweep_cells()}
+    rows = []
+    for k in keys:
+        if k in stored:
+            rec = records.get(k)
+            rows.append(
+                cell_row(
+                    store.get(stored[k]),
+                    stored[k],
+                    sweep_id,
+                    k,
+                    rec if isinstance(rec, dict) else {},
+                )
+            )
+    return rows
 
 
 def _notices(rows: list[CellRow], total: int) -> list[str]:

@@ -34,22 +34,28 @@ def main() -> None:
     advice, run_id = None, None
     with ui.guarded("Reading the sweeps"):
         store = RunStore()
-        counts: dict[str, int] = {}
-        for c in store.sweep_cells():
-            counts[str(c["sweep_id"])] = counts.get(str(c["sweep_id"]), 0) + 1
-        if not counts:
+        listed = {str(w["sweep_id"]): w for w in store.sweeps()}
+        if not listed:
             st.info("No sweeps stored yet. Run `edgedl sweep SPEC.yaml` (see the README).")
             return
-        ids = list(counts)
+        ids = list(listed)
         wanted = st.query_params.get("sweep")
         sweep_id = st.selectbox(
             "Sweep",
             ids,
             index=ids.index(wanted) if wanted in ids else len(ids) - 1,
             key="sweep_pick",
-            format_func=lambda i: f"{i} — {counts[i]} cells",
+            format_func=lambda i: (
+                f"{listed[i]['name'] or i} — {listed[i]['cells']} cells, {listed[i]['saved']}"
+            ),
         )
-        rows = [CellRow(**r) for r in _rows(str(store.path), sweep_id, counts[sweep_id])]
+        done = len(store.stored_cells(store.sweep_members(sweep_id)))
+        if done < int(listed[sweep_id]["cells"] or 0):
+            st.caption(
+                f"{done} of {listed[sweep_id]['cells']} cells stored; run the same SPEC again "
+                "to complete the others."
+            )
+        rows = [CellRow(**r) for r in _rows(str(store.path), sweep_id, done)]
         links = list(dict.fromkeys(r.link for r in rows))
         link = st.radio("Link", links, horizontal=True, key="sweep_link") if links else None
         if link is not None:
