@@ -161,7 +161,7 @@ def heatmap_svg(rows: list[CellRow], link: str) -> str:
     models = list(dict.fromkeys(r.model for r in sel))
     cols = list(dict.fromkeys(_column(r, sel) for r in sel))
     cw, ch, left, top = 150, 44, 160, 110
-    w, h = left + cw * len(cols) + 10, top + ch * len(models) + 70
+    w, h = left + cw * len(cols) + 130, top + ch * len(models) + 70  # room for slanted labels
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
         f'font-family="sans-serif" font-size="11" role="img" '
