@@ -30,7 +30,7 @@ from advisor.plans import Candidate, Exit, PlanContext, Skip, load_builtins
 from advisor.rank import citations, judge, rank
 
 if TYPE_CHECKING:
-    from advisor.validate import MeasurementMemo
+    from advisor.memo import MeasurementMemo
 
 Progress = Callable[[str, float], None]
 NO_LABEL_EVAL_SAMPLES = 8
@@ -120,7 +120,7 @@ def advise(
 ) -> Advice:
     """Plan, build, run and rank. Raises AdvisorError subclasses on bad input.
 
-    `memo` (advisor.validate.MeasurementMemo): reuse the evaluation runs and timings of
+    `memo` (advisor.memo.MeasurementMemo): reuse the evaluation runs and timings of
     artifacts that earlier calls in this process already measured (a sweep passes one per
     model); None measures everything afresh."""
     from advisor import zoo

@@ -18,7 +18,7 @@ from advisor.advice import AdviceRequest, Citation, PlanResult
 from advisor.plans import Candidate
 
 if TYPE_CHECKING:
-    from advisor.validate import MeasurementMemo
+    from advisor.memo import MeasurementMemo
 
 DEFAULT_ACCURACY_BUDGET = 1.0  # percentage points, when labels are given and no budget is
 NOISE_FLOOR = 0.05  # relative: differences under 5% are noise on a shared machine
@@ -216,7 +216,7 @@ def judge(
     memo: MeasurementMemo | None = None,
 ) -> PlanResult:
     """A validated plan with its status, reasons and whether it meets the targets. `memo`:
-    reuse paired timings of identical files (advisor.validate.MeasurementMemo)."""
+    reuse paired timings of identical files (advisor.memo.MeasurementMemo)."""
     meets_acc, reasons = _accuracy_verdict(res, request, labelled)
     if cand.speed_claim and base is not None:
         res, slower = _speed_verdict(res, base[1], feeds, request, memo)

@@ -11,7 +11,7 @@ from the bytes that actually cross and the link model.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +20,11 @@ import onnx
 from advisor.advice import Fidelity, Latency, PlanResult, Stage
 from advisor.exits import entropy
 from advisor.hardware import transfer_ms
+from advisor.memo import REUSED, MeasurementMemo, digest_bytes, feeds_key
 from advisor.model import ModelGraph
 from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
 from advisor.predict import effective_precision, node_time_ratio
 from advisor.profile import make_session, measure_latency
-from advisor.timing import LatencyStats
 
 LINK_METHOD = "link model: RTT/2 + bytes / nominal bandwidth"
 
@@ -39,47 +39,10 @@ class EvalSet:
     # final exit), used for top-1 agreement and accuracy
 
 
-@dataclass
-class MeasurementMemo:
-    """Measurements reused across advise() calls in one process, keyed by content.
-
-    A sweep advises one model for many targets and links; most plans' artifacts (the FP32
-    model, its INT8 and FP16 builds, a partition at the same cut) are byte-identical from one
-    cell to the next. With a memo, validation runs and times each distinct artifact once: the
-    evaluation run by (sub-models' SHA-256, exit steps, evaluation set), a stage's latency by
-    (sub-model's SHA-256, its input, runs, threads). A figure taken from the memo says so in
-    its method. Pass one to `advise(request, memo=...)`; never share it between machines.
-    """
-
-    eval_runs: dict[tuple, _EvalRun] = field(default_factory=dict)
-    latencies: dict[tuple, LatencyStats] = field(default_factory=dict)
-    remeasured: dict[tuple, tuple[float, float | None]] = field(default_factory=dict)
-    references: dict[tuple, list[list[np.ndarray]]] = field(default_factory=dict)
-    paired: dict[tuple, PairedTiming] = field(default_factory=dict)
-    hits: int = 0
-    misses: int = 0
-
-
-REUSED = " (reused: an identical artifact was timed earlier in this process)"
-
-
-def _digest_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _feeds_key(feeds: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(feeds):
-        a = np.ascontiguousarray(feeds[name])
-        h.update(f"{name}|{a.dtype}|{a.shape}|".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
 def _eval_key(ev: EvalSet) -> str:
     h = hashlib.sha256(f"{ev.primary}|{ev.baseline_accuracy}|".encode())
     for x in ev.inputs:
-        h.update(_feeds_key(x).encode())
+        h.update(feeds_key(x).encode())
     if ev.labels is not None:
         h.update(np.ascontiguousarray(ev.labels).tobytes())
     return h.hexdigest()
@@ -126,7 +89,7 @@ def reference_outputs(
     if memo is not None:
         h = hashlib.sha256(graph.model.SerializeToString())
         for x in inputs:
-            h.update(_feeds_key(x).encode())
+            h.update(feeds_key(x).encode())
         key = (h.hexdigest(), threads)
         if key in memo.references:
             return memo.references[key]
@@ -222,7 +185,7 @@ def validate(
         sessions.append(make_session(str(file), threads=threads))
 
     names = [t.name for t in g.outputs]
-    digests = [_digest_bytes(Path(a).read_bytes()) for a in artifacts] if memo else []
+    digests = [digest_bytes(Path(a).read_bytes()) for a in artifacts] if memo else []
     if memo is not None:
         key = (
             tuple(digests),
@@ -301,7 +264,7 @@ def validate(
         feeds = _feeds(sess, env0)
         reused = False
         if memo is not None:
-            lkey = (_digest_bytes(Path(path).read_bytes()), _feeds_key(feeds), runs, threads)
+            lkey = (digest_bytes(Path(path).read_bytes()), feeds_key(feeds), runs, threads)
             reused = lkey in memo.latencies
             if not reused:
                 memo.latencies[lkey] = measure_latency(path, feeds, runs=runs, threads=threads)
@@ -497,10 +460,10 @@ def paired_timing(
     key = None
     if memo is not None and isinstance(base, str | Path) and isinstance(other, str | Path):
         key = (
-            _digest_bytes(Path(base).read_bytes()),
-            _feeds_key(base_feeds),
-            _digest_bytes(Path(other).read_bytes()),
-            _feeds_key(other_feeds),
+            digest_bytes(Path(base).read_bytes()),
+            feeds_key(base_feeds),
+            digest_bytes(Path(other).read_bytes()),
+            feeds_key(other_feeds),
             rounds,
             runs,
             threads,
@@ -582,7 +545,7 @@ def remeasure_interleaved(
             outs = sess.run(None, feed)  # also the warm-up
             env.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
             if memo is not None:
-                key = (_digest_bytes(Path(path).read_bytes()), _feeds_key(feed), runs, threads)
+                key = (digest_bytes(Path(path).read_bytes()), feeds_key(feed), runs, threads)
                 if key in memo.remeasured:
                     reused[(pi, si)] = memo.remeasured[key]
                     continue

@@ -255,7 +255,7 @@ def render(res: dict) -> str:
         "\nBoth arms measure on this host with a fresh cache each (wall clock, one run). The "
         "sweep runs each model's cells in one Ray task holding the node's timing slot and "
         "reuses, within that task, the measurements of byte-identical artifacts "
-        "(advisor.validate.MeasurementMemo); the separate calls measure everything again in "
+        "(advisor.memo.MeasurementMemo); the separate calls measure everything again in "
         "each process. A model's first cell costs about the same in both arms (calibration, "
         "profile, pruning fine-tune, every artifact measured); the saving is in its other "
         "cells, so the ratio falls with the cells per model (12 in the default SPEC; the "

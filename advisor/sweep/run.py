@@ -103,7 +103,7 @@ def advise_cells(
     """
     from advisor import AdviceRequest, advise
     from advisor.environment import fingerprint
-    from advisor.validate import MeasurementMemo
+    from advisor.memo import MeasurementMemo
 
     memo = MeasurementMemo()
     node_id = _node_id()
