@@ -451,3 +451,22 @@ def test_prepare_builds_the_pruned_model_beside_timing_once(tmp_path, monkeypatc
         )
     )
     assert a.plan("prune.structured").params["reused_from_cache"] is True
+
+
+def test_public_surface():
+    import advisor.memo
+    import advisor.sweep
+
+    assert advisor.sweep.__all__ == [
+        "CellRow",
+        "SpecError",
+        "SweepProgress",
+        "SweepResult",
+        "SweepSpec",
+        "heatmap_svg",
+        "load_spec",
+        "stored_result",
+        "sweep",
+        "sweep_rows",
+    ]
+    assert advisor.memo.__all__ == ["REUSED", "MeasurementMemo", "digest_bytes", "feeds_key"]
