@@ -98,7 +98,7 @@ def cell_row(advice: Advice, run_id: str, sweep_id: str, cell_key: str, record: 
         sweep_id=sweep_id,
         run_id=run_id,
         cell_key=cell_key,
-        model=req.model,
+        model=str((record.get("cell") or {}).get("model") or req.model),  # as the SPEC names it
         target=" + ".join(t for t in (req.device, req.edge, req.cloud) if t),
         device=req.device,
         edge=req.edge,

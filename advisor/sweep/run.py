@@ -151,8 +151,11 @@ def _node_id() -> str:
 
 
 def _request(cell: Cell, spec: SweepSpec, out_dir: Path | None, key: str) -> dict[str, Any]:
+    model = cell.model
+    if Path(model).suffix == ".onnx":  # workers may start elsewhere: give them the full path
+        model = str(Path(model).expanduser().resolve())
     return {
-        "model": cell.model,
+        "model": model,
         "device": cell.device,
         "edge": cell.edge,
         "cloud": cell.cloud,
