@@ -11,8 +11,6 @@ agents are given → assemble the Advice.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,25 +22,31 @@ from advisor.graph.data import EvalData, finite_reference
 from advisor.graph.model import ModelGraph
 from advisor.measure.calibrate import Calibration
 from advisor.measure.environment import Fingerprint
+from advisor.measure.memo import MeasurementMemo
 from advisor.measure.profile import Profile
 from advisor.plans import PLANNERS, Candidate, PlanContext, Skip, load_builtins
+from advisor.progress import Progress, Stages
 from advisor.targets.catalog import Catalog, Link, Target
 from advisor.validate.fidelity import EvalSet
 from advisor.validate.rank import citations, judge, rank, rerank
 
 __all__ = ["advise", "Progress"]
 
-Progress = Callable[[str, float], None]
 
+def advise(
+    request: AdviceRequest, progress: Progress | None = None, *, memo: MeasurementMemo | None = None
+) -> Advice:
+    """Plan, build, run and rank. Raises AdvisorError subclasses on bad input.
 
-def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
-    """Plan, build, run and rank. Raises AdvisorError subclasses on bad input."""
-    stages = _Stages(progress or (lambda stage, frac: None))
+    `memo` (advisor.measure.memo.MeasurementMemo): reuse the evaluation runs and timings of
+    artifacts that earlier calls in this process already measured (a sweep passes one per
+    model); None measures everything afresh."""
+    stages = Stages(progress or (lambda stage, frac: None))
     kinds = _plan_kinds(request)
     tiers = _resolve_targets(request)
     with stages("load model", 0.02):
         loaded = _load(request)
-        ev, loaded = _eval_set(request, loaded, request.threads)  # checks FP32 outputs too
+        ev, loaded = _eval_set(request, loaded, memo)  # checks FP32 outputs too
     with stages("profile", 0.08):
         host = _profile_host(request, loaded)
     with stages("predict", 0.2):
@@ -51,10 +55,10 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
         candidates, skipped = _plan(ctx, kinds, stages.report)
         candidates, unfit = _runnable(candidates, tiers.device)
     with stages("validate", 0.3):
-        validated, failed = _validate(ctx, candidates, ev, request, stages.report)
+        validated, failed = _validate(ctx, candidates, ev, request, stages.report, memo)
     stages.report("rank", 0.97)
     final, recommended, front = _judge_and_rank(
-        request, loaded, validated, [*skipped, *failed, *unfit], tiers.device
+        request, loaded, validated, [*skipped, *failed, *unfit], tiers.device, memo
     )
     final, recommended, front, split_validation, notes = _measure_on_site(
         request, tiers, loaded, ev, candidates, (final, recommended, front), stages.report
@@ -264,13 +268,15 @@ def _runnable(
     return keep, unfit
 
 
-def _eval_set(request: AdviceRequest, loaded: _Loaded, threads: int) -> tuple[EvalSet, _Loaded]:
+def _eval_set(
+    request: AdviceRequest, loaded: _Loaded, memo: MeasurementMemo | None
+) -> tuple[EvalSet, _Loaded]:
     """FP32 reference outputs on the evaluation inputs (finite, or with --allow-nonfinite the
     inputs whose outputs are), and its accuracy when labelled."""
     from advisor.validate.fidelity import accuracy, reference_outputs
 
     graph = loaded.graph
-    reference = reference_outputs(graph, loaded.data.inputs, threads)
+    reference = reference_outputs(graph, loaded.data.inputs, request.threads, memo)
     out_names = [t.name for t in graph.outputs]
     data, reference = finite_reference(loaded.data, reference, out_names, request.allow_nonfinite)
     loaded, labels = replace(loaded, data=data), data.labels
@@ -297,6 +303,7 @@ def _validate(
     ev: EvalSet,
     request: AdviceRequest,
     report: Progress,
+    memo: MeasurementMemo | None = None,
 ) -> tuple[_Validated, list[PlanResult]]:
     """Build and run every candidate; then time all of them again, interleaved."""
     from advisor.validate.core import validate
@@ -308,7 +315,14 @@ def _validate(
         report(f"validate {pid}", 0.3 + 0.65 * n / max(1, len(candidates)))
         try:
             res = validate(
-                ctx, cand, pid.replace("#", "-"), ev, ctx.work_dir, request.runs, request.threads
+                ctx,
+                cand,
+                pid.replace("#", "-"),
+                ev,
+                ctx.work_dir,
+                request.runs,
+                request.threads,
+                memo,
             )
             validated[pid] = (cand, res.model_copy(update={"id": pid}))
         except Exception as exc:  # noqa: BLE001 - a broken artifact is a rejected plan
@@ -328,6 +342,7 @@ def _validate(
         ev.inputs[0],
         runs=request.runs,
         threads=request.threads,
+        memo=memo,
     )
     validated = {
         pid: (cand, res) for (pid, (cand, _)), res in zip(validated.items(), again, strict=True)
@@ -341,6 +356,7 @@ def _judge_and_rank(
     validated: _Validated,
     others: list[PlanResult],
     device: Target,
+    memo: MeasurementMemo | None = None,
 ) -> tuple[list[PlanResult], str | None, list[str]]:
     """Accuracy budget and speed guard per plan, then the ranking. A reference plan the
     device cannot run (FP32 on an int8-only accelerator) is set aside, with the reason."""
@@ -360,7 +376,7 @@ def _judge_and_rank(
                 )
             )
             continue
-        judged.append(judge(res, cand, request, labelled, base, feeds))
+        judged.append(judge(res, cand, request, labelled, base, feeds, memo))
     base_ms = (
         base[1].stages[0].measured_host.ms if base and base[1].stages[0].measured_host else None
     )
@@ -413,7 +429,7 @@ def _assemble(
     final: list[PlanResult],
     recommended: str | None,
     front: list[str],
-    stages: _Stages,
+    stages: Stages,
 ) -> Advice:
     graph, prof = loaded.graph, host.profile
     return Advice(
@@ -464,23 +480,6 @@ def _layers(graph: ModelGraph, prof: Profile, ctx: PlanContext) -> list[LayerRow
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-class _Stages:
-    """Reports progress and records how long each named stage took (Advice.stage_seconds)."""
-
-    def __init__(self, report: Progress):
-        self.report = report
-        self.t0 = time.perf_counter()
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, name: str, frac: float) -> Iterator[None]:
-        """Report `name` at `frac`, and record how long the block took."""
-        self.report(name, frac)
-        started = time.perf_counter()
-        yield
-        self.seconds[name] = round(time.perf_counter() - started, 3)
 
 
 def _default_out(graph) -> Path:

@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import uuid
@@ -32,6 +33,8 @@ __all__ = ["RunStore", "RunSummary", "DB_NAME"]
 
 DB_NAME = "runs.sqlite"
 TABLE = "runs"
+SWEEPS = "sweeps"  # one row per sweep: its id, name and SPEC (advisor.sweep)
+MEMBERS = "sweep_members"  # (sweep_id, cell_key): the cells each sweep holds
 _COLUMNS = {
     "id": str,
     "saved": str,
@@ -47,6 +50,10 @@ _COLUMNS = {
     "artifacts_dir": str,
     "request_json": str,
     "advice_json": str,
+    # set for runs made by a sweep (advisor.sweep); absent from databases made before sweeps
+    "sweep_id": str,
+    "cell_key": str,  # content hash of the model's bytes + the cell: what a resumed sweep skips
+    "sweep_json": str,  # the sweep's record of the cell: node, fingerprint, timing interval
 }
 _SUMMARY_COLUMNS = (
     "id",
@@ -61,8 +68,11 @@ _SUMMARY_COLUMNS = (
     "recommended",
     "n_plans",
     "artifacts_dir",
+    "sweep_id",
 )
 MIN_PREFIX = 4
+_SweepCells = list[dict[str, object]]  # (RunStore.list shadows `list` inside the class)
+_Keys = list[str]
 
 
 def _artifacts_folder(advice: Advice) -> str | None:
@@ -93,6 +103,7 @@ class RunSummary(BaseModel):
     recommended: str | None = None
     n_plans: int
     artifacts_dir: str | None = None
+    sweep_id: str | None = None  # the sweep that made it (`edgedl sweep`), if any
 
 
 class RunStore:
@@ -118,7 +129,20 @@ class RunStore:
             db.table(TABLE).create(
                 _COLUMNS, pk="id", not_null={"id", "saved", "advice_json"}, if_not_exists=True
             )
+            have = db.table(TABLE).columns_dict
+            for name, kind in _COLUMNS.items():  # a database made before a column existed
+                if name not in have:
+                    db.table(TABLE).add_column(name, kind)
             db.table(TABLE).create_index(["saved"], if_not_exists=True)
+            db.table(TABLE).create_index(["cell_key"], if_not_exists=True)
+            db.table(SWEEPS).create(
+                {"sweep_id": str, "name": str, "saved": str, "spec_json": str},
+                pk="sweep_id",
+                if_not_exists=True,
+            )
+            db.table(MEMBERS).create(
+                {"sweep_id": str, "cell_key": str}, pk=("sweep_id", "cell_key"), if_not_exists=True
+            )
 
     def _check_file(self, create: bool) -> None:
         if self.path.is_dir():
@@ -165,9 +189,18 @@ class RunStore:
         finally:
             conn.close()
 
-    def save(self, advice: Advice, artifacts_dir: str | Path | None = None) -> str:
+    def save(
+        self,
+        advice: Advice,
+        artifacts_dir: str | Path | None = None,
+        *,
+        sweep_id: str | None = None,
+        cell_key: str | None = None,
+        sweep_record: dict[str, object] | None = None,
+    ) -> str:
         """Store a run; returns its new id (12 hex digits). `artifacts_dir` defaults to the
-        request's out_dir, else the folder holding every plan's artifact files."""
+        request's out_dir, else the folder holding every plan's artifact files. A sweep tags
+        its runs with `sweep_id`, the cell's `cell_key` and its `sweep_record` (JSON)."""
         run_id = uuid.uuid4().hex[:12]
         req = advice.request
         row = {
@@ -187,6 +220,9 @@ class RunStore:
             else _artifacts_folder(advice),
             "request_json": req.model_dump_json(),
             "advice_json": advice.model_dump_json(),
+            "sweep_id": sweep_id,
+            "cell_key": cell_key,
+            "sweep_json": json.dumps(sweep_record) if sweep_record is not None else None,
         }
         with self._db() as db:
             db.table(TABLE).insert(row)  # sqlite-utils commits, so other processes see it now
@@ -259,6 +295,75 @@ class RunStore:
                 f"before a check that now refuses its request; run the advice again, and "
                 f"delete this one with `edgedl runs delete {rid}`"
             ) from None
+
+    def sweep_cells(self, sweep_id: str | None = None) -> _SweepCells:
+        """Runs made by sweeps (all, or of one sweep), oldest first: id, sweep_id, cell_key
+        and the sweep's record of the cell (decoded)."""
+        sql = f"select id, sweep_id, cell_key, sweep_json from {TABLE} where sweep_id is not null"
+        params: _Keys = []
+        if sweep_id is not None:
+            sql += " and sweep_id = ?"
+            params.append(sweep_id)
+        with self._db() as db:
+            rows = db.execute(sql + " order by saved, rowid", params).fetchall()
+        return [
+            {"id": r[0], "sweep_id": r[1], "cell_key": r[2], "record": json.loads(r[3] or "{}")}
+            for r in rows
+        ]
+
+    def record_sweep(
+        self, sweep_id: str, name: str | None, spec_json: str, cell_keys: _Keys
+    ) -> None:
+        """Remember a sweep and the cells it holds (a cell stored by another sweep with the
+        same content key belongs to both)."""
+        with self._db() as db:
+            db.table(SWEEPS).upsert(
+                {
+                    "sweep_id": sweep_id,
+                    "name": name,
+                    "saved": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "spec_json": spec_json,
+                },
+                pk="sweep_id",
+            )
+            db.table(MEMBERS).upsert_all(
+                [{"sweep_id": sweep_id, "cell_key": k} for k in cell_keys],
+                pk=("sweep_id", "cell_key"),
+            )
+
+    def sweeps(self) -> _SweepCells:
+        """Recorded sweeps, oldest first: sweep_id, name, saved, cells (how many it holds)."""
+        sql = (
+            f"select s.sweep_id, s.name, s.saved, count(m.cell_key) from {SWEEPS} s "
+            f"left join {MEMBERS} m on m.sweep_id = s.sweep_id group by s.sweep_id "
+            "order by s.saved, s.rowid"
+        )
+        with self._db() as db:
+            rows = db.execute(sql).fetchall()
+        return [{"sweep_id": r[0], "name": r[1], "saved": r[2], "cells": r[3]} for r in rows]
+
+    def sweep_members(self, sweep_id: str) -> _Keys:
+        """The cell keys a recorded sweep holds, in its order."""
+        with self._db() as db:
+            rows = db.execute(
+                f"select cell_key from {MEMBERS} where sweep_id = ? order by rowid", [sweep_id]
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def stored_cells(self, cell_keys: _Keys) -> dict[str, str]:
+        """{cell_key: run id} for the keys already stored (the newest run of each)."""
+        out: dict[str, str] = {}
+        with self._db() as db:
+            for i in range(0, len(cell_keys), 500):
+                chunk = cell_keys[i : i + 500]
+                marks = ", ".join("?" for _ in chunk)
+                for rid, key in db.execute(
+                    f"select id, cell_key from {TABLE} where cell_key in ({marks}) "
+                    "order by saved, rowid",
+                    chunk,
+                ):
+                    out[key] = rid
+        return out
 
     def delete(self, run_id: str) -> None:
         """Remove a run (its artifact files stay where they are)."""

@@ -44,6 +44,9 @@ page = st.navigation(
             url_path="explore",
             visibility="hidden",
         ),
+        st.Page(
+            PAGES / "sweeps.py", title="Sweeps", icon=":material/grid_view:", url_path="sweeps"
+        ),
     ]
 )
 page.run()

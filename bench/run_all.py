@@ -5,20 +5,23 @@
 The advisor benches run in this process with one private cache folder, so the host is
 calibrated once and each zoo model is advised once: the prediction, compression and scale
 tables read the same advise() runs. The knowledge-base bench runs in a fresh interpreter
-(it times `import kb`). A summary section with the headline figures and each bench's wall
-time is written last.
+(it times `import kb`); the sweep bench runs its own `edgedl` processes with their own
+caches (its headline is read back from bench/results/sweep.json). A summary section with
+the headline figures and each bench's wall time is written last.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import subprocess
 import sys
 import time
 
 from bench.common import (
     BENCHMARKS_MD,
+    RESULTS_DIR,
     ROOT,
     fresh_cache,
     host_calibration_seconds,
@@ -34,7 +37,7 @@ IN_PROCESS = (
     "bench_scale",
     "bench_target",
 )
-SUBPROCESS = ("bench_kb",)
+SUBPROCESS = ("bench_kb", "bench_sweep")
 BENCHES = IN_PROCESS + SUBPROCESS
 
 
@@ -146,6 +149,26 @@ def headline(results: dict[str, dict]) -> list[list[str]]:
             s = tg[key]
             rows.append([label, _pct(s["median"]), f"≤ {goal:.0%}",
                          "met" if s["median"] <= goal else "missed"])  # fmt: skip
+    sw = results.get("bench_sweep")
+    if sw:
+        rec = sw["recommendations"]
+        rows.append(
+            [
+                f"`edgedl sweep` vs {sw['cells']} separate `edgedl advise` calls: wall ratio",
+                f"{sw['ratio']:.2f} ({sw['sweep_seconds']:.0f} s vs "
+                f"{sw['separate_seconds']:.0f} s)",
+                "≤ 0.20",
+                "met" if sw["goal_met"] else "missed",
+            ]
+        )
+        rows.append(
+            [
+                "sweep cells recommending the same plan as the separate calls",
+                f"{rec['same']} of {rec['cells']}",
+                "–",
+                "–",
+            ]
+        )
     return rows
 
 
@@ -169,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         subprocess.run([sys.executable, "-m", f"bench.{name}", *flag], cwd=ROOT, check=True)
         walls[name] = time.perf_counter() - t
+        if name == "bench_sweep":
+            results[name] = json.loads((RESULTS_DIR / "sweep.json").read_text())
     total = time.perf_counter() - t_all
     body = md_table(["headline", "value", "target", "verdict"], headline(results))
     body += "\n" + md_table(

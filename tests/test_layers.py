@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, int]] = [
     ("advisor.plans", 6),
     ("advisor.validate", 7),
     ("advisor.pipeline", 8),
+    ("advisor.progress", 8),
     ("advisor.runs", 9),
     ("advisor.report", 9),
     ("advisor.sweep", 10),

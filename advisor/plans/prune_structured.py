@@ -118,6 +118,29 @@ def _store(key: str, model: onnx.ModelProto, before: int, after: int) -> None:
     cache.write_json("pruned", key, {"params_before": before, "params_after": after})
 
 
+def pruned_model(graph, src) -> tuple[onnx.ModelProto, int, int, bool]:
+    """(pruned ONNX model, params before, params after, whether it came from the cache) for
+    `graph` and its zoo entry `src`; built and cached on a miss. A sweep calls it ahead of
+    the timing tasks, so the fine-tune runs beside them."""
+    key = _cache_key(graph.digest, src)
+    hit = _cached(key)
+    if hit is not None:
+        return (*hit, True)
+    import torch
+
+    from advisor.zoo import torch_model, training_data
+
+    module = torch_model(src)
+    x_train, y_train = training_data(src)
+    example = torch.from_numpy(x_train[:1])
+    params_before = sum(p.numel() for p in module.parameters())
+    module = prune_and_finetune(module, example, x_train, y_train)
+    params_after = sum(p.numel() for p in module.parameters())
+    model = export_like(module, example, graph)
+    _store(key, model, params_before, params_after)
+    return model, params_before, params_after, False
+
+
 @planner("prune.structured", "L1 channel pruning with a short fine-tune (torch), on the device")
 def prune_structured(ctx: PlanContext) -> list[Candidate] | Skip:
     src = ctx.torch_source
@@ -135,23 +158,7 @@ def prune_structured(ctx: PlanContext) -> list[Candidate] | Skip:
             "training data; this model is ONNX-only here or its weights are untrained (the zoo's "
             "trained models have all three)",
         )
-    key = _cache_key(ctx.graph.digest, src)
-    hit = _cached(key)
-    if hit is not None:
-        model, params_before, params_after = hit
-    else:
-        import torch
-
-        from advisor.zoo.manifest import torch_model, training_data
-
-        module = torch_model(src)
-        x_train, y_train = training_data(src)
-        example = torch.from_numpy(x_train[:1])
-        params_before = sum(p.numel() for p in module.parameters())
-        module = prune_and_finetune(module, example, x_train, y_train)
-        params_after = sum(p.numel() for p in module.parameters())
-        model = export_like(module, example, ctx.graph)
-        _store(key, model, params_before, params_after)
+    model, params_before, params_after, hit = pruned_model(ctx.graph, src)
     return [
         Candidate(
             kind="prune.structured",
@@ -163,7 +170,7 @@ def prune_structured(ctx: PlanContext) -> list[Candidate] | Skip:
                 "epochs": FINE_TUNE_EPOCHS,
                 "params_before": params_before,
                 "params_after": params_after,
-                "reused_from_cache": hit is not None,
+                "reused_from_cache": hit,
             },
         )
     ]

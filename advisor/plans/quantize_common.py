@@ -118,9 +118,69 @@ def _at_least_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
 def static_int8(
     model: onnx.ModelProto, calib: list[dict[str, np.ndarray]], per_channel: bool = True
 ) -> onnx.ModelProto:
-    """QDQ INT8 (signed activations and weights), per-channel weights, calibrated (MinMax)."""
+    """QDQ INT8 (signed activations and weights), per-channel weights, calibrated (MinMax).
+
+    The result is cached on disk by content (model bytes, calibration inputs, settings, ORT
+    version; ORT's quantizer is deterministic), so a machine builds each INT8 model once:
+    the cells of a sweep, or repeated advice on one model, reuse it."""
     if not calib:
         raise ModelError("static INT8 needs calibration inputs; pass --data FILE.npz")
+    key = _int8_key(model, calib, per_channel)
+    hit = _cached_int8(key)
+    if hit is not None:
+        return hit
+    result = _build_static_int8(model, calib, per_channel)
+    _store_int8(key, result)
+    return result
+
+
+def _int8_key(model: onnx.ModelProto, calib: list[dict[str, np.ndarray]], per_channel: bool):
+    import hashlib
+
+    import onnxruntime as ort
+
+    h = hashlib.sha256(model.SerializeToString())
+    for sample in calib:
+        for name in sorted(sample):
+            a = np.ascontiguousarray(sample[name])
+            h.update(f"{name}|{a.dtype}|{a.shape}|".encode())
+            h.update(a.tobytes())
+    h.update(f"{per_channel}|{QDQ_OPSET}|{ort.__version__}|qdq-s8s8-minmax-v1".encode())
+    return h.hexdigest()[:32]
+
+
+def _cached_int8(key: str) -> onnx.ModelProto | None:
+    from google.protobuf.message import DecodeError
+
+    from advisor import cache
+
+    path = cache.cache_path("int8_static", key).with_suffix(".onnx")
+    try:
+        return onnx.load(path) if path.is_file() else None
+    except (OSError, ValueError, DecodeError):
+        return None  # unreadable: build again
+
+
+def _store_int8(key: str, model: onnx.ModelProto) -> None:
+    import os
+
+    from advisor import cache
+
+    path = cache.cache_path("int8_static", key).with_suffix(".onnx")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".onnx")
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.replace(tmp, path)  # whole or absent, even with two builders at once
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _build_static_int8(
+    model: onnx.ModelProto, calib: list[dict[str, np.ndarray]], per_channel: bool
+) -> onnx.ModelProto:
     names = {i.name for i in model.graph.input}
     model = _at_least_opset(model, QDQ_OPSET)
     with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():

@@ -20,10 +20,18 @@ import onnx
 
 from advisor.advice import Fidelity, Latency, PlanResult, Stage
 from advisor.graph.model import ModelGraph
+from advisor.measure.memo import REUSED, MeasurementMemo, digest_bytes, feeds_key
 from advisor.measure.profile import make_session, measure_latency
 from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
 from advisor.targets.catalog import transfer_ms
-from advisor.validate.fidelity import EvalRun, EvalSet, feeds_for_session, fidelity, run_eval
+from advisor.validate.fidelity import (
+    EvalRun,
+    EvalSet,
+    eval_key,
+    feeds_for_session,
+    fidelity,
+    run_eval,
+)
 
 LINK_METHOD = "link model: RTT/2 + bytes / nominal bandwidth"
 
@@ -60,14 +68,44 @@ def validate(
     out_dir: Path,
     runs: int,
     threads: int,
+    memo: MeasurementMemo | None = None,
 ) -> PlanResult:
-    """Build, run and measure one candidate. Raises on a broken artifact (caller records it)."""
+    """Build, run and measure one candidate. Raises on a broken artifact (caller records it).
+    With a `memo`, an artifact already run and timed in this process is not run again."""
     computes = [s for s in cand.steps if isinstance(s, Compute)]
     artifacts = _build(computes, out_dir / plan_id)
     sessions = [make_session(a, threads=threads) for a in artifacts]
-    run = run_eval(cand, sessions, ev, [t.name for t in ctx.graph.outputs])
-    walk = _walk(ctx, cand, ev, run, zip(computes, sessions, artifacts, strict=True), runs, threads)
+    run = _eval_run(cand, sessions, ev, [t.name for t in ctx.graph.outputs], artifacts, memo)
+    compiled = zip(computes, sessions, artifacts, strict=True)
+    walk = _walk(ctx, cand, ev, run, compiled, runs, threads, memo)
     return _result(ctx, cand, plan_id, walk, run, fidelity(run.outputs, run.compare), artifacts)
+
+
+def _eval_run(
+    cand: Candidate,
+    sessions: list[Any],
+    ev: EvalSet,
+    names: list[str],
+    artifacts: list[str],
+    memo: MeasurementMemo | None,
+) -> EvalRun:
+    """The plan run on every evaluation input, or the same run from the memo (same artifact
+    bytes, exits, outputs and evaluation set)."""
+    if memo is None:
+        return run_eval(cand, sessions, ev, names)
+    key = (
+        tuple(digest_bytes(Path(a).read_bytes()) for a in artifacts),
+        tuple((s.tensor, s.threshold) for s in cand.steps if isinstance(s, Exit)),
+        cand.prediction,
+        tuple(names),
+        eval_key(ev),
+    )
+    if key in memo.eval_runs:
+        memo.hits += 1
+    else:
+        memo.misses += 1
+        memo.eval_runs[key] = run_eval(cand, sessions, ev, names)
+    return memo.eval_runs[key]  # type: ignore[no-any-return]
 
 
 def _build(computes: list[Compute], plan_dir: Path) -> list[str]:
@@ -89,6 +127,7 @@ def _walk(
     compiled: Iterator[tuple[Compute, Any, str]],
     runs: int,
     threads: int,
+    memo: MeasurementMemo | None = None,
 ) -> _Walk:
     """Each step in order: exits close a path, transfers cost the link, computes are timed."""
     walk = _Walk()
@@ -100,7 +139,7 @@ def _walk(
             _transfer_step(ctx.graph, step, run.first_env, walk)
         else:
             step_c, sess, path = next(compiled)
-            _compute_step(ctx, step_c, sess, path, env0, walk, runs, threads)
+            _compute_step(ctx, step_c, sess, path, env0, walk, (runs, threads, memo))
     return walk
 
 
@@ -151,11 +190,19 @@ def _compute_step(
     path: str,
     env0: dict[str, np.ndarray],
     walk: _Walk,
-    runs: int,
-    threads: int,
+    how: tuple[int, int, MeasurementMemo | None],
 ) -> None:
+    runs, threads, memo = how
     feeds = feeds_for_session(sess, env0)
-    stats = measure_latency(path, feeds, runs=runs, threads=threads)
+    reused = False
+    if memo is not None:  # an identical file with the same input, timed earlier: reuse it
+        lkey = (digest_bytes(Path(path).read_bytes()), feeds_key(feeds), runs, threads)
+        reused = lkey in memo.latencies
+        if not reused:
+            memo.latencies[lkey] = measure_latency(path, feeds, runs=runs, threads=threads)
+        stats = memo.latencies[lkey]
+    else:
+        stats = measure_latency(path, feeds, runs=runs, threads=threads)
     outs = sess.run(None, feeds)
     env0.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
     pred, method, derived, source, band = _predict_stage(ctx, step_c, stats.median_ms)
@@ -180,7 +227,8 @@ def _compute_step(
                 ms=stats.median_ms,
                 p90_ms=stats.p90_ms,
                 kind="measured_host",
-                method=f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s), median of {runs} runs",
+                method=f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s), median of {runs} runs"
+                + (REUSED if reused else ""),
             ),
             nodes=len(step_c.nodes) if step_c.nodes is not None else None,
         )

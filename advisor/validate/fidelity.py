@@ -7,6 +7,7 @@ agreement, task accuracy when labelled).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from advisor.advice import Fidelity
 from advisor.graph.exits import entropy
 from advisor.graph.model import ModelGraph
+from advisor.measure.memo import MeasurementMemo, feeds_key
 from advisor.measure.timing import make_session
 from advisor.plans import Candidate, Compute, Exit
 
@@ -60,10 +62,36 @@ def run_cascade(
 
 
 def reference_outputs(
-    graph: ModelGraph, inputs: list[dict[str, np.ndarray]], threads: int
+    graph: ModelGraph,
+    inputs: list[dict[str, np.ndarray]],
+    threads: int,
+    memo: MeasurementMemo | None = None,
 ) -> list[list[np.ndarray]]:
+    """The FP32 model's outputs per sample; with a `memo`, reused for the same model and
+    inputs earlier in this process."""
+    key = None
+    if memo is not None:
+        h = hashlib.sha256(graph.model.SerializeToString())
+        for x in inputs:
+            h.update(feeds_key(x).encode())
+        key = (h.hexdigest(), threads)
+        if key in memo.references:
+            return memo.references[key]  # type: ignore[no-any-return]
     sess = make_session(graph.model, threads=threads)
-    return [sess.run(None, x) for x in inputs]
+    out = [sess.run(None, x) for x in inputs]
+    if key is not None and memo is not None:
+        memo.references[key] = out
+    return out
+
+
+def eval_key(ev: EvalSet) -> str:
+    """A content key of the evaluation set (inputs, labels, primary output)."""
+    h = hashlib.sha256(f"{ev.primary}|{ev.baseline_accuracy}|".encode())
+    for x in ev.inputs:
+        h.update(feeds_key(x).encode())
+    if ev.labels is not None:
+        h.update(np.ascontiguousarray(ev.labels).tobytes())
+    return h.hexdigest()
 
 
 def accuracy(logits: list[np.ndarray], labels: np.ndarray) -> float:

@@ -19,10 +19,15 @@ latency–fidelity Pareto front.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from advisor.advice import AdviceRequest, Citation, PlanResult, Prefer
 from advisor.plans import Candidate
+
+if TYPE_CHECKING:
+    from advisor.measure.memo import MeasurementMemo
 
 DEFAULT_ACCURACY_BUDGET = 1.0  # percentage points, when labels are given and no budget is
 NOISE_FLOOR = 0.05  # relative: differences under 5% are noise on a shared machine
@@ -288,9 +293,14 @@ def _accuracy_verdict(
 
 
 def _speed_verdict(
-    res: PlanResult, base: PlanResult, feeds: dict[str, np.ndarray], request: AdviceRequest
+    res: PlanResult,
+    base: PlanResult,
+    feeds: dict[str, np.ndarray],
+    request: AdviceRequest,
+    memo: MeasurementMemo | None = None,
 ) -> tuple[PlanResult, list[str]]:
-    """Time the plan's device model against FP32 in alternating rounds (advisor.validate.core)."""
+    """Time the plan's device model against FP32 in alternating rounds
+    (advisor.validate.guard); with a `memo`, a pair timed earlier in this process is reused."""
     from advisor.validate.guard import paired_timing
 
     pt = paired_timing(
@@ -300,6 +310,7 @@ def _speed_verdict(
         feeds,
         runs=max(10, request.runs // 2),
         threads=request.threads,
+        memo=memo,
     )
     res = res.model_copy(
         update={
@@ -335,11 +346,12 @@ def judge(
     labelled: bool,
     base: tuple[Candidate, PlanResult] | None,
     feeds: dict[str, np.ndarray],
+    memo: MeasurementMemo | None = None,
 ) -> PlanResult:
     """A validated plan with its status, reasons and whether it meets the targets."""
     meets_acc, reasons = _accuracy_verdict(res, request, labelled)
     if cand.speed_claim and base is not None:
-        res, slower = _speed_verdict(res, base[1], feeds, request)
+        res, slower = _speed_verdict(res, base[1], feeds, request, memo)
         reasons = slower + reasons
     status = "rejected" if reasons else "candidate"
     meets_lat = res.predicted is not None and res.predicted.ms <= request.latency_ms

@@ -10,6 +10,7 @@ import click
 _GROUP_MODULES: tuple[tuple[str, str], ...] = (
     ("app.commands.kb", "kb"),
     ("app.commands.advise", "advise_command"),
+    ("app.commands.sweep", "sweep_command"),
     ("app.commands.appcmd", "app_command"),
     ("app.commands.agent", "agent"),
     ("app.commands.hardware", "hardware"),

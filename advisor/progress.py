@@ -1,0 +1,30 @@
+"""Progress of a long advice run: the `Progress` callback type (stage name, fraction done)
+and `Stages`, which reports each stage and records how long it took (Advice.stage_seconds).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+__all__ = ["Progress", "Stages"]
+
+Progress = Callable[[str, float], None]
+
+
+class Stages:
+    """Reports progress and records how long each named stage took (Advice.stage_seconds)."""
+
+    def __init__(self, report: Progress):
+        self.report = report
+        self.t0 = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str, frac: float) -> Iterator[None]:
+        """Report `name` at `frac`, and record how long the block took."""
+        self.report(name, frac)
+        started = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - started, 3)
