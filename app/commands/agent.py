@@ -89,8 +89,8 @@ def serve(
         threads=threads,
         request_timeout_s=timeout_s,
     )
-    click.echo(f"EdgeDL agent on http://{host}:{port}  (Ctrl-C to stop)", err=True)
-    run_server(host, port, token, limits, store=store)
+    banner = f"EdgeDL agent on http://{host}:{port}  (Ctrl-C to stop)"
+    run_server(host, port, token, limits, store=store, ready_message=banner)
 
 
 @agent.command("health")
