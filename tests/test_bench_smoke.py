@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from advisor.advice import Latency, PlanResult, Stage
-from advisor.graph.model import load_model, sample_inputs
+from advisor.model import load_model, sample_inputs
 from advisor.targets.catalog import get_link, get_target, load_catalog
 from bench import common
 from bench.bench_compression import fp16_device, plan_row

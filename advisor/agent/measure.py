@@ -69,7 +69,7 @@ def measure_on_agent(
 ) -> TargetProfile:
     """Profile ``model`` (ModelProto, ModelGraph or .onnx bytes) on the agent's machine.
 
-    Without ``inputs`` the agent samples valid ones (advisor.graph.model.sample_inputs)."""
+    Without ``inputs`` the agent samples valid ones (advisor.model.sample_inputs)."""
     proto = getattr(model, "model", model)
     data = proto.SerializeToString() if isinstance(proto, onnx.ModelProto) else bytes(proto)
     model_id = hashlib.sha256(data).hexdigest()
