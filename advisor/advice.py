@@ -13,7 +13,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 LatencyKind = Literal["measured_host", "measured_target", "predicted_target"]
-PlanStatus = Literal["recommended", "candidate", "rejected", "skipped"]
+# not_validated: predicted to miss the latency target beyond the predictor's error band, so
+# not built and timed (AdviceRequest.validate_all builds it anyway)
+PlanStatus = Literal["recommended", "candidate", "rejected", "not_validated", "skipped"]
 
 
 class _Model(BaseModel):
@@ -58,6 +60,17 @@ class AdviceRequest(_Model):
     )
     runs: int = Field(default=20, ge=3, le=1000, description="timed runs per measurement")
     threads: int = Field(default=1, ge=1, le=256, description="ORT intra-op threads")
+    measurement: Literal["adaptive", "quick", "exhaustive"] = Field(
+        default="adaptive",
+        description="adaptive: time until each figure or decision is settled (95% interval, "
+        "floor and cap of runs); quick: fewer runs, labelled so; exhaustive: the fixed counts "
+        "(`runs` per stage, 7 guard rounds), for comparison",
+    )
+    validate_all: bool = Field(
+        default=False,
+        description="build and time every plan, also those predicted to miss the latency "
+        "target beyond the predictor's error band",
+    )
     max_eval_samples: int = Field(default=512, ge=1)
     out_dir: str | None = Field(default=None, description="folder for plan artifacts")
     device_agent: str | None = Field(default=None, description="URL of an agent on the device")

@@ -30,6 +30,7 @@ from advisor.plans import PLANNERS, Candidate, PlanContext, Skip, load_builtins
 from advisor.targets.catalog import Catalog, Link, Target
 from advisor.validate.fidelity import EvalSet
 from advisor.validate.rank import citations, judge, rank
+from advisor.validate.schedule import with_not_validated
 
 __all__ = ["advise", "Progress"]
 
@@ -51,9 +52,10 @@ def advise(request: AdviceRequest, progress: Progress | None = None) -> Advice:
         candidates, skipped = _plan(ctx, kinds)
     with stages("validate", 0.3):
         ev = _eval_set(request, loaded, ctx.threads)
-        validated, failed = _validate(ctx, candidates, ev, request, stages.report)
+        validated, failed, unbuilt = _validate(ctx, candidates, ev, request, stages.report)
     stages.report("rank", 0.97)
     final, recommended, front = _judge_and_rank(request, loaded, validated, [*skipped, *failed])
+    final = with_not_validated(final, unbuilt)
     final, split_validation, notes = _measure_on_site(
         request, tiers, loaded, ev, candidates, final, recommended, stages.report
     )
@@ -144,12 +146,14 @@ class _Host:
 def _profile_host(request: AdviceRequest, loaded: _Loaded) -> _Host:
     """This host's fingerprint and ceilings, and every node's time on it."""
     from advisor.measure.calibrate import calibrate
+    from advisor.measure.policy import policy_for
     from advisor.measure.profile import fingerprint, profile_model
 
     fp = fingerprint(request.threads)
     cal = calibrate(threads=request.threads)
+    rule = policy_for(request.measurement, request.runs).profile
     prof = profile_model(
-        loaded.graph, loaded.data.inputs[0], runs=request.runs, threads=request.threads
+        loaded.graph, loaded.data.inputs[0], runs=request.runs, threads=request.threads, rule=rule
     )
     return _Host(fp, cal, prof)
 
@@ -259,42 +263,13 @@ def _validate(
     ev: EvalSet,
     request: AdviceRequest,
     report: Progress,
-) -> tuple[_Validated, list[PlanResult]]:
-    """Build and run every candidate; then time all of them again, interleaved."""
-    from advisor.validate.core import validate
-    from advisor.validate.guard import remeasure_interleaved
+) -> tuple[_Validated, list[PlanResult], list[PlanResult]]:
+    """(validated plans, failed ones, ones not validated): skip what cannot win, build and
+    check on every core, then time alone; guard every compression plan against FP32 in one
+    window; then time all of them again, interleaved (advisor.validate.schedule)."""
+    from advisor.validate.schedule import validate_plans
 
-    validated: _Validated = {}
-    failed: list[PlanResult] = []
-    for n, (pid, cand) in enumerate(candidates):
-        report(f"validate {pid}", 0.3 + 0.65 * n / max(1, len(candidates)))
-        try:
-            res = validate(
-                ctx, cand, pid.replace("#", "-"), ev, ctx.work_dir, request.runs, request.threads
-            )
-            validated[pid] = (cand, res.model_copy(update={"id": pid}))
-        except Exception as exc:  # noqa: BLE001 - a broken artifact is a rejected plan
-            failed.append(
-                PlanResult(
-                    id=pid,
-                    kind=cand.kind,
-                    title=cand.title,
-                    params=cand.params,
-                    status="rejected",
-                    reasons=[f"validation failed: {type(exc).__name__}: {exc}"],
-                )
-            )
-    report("measure all plans, interleaved", 0.95)
-    again = remeasure_interleaved(
-        [res for _, res in validated.values()],
-        ev.inputs[0],
-        runs=request.runs,
-        threads=request.threads,
-    )
-    validated = {
-        pid: (cand, res) for (pid, (cand, _)), res in zip(validated.items(), again, strict=True)
-    }
-    return validated, failed
+    return validate_plans(ctx, candidates, ev, request, report)
 
 
 def _judge_and_rank(
@@ -478,6 +453,10 @@ def _reproduce(req: AdviceRequest) -> str:
         parts += ["--runs", str(req.runs)]
     if req.threads != 1:
         parts += ["--threads", str(req.threads)]
+    if req.measurement != "adaptive":
+        parts += [f"--{req.measurement}"]
+    if req.validate_all:
+        parts += ["--validate-all"]
     for p in req.plans or []:
         parts += ["--plan", p]
     for e in req.exits or []:

@@ -25,6 +25,7 @@ STATUS_ICONS = {
     "recommended": ":material/check_circle:",
     "candidate": ":material/radio_button_unchecked:",
     "rejected": ":material/cancel:",
+    "not_validated": ":material/block:",
     "skipped": ":material/skip_next:",
 }
 

@@ -65,11 +65,15 @@ def _decision(a: Advice) -> Section:
     req, p = a.request, a.recommended_plan
     counts = {
         s: sum(q.status == s for q in a.plans)
-        for s in ("recommended", "candidate", "rejected", "skipped")
+        for s in ("recommended", "candidate", "rejected", "not_validated", "skipped")
     }
     tally = Para(
         f"{len(a.plans)} plans considered: "
-        + ", ".join(f"{n} {s}" for s, n in counts.items())
+        + ", ".join(
+            f"{n} {s.replace('_', ' ')}"
+            for s, n in counts.items()
+            if n or s != "not_validated"  # the line reads as before when nothing was skipped
+        )
         + "."
     )
     blocks: list[Block] = []
@@ -361,7 +365,7 @@ def _details(a: Advice) -> Section:
 
 
 def _rejected(a: Advice) -> Section:
-    out = [p for p in a.plans if p.status in ("rejected", "skipped")]
+    out = [p for p in a.plans if p.status in ("rejected", "not_validated", "skipped")]
     missed = [p for p in a.plans if p.status == "candidate" and p.reasons]
     blocks: list[Block] = []
     if out:

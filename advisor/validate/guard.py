@@ -1,10 +1,20 @@
 """Timing plans against each other on this host: the paired FP32-vs-plan guard
-(`paired_timing`) and the interleaved re-measurement of every validated plan
-(`remeasure_interleaved`), both in alternating rounds so a burst of load hits every side.
+(`paired_timing`, or `guard_window` for every guarded plan at once) and the interleaved
+re-measurement of every validated plan (`remeasure_interleaved`), all in alternating rounds
+so a burst of load hits every side.
+
+`guard_window` times FP32 once per round for all the plans it is compared with, and stops a
+plan's rounds as soon as the 95% interval of its ratio to FP32 settles the guard's question
+(is it more than 5% slower?). Its results are kept, keyed by the two models' bytes, for the
+`paired_timing` calls the judge makes right after (advisor.validate.rank), which then do not
+time again.
 """
 
 from __future__ import annotations
 
+import random
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,8 +22,11 @@ import numpy as np
 import onnx
 
 from advisor.advice import Latency, PlanResult
-from advisor.measure.timing import make_session
+from advisor.measure.policy import feed_digest, file_digest
+from advisor.measure.timing import Rule, make_session, stop_reason
 from advisor.validate.fidelity import feeds_for_session
+
+GUARD_THRESHOLD = 1.05  # plan/FP32 ratio the guard tests (advisor.validate.rank.NOISE_FLOOR)
 
 
 @dataclass(frozen=True)
@@ -26,6 +39,86 @@ class PairedTiming:
     spread: float  # half the inter-quartile range of the per-round ratios, relative
     rounds: int
     runs: int
+    stopped: str = ""  # why an adaptive window stopped this plan's rounds ('' = fixed count)
+
+
+# guard_window's results for the judge's paired_timing calls that follow it, keyed by
+# (FP32 bytes digest, plan bytes digest, threads); each window replaces the previous one's
+_WINDOW: dict[tuple[str, str, int], PairedTiming] = {}
+_WINDOW_LOCK = threading.Lock()
+
+
+def _burst(sess: Any, feeds: dict[str, np.ndarray], runs: int) -> float:
+    """Median ms of `runs` back-to-back inferences."""
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(None, feeds)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)) * 1e3
+
+
+def _summary(a_ms: list[float], b_ms: list[float], runs: int, stopped: str) -> PairedTiming:
+    ratios = np.array(b_ms) / np.array(a_ms)
+    q1, q3 = np.percentile(ratios, [25, 75])
+    med = float(np.median(ratios))
+    spread = float((q3 - q1) / 2 / med)
+    return PairedTiming(
+        float(np.median(a_ms)), float(np.median(b_ms)), med, spread, len(a_ms), runs, stopped
+    )
+
+
+def guard_window(
+    base: str,
+    others: dict[str, str],
+    feeds: dict[str, np.ndarray],
+    rule: Rule,
+    *,
+    runs: int = 5,
+    threads: int = 1,
+    seed: int = 0,
+) -> dict[str, PairedTiming]:
+    """Time FP32 (`base`, a model file) against every plan in `others` (id -> model file) in
+    shuffled rounds of `runs` inferences each: FP32 once per round, shared by all; a model
+    whose bytes another plan already holds is timed once for both. A plan leaves the rounds
+    once the 95% interval of its per-round ratio to FP32 lies wholly on one side of
+    GUARD_THRESHOLD or is within the rule's precision, or at the rule's cap.
+    """
+    base_key = file_digest(base)
+    keys = {pid: file_digest(path) for pid, path in others.items()}
+    paths = {keys[pid]: path for pid, path in others.items()}
+    sessions = {k: make_session(p, threads=threads) for k, p in paths.items()}
+    base_sess = make_session(base, threads=threads)
+    for sess in (base_sess, *sessions.values()):
+        _burst(sess, feeds, runs)  # warm-up
+    a_ms: dict[str, list[float]] = {k: [] for k in sessions}
+    b_ms: dict[str, list[float]] = {k: [] for k in sessions}
+    done: dict[str, str] = {}
+    rng = random.Random(seed)
+    while len(done) < len(sessions):
+        active = [k for k in sessions if k not in done]
+        order = [base_key, *active]
+        rng.shuffle(order)
+        got = {k: _burst(base_sess if k == base_key else sessions[k], feeds, runs) for k in order}
+        for k in active:
+            a_ms[k].append(got[base_key])
+            b_ms[k].append(got[k])
+            ratios = [b / a for a, b in zip(a_ms[k], b_ms[k], strict=True)]
+            done[k] = stop_reason(ratios, rule, GUARD_THRESHOLD)
+            if not done[k]:
+                del done[k]
+    out = {pid: _summary(a_ms[k], b_ms[k], runs, done[k]) for pid, k in keys.items()}
+    with _WINDOW_LOCK:
+        _WINDOW.clear()
+        for pid, k in keys.items():
+            _WINDOW[(base_key, k, threads)] = out[pid]
+    return out
+
+
+def forget_window() -> None:
+    """Drop the last window's results (a run that times every guard itself calls this)."""
+    with _WINDOW_LOCK:
+        _WINDOW.clear()
 
 
 def paired_timing(
@@ -38,9 +131,15 @@ def paired_timing(
     runs: int = 10,
     threads: int = 1,
 ) -> PairedTiming:
-    """Time `base` and `other` in `rounds` alternating rounds of `runs` inferences each."""
-    import time
+    """Time `base` and `other` in `rounds` alternating rounds of `runs` inferences each.
 
+    When both are files that the last `guard_window` timed together, its result is returned.
+    """
+    if isinstance(base, str) and isinstance(other, str) and _WINDOW:
+        with _WINDOW_LOCK:
+            hit = _WINDOW.get((file_digest(base), file_digest(other), threads))
+        if hit is not None:
+            return hit
     sa, sb = make_session(base, threads=threads), make_session(other, threads=threads)
 
     def burst(sess, feeds) -> float:
@@ -74,10 +173,11 @@ def paired_timing(
 
 def _stage_sessions(
     plans: list[PlanResult], inputs: dict[str, np.ndarray], threads: int
-) -> list[tuple[int, int, Any, dict[str, np.ndarray]]]:
-    """(plan index, stage index, warmed-up session, its feed) for every compute stage of every
-    plan that has artifacts and is not a cascade, each fed by the stages before it."""
-    items: list[tuple[int, int, Any, dict[str, np.ndarray]]] = []
+) -> list[tuple[int, int, Any, dict[str, np.ndarray], str]]:
+    """(plan index, stage index, warmed-up session, its feed, digest of model and feed) for
+    every compute stage of every plan that has artifacts and is not a cascade, each fed by
+    the stages before it."""
+    items: list[tuple[int, int, Any, dict[str, np.ndarray], str]] = []
     for pi, p in enumerate(plans):
         if not p.artifacts or "cascade" in p.extra:
             continue
@@ -88,8 +188,39 @@ def _stage_sessions(
             feed = feeds_for_session(sess, env)
             outs = sess.run(None, feed)  # also the warm-up
             env.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
-            items.append((pi, si, sess, feed))
+            items.append((pi, si, sess, feed, f"{file_digest(path)}-{feed_digest(feed)}"))
     return items
+
+
+def _rounds(
+    unique: dict[str, tuple[Any, dict[str, np.ndarray]]],
+    per_round: int,
+    threads: int,
+    rounds: int,
+    rule: Rule | None,
+    seed: int,
+) -> tuple[dict[str, list[float]], dict[str, list[float]], str]:
+    """Round-robin rounds over `unique` stages: (round medians, kept runs, why it stopped)."""
+    from advisor.measure.timing import timed_run, uncontended
+
+    medians: dict[str, list[float]] = {k: [] for k in unique}
+    samples: dict[str, list[float]] = {k: [] for k in unique}
+    order = list(unique)
+    rng = random.Random(seed)
+    cap = rounds if rule is None else rule.cap
+    for n in range(1, cap + 1):
+        rng.shuffle(order)
+        for k in order:
+            sess, feed = unique[k]
+            times = [timed_run(sess, feed) for _ in range(per_round)]
+            kept = [times[i][0] for i in uncontended(times, threads)]
+            medians[k].append(float(np.median(kept)))
+            samples[k].extend(kept)
+        if rule is not None and n >= rule.floor:
+            reasons = [stop_reason(m, rule, None) for m in medians.values()]
+            if all(r.startswith("95% CI") for r in reasons):
+                return medians, samples, f"every stage's 95% CI within ±{rule.precision:.0%}"
+    return medians, samples, f"cap of {cap} rounds reached" if rule is not None else ""
 
 
 def remeasure_interleaved(
@@ -100,6 +231,7 @@ def remeasure_interleaved(
     threads: int,
     rounds: int = 5,
     seed: int = 0,
+    rule: Rule | None = None,
 ) -> list[PlanResult]:
     """Time every plan's compute stages again, round-robin across all plans, and use those
     figures as their `measured_host`.
@@ -108,42 +240,40 @@ def remeasure_interleaved(
     burst of load in one window can move it by tens of percent, so two plans holding the same
     model could differ by that much. Here every stage of every plan runs a few times per round,
     in a shuffled order, for `rounds` rounds; a stage's figure is the median of its per-round
-    medians, so drift hits all plans alike and their figures compare. Cascades (expected
-    latencies over exit shares) keep their figures.
+    medians, so drift hits all plans alike and their figures compare. Stages whose models and
+    inputs have the same bytes are timed once. With `rule`, the rounds stop early once every
+    stage's 95% interval of its round medians is within the rule's precision (floor and cap
+    in rounds). Cascades (expected latencies over exit shares) keep their figures.
     """
-    import random
-
-    from advisor.measure.timing import median_p90, timed_run, uncontended
+    from advisor.measure.timing import median_p90
 
     items = _stage_sessions(plans, inputs, threads)
     if not items:
         return plans
     per_round = max(3, runs // rounds)
-    medians: dict[tuple[int, int], list[float]] = {(pi, si): [] for pi, si, _, _ in items}
-    samples: dict[tuple[int, int], list[float]] = {(pi, si): [] for pi, si, _, _ in items}
-    order = list(range(len(items)))
-    rng = random.Random(seed)
-    for _ in range(rounds):
-        rng.shuffle(order)
-        for k in order:
-            pi, si, sess, feed = items[k]
-            times = [timed_run(sess, feed) for _ in range(per_round)]
-            kept = [times[i][0] for i in uncontended(times, threads)]
-            medians[(pi, si)].append(float(np.median(kept)))
-            samples[(pi, si)].extend(kept)
+    unique: dict[str, tuple[Any, dict[str, np.ndarray]]] = {}
+    key_of: dict[tuple[int, int], str] = {}
+    for pi, si, sess, feed, digest in items:
+        key = digest if rule is not None else f"{pi}-{si}"  # fixed counts: every stage, as before
+        unique.setdefault(key, (sess, feed))
+        key_of[(pi, si)] = key
+    medians, samples, stopped = _rounds(unique, per_round, threads, rounds, rule, seed)
+    n_rounds = len(next(iter(medians.values())))
     method = (
-        f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s): median of {rounds} round medians of "
+        f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s): median of {n_rounds} round medians of "
         f"{per_round} runs, round-robin with every other plan's stages"
+        + (f" ({rule.label}: stopped, {stopped})" if rule is not None else "")
+        + ("; identical models timed once" if len(unique) < len(items) else "")
     )
     out = list(plans)
-    for pi in sorted({pi for pi, _, _, _ in items}):
+    for pi in sorted({pi for pi, _, _, _, _ in items}):
         p = out[pi]
         stages = list(p.stages)
         for si, s in enumerate(stages):
-            if (pi, si) not in medians:
+            if (pi, si) not in key_of:
                 continue
-            _, p90 = median_p90(samples[(pi, si)])
-            ms = float(np.median(medians[(pi, si)]))
+            _, p90 = median_p90(samples[key_of[(pi, si)]])
+            ms = float(np.median(medians[key_of[(pi, si)]]))
             stages[si] = s.model_copy(
                 update={
                     "measured_host": Latency(ms=ms, p90_ms=p90, kind="measured_host", method=method)

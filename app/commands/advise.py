@@ -35,22 +35,35 @@ input_shape_option = click.option(
 
 
 class _Progress:
-    """Stage progress on stderr: a redrawn bar on a terminal, one line per stage otherwise."""
+    """Stage progress on stderr: a redrawn bar on a terminal, one line per stage otherwise;
+    each with an estimate of the time left (elapsed time scaled by the work left)."""
 
     def __init__(self, enabled: bool):
+        import time
+
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
+        self.clock = time.perf_counter
+        self.t0 = self.clock()
+
+    def eta(self, frac: float) -> str:
+        """'about 12 s left', once a tenth of the work is done (earlier guesses mislead)."""
+        if frac < 0.1 or frac >= 1.0:
+            return ""
+        left = (self.clock() - self.t0) * (1 - frac) / frac
+        return f" · about {left:.0f} s left"
 
     def __call__(self, stage: str, frac: float) -> None:
         if not self.enabled:
             return
+        text = stage + self.eta(frac)
         if self.tty:
             bar = "#" * int(frac * 30)
-            click.echo(f"\r[{bar:<30}] {frac * 100:3.0f}% {stage[:60]:<60}", err=True, nl=False)
+            click.echo(f"\r[{bar:<30}] {frac * 100:3.0f}% {text[:72]:<72}", err=True, nl=False)
             if frac >= 1.0:
                 click.echo("", err=True)
         else:
-            click.echo(f"[{frac * 100:3.0f}%] {stage}", err=True)
+            click.echo(f"[{frac * 100:3.0f}%] {text}", err=True)
 
 
 def _check_report_path(path: str) -> None:
@@ -161,6 +174,25 @@ def _table(advice) -> str:
 @click.option("--runs", type=int, default=20, show_default=True, help="Timed runs per measurement.")
 @click.option("--threads", type=int, default=1, show_default=True, help="ORT intra-op threads.")
 @click.option(
+    "--quick",
+    "measurement",
+    flag_value="quick",
+    help="Fewer timed runs per measurement (each figure says so); same output.",
+)
+@click.option(
+    "--exhaustive",
+    "measurement",
+    flag_value="exhaustive",
+    help="Fixed counts (--runs per stage, 7 guard rounds) instead of timing until each "
+    "figure is settled; builds every plan.",
+)
+@click.option(
+    "--validate-all",
+    is_flag=True,
+    help="Build and time every plan, also those predicted to miss the target by more than "
+    "the predictor's error band.",
+)
+@click.option(
     "--out", "out_dir", type=click.Path(file_okay=False), help="Folder for plan artifacts."
 )
 @click.option(
@@ -214,6 +246,8 @@ def advise_command(
     exits,
     runs,
     threads,
+    measurement,
+    validate_all,
     out_dir,
     report_path,
     device_agent,
@@ -252,6 +286,8 @@ def advise_command(
             exits=list(exits) or None,
             runs=runs,
             threads=threads,
+            measurement=measurement or "adaptive",
+            validate_all=validate_all,
             out_dir=out_dir,
             input_shapes=parse_shapes(input_shapes),
             device_agent=device_agent,
@@ -317,7 +353,7 @@ def advise_command(
         for p in advice.plans:
             if not p.reasons:
                 continue
-            if p.status in ("rejected", "skipped"):
+            if p.status in ("rejected", "skipped", "not_validated"):
                 click.echo(f"  {p.status} {p.id}: {p.reasons[0]}")
             elif p.predicted and not (p.meets_latency and p.meets_accuracy):
                 click.echo(f"  misses {p.id}: {'; '.join(p.reasons)}")
