@@ -182,3 +182,41 @@ def test_cli_flags_and_report_show_not_validated(chain_file, tmp_path, monkeypat
     both = CliRunner().invoke(cli, [*args, "--validate-all", "--exhaustive", "--json", "--quiet"])
     assert both.exit_code in (0, 1), both.output
     assert all(p["status"] != "not_validated" for p in json.loads(both.output)["plans"])
+
+
+# --- the bench's bookkeeping ---------------------------------------------------------------------
+
+
+def test_bench_speed_verdicts_and_table_list_every_differing_case():
+    from bench.bench_speed import decisions, render, verdicts
+
+    advice = {
+        "recommended": "a",
+        "plans": [
+            {"id": "a", "status": "recommended"},
+            {"id": "b", "status": "rejected"},
+            {"id": "c", "status": "not_validated"},
+            {"id": "d", "status": "candidate"},
+        ],
+    }
+    assert decisions(advice) == {"recommended": "a", "rejected": ["b", "c"]}
+    run = {"wall_s": 2.0, "advise_s": 1.0, "peak_mb": 200.0}
+    speed = [
+        {"model": "digits_cnn", "new": run, "old": {**run, "wall_s": 4.0}, "wall_ratio": 0.5,
+         "rss_ratio": 1.0, "same": True},
+        {"model": "resnet50_class", "new": {**run, "wall_s": 25.0}, "old": run, "wall_ratio": 12.5,
+         "rss_ratio": 1.0, "same": True},
+    ]  # fmt: skip
+    same = [
+        {"case": "x", "same": True, "why": ""},
+        {"case": "y", "same": False, "why": "b (new: rejected ...)"},
+    ]
+    v = verdicts(speed, same)
+    assert v == {
+        "big_seconds": False,
+        "big_memory": True,
+        "zoo_seconds": True,
+        "same_decisions": False,
+    }
+    table = render(speed, same)
+    assert "1 of 2 cases" in table and "| y | b (new: rejected ...) |" in table

@@ -76,7 +76,7 @@ def policy_for(mode: Mode, runs: int) -> Policy:
         stage=Rule(floor=5, cap=runs, precision=0.05, label=mode),
         # the guard decides ratio <= 1.05; 3 rounds settle a plan 2x faster or slower
         guard=Rule(floor=3, cap=7, precision=0.03, label=mode),
-        guard_runs=5,
+        guard_runs=3,
         interleave=Rule(floor=3, cap=5, precision=0.03, label=mode),
         profile=Rule(floor=5, cap=runs, precision=0.05, label=mode),
     )
@@ -108,26 +108,36 @@ class StageTimer:
 
     policy: Policy
     threads: int
-    seen: dict[str, tuple[LatencyStats, str]] = field(default_factory=dict)
+    seen: dict[str, tuple[LatencyStats, str, str]] = field(default_factory=dict)
+
+    @staticmethod
+    def key(path: str, feeds: Mapping[str, Any]) -> str:
+        """What identifies one timing: the model's bytes and its inputs."""
+        return f"{file_digest(path)}-{feed_digest(feeds)}"
+
+    def prefill(self, key: str, stats: LatencyStats, method: str) -> None:
+        """A figure measured elsewhere (the shared window) for the model and inputs `key`."""
+        self.seen[key] = (stats, method, "")
 
     def time(
         self, path: str, feeds: Mapping[str, Any], session: Any = None, owner: str = ""
     ) -> tuple[LatencyStats, str]:
         """(latency, method) of the model at `path` on `feeds`."""
-        key = f"{file_digest(path)}-{feed_digest(feeds)}"
+        key = self.key(path, feeds)
         if key in self.seen:
-            stats, first = self.seen[key]
-            method = self._method(stats) + f"; same model bytes as {first}, timed once"
-            return stats, method
+            stats, method, first = self.seen[key]
+            return stats, method + (f"; same model bytes as {first}, timed once" if first else "")
         rule = self.policy.stage
         if rule is None:
             stats = measure_latency(path, feeds, runs=self.policy.runs, threads=self.threads)
         else:
             stats = measure_adaptive(path, feeds, rule, threads=self.threads, session=session)
-        self.seen[key] = (stats, owner or Path(path).parent.name)
-        return stats, self._method(stats)
+        method = self._method(stats)
+        self.seen[key] = (stats, method, owner or Path(path).parent.name)
+        return stats, method
 
     def _method(self, stats: LatencyStats) -> str:
-        return f"ORT CPU, ORT_ENABLE_ALL, {self.threads} thread(s), " + self.policy.label(
-            stats.stopped, stats.runs
+        return (
+            f"ORT CPU, ORT_ENABLE_ALL, {self.threads} thread(s), "
+            + self.policy.label(stats.stopped, stats.runs)
         )

@@ -11,7 +11,7 @@ from the bytes that actually cross and the link model.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,10 @@ def prepare(
     sessions = [make_session(a, threads=threads) for a in artifacts]
     run = run_eval(cand, sessions, ev, [t.name for t in ctx.graph.outputs])
     fid = fidelity(run.outputs, run.compare)
+    # of every tensor the first input produced, only those a transfer sends are read later;
+    # the rest (every activation of the model) would stay in memory until timing ends
+    sent = {t for s in cand.steps if isinstance(s, Transfer) for t in s.tensors}
+    run = replace(run, first_env={k: v for k, v in run.first_env.items() if k in sent})
     kept = sessions if keep_sessions else []
     return Prepared(cand, plan_id, computes, artifacts, kept, run, fid)
 

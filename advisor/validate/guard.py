@@ -115,6 +115,102 @@ def guard_window(
     return out
 
 
+@dataclass(frozen=True)
+class Window:
+    """One shared timing window: every distinct stage model, round-robin."""
+
+    medians: dict[str, list[float]]  # per stage key, its median in each round (ms)
+    samples: dict[str, list[float]]  # per stage key, every kept run (ms)
+    pairs: dict[str, PairedTiming]  # per guarded plan, its device model against FP32
+    per_round: int
+    stopped: str  # why the window ended, in short
+    reasons: dict[str, str]  # per stage key, why its rounds stopped
+
+
+def shared_window(
+    stages: dict[str, tuple[Any, dict[str, np.ndarray]]],
+    pairs: dict[str, tuple[str, str]],
+    stage_rule: Rule,
+    guard_rule: Rule,
+    *,
+    per_round: int = 4,
+    threads: int = 1,
+    seed: int = 0,
+) -> Window:
+    """Time every stage in `stages` (key -> warmed-up session and feed) in shuffled rounds of
+    `per_round` runs, and read each guarded plan's ratio to FP32 (`pairs`: plan id -> (FP32
+    stage key, plan stage key)) from the same rounds: one window serves the stage figures,
+    their comparison across plans and the speed guard. Stops after a round in which every
+    stage's 95% interval of its round medians is within `stage_rule`'s precision (or at its
+    cap) and every ratio is settled against GUARD_THRESHOLD (or at `guard_rule`'s cap); a
+    stage whose figure and ratios are settled leaves the later rounds."""
+    from advisor.measure.timing import timed_run, uncontended
+
+    medians: dict[str, list[float]] = {k: [] for k in stages}
+    samples: dict[str, list[float]] = {k: [] for k in stages}
+    ratios: dict[str, list[float]] = {pid: [] for pid in pairs}
+    settled: dict[str, str] = {}  # stage key or plan id -> why it left the rounds
+    rng = random.Random(seed)
+    cap = max(stage_rule.cap, guard_rule.cap if pairs else 0)
+    for _ in range(cap):
+        # a stage leaves the rounds once its figure is settled and so is every ratio it is
+        # part of (FP32 stays while any plan is still compared with it)
+        order = [
+            k
+            for k in stages
+            if k not in settled
+            or any(k in pair and pid not in settled for pid, pair in pairs.items())
+        ]
+        if not order:
+            break
+        rng.shuffle(order)
+        for k in order:
+            sess, feed = stages[k]
+            times = [timed_run(sess, feed) for _ in range(per_round)]
+            kept = [times[i][0] for i in uncontended(times, threads)]
+            medians[k].append(float(np.median(kept)))
+            samples[k].extend(kept)
+        for pid, (b, o) in pairs.items():
+            if pid not in settled and b in order and o in order:
+                ratios[pid].append(medians[o][-1] / medians[b][-1])
+                settled[pid] = stop_reason(ratios[pid], guard_rule, GUARD_THRESHOLD)
+        for k in order:
+            settled[k] = settled.get(k) or stop_reason(medians[k], stage_rule, None)
+        settled = {k: v for k, v in settled.items() if v}
+    why = sorted({v for k, v in settled.items() if k in stages} or {"no stage"})
+    stopped = "; ".join(why) if len(why) <= 2 else f"{why[0]}; ...; {why[-1]}"
+    got = {
+        pid: _paired(medians[b], medians[o], ratios[pid], per_round, settled.get(pid, ""))
+        for pid, (b, o) in pairs.items()
+    }
+    reasons = {k: settled.get(k, f"cap of {cap} rounds reached") for k in stages}
+    return Window(medians, samples, got, per_round, stopped, reasons)
+
+
+def _paired(
+    a_ms: list[float], b_ms: list[float], ratios: list[float], runs: int, stopped: str
+) -> PairedTiming:
+    """A plan's paired figures from the rounds it shared with FP32."""
+    n = len(ratios)
+    q1, q3 = np.percentile(ratios, [25, 75])
+    med = float(np.median(ratios))
+    return PairedTiming(
+        float(np.median(a_ms)),
+        float(np.median(b_ms)),
+        med,
+        float((q3 - q1) / 2 / med),
+        n,
+        runs,
+        stopped,
+    )
+
+
+def remember(base: str, other: str, threads: int, pt: PairedTiming) -> None:
+    """Keep `pt` for the judge's paired_timing(base, other) call (both model files)."""
+    with _WINDOW_LOCK:
+        _WINDOW[(file_digest(base), file_digest(other), threads)] = pt
+
+
 def forget_window() -> None:
     """Drop the last window's results (a run that times every guard itself calls this)."""
     with _WINDOW_LOCK:

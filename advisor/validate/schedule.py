@@ -8,11 +8,17 @@ timing runs alone.
 2. `prepare_all`: build, load, run the evaluation inputs and check fidelity for every plan —
    no timing — on a pool of worker threads, one per core (ONNX Runtime and numpy release the
    GIL, so the cores really are shared out).
-3. `time_all`: only after the pool has closed (every worker finished), each plan's stages
-   are timed on this thread with nothing else of ours running, so the timings see the same
-   quiet machine the fixed-count flow saw; each distinct model is timed once (StageTimer).
-4. `guard_all`: FP32 against every plan that claims to be faster, in one window (FP32 once per
-   round), each plan's rounds stopping when its ratio is settled.
+3. `window_all`: only after the pool has closed (every worker joined), one shared window on
+   this thread, with nothing else of ours running (so the timings see the same quiet machine
+   the fixed-count flow saw), times every distinct stage model once — shuffled rounds, each
+   model a few runs per round — until every figure is settled: the rounds give each stage's
+   figure (comparable across plans, as drift hits all alike) and, FP32 being one of the
+   stages, each compression plan's paired ratio to FP32 for the speed guard.
+4. `time_all`: each plan's walk reads its stages' figures from the window; a cascade's stages
+   are timed one by one with the adaptive rule.
+
+`exhaustive` keeps the former flow: one worker, fixed counts per stage, the judge timing each
+guard in 7 alternating rounds, then every plan again interleaved.
 """
 
 from __future__ import annotations
@@ -20,22 +26,31 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
 from advisor.advice import AdviceRequest, Latency, PlanResult
 from advisor.errors import AdvisorError
-from advisor.measure.policy import Policy, StageTimer, policy_for
+from advisor.measure.policy import Policy, StageTimer, file_digest, policy_for
+from advisor.measure.timing import LatencyStats, make_session, median_p90
 from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
 from advisor.targets.catalog import transfer_ms
 from advisor.validate.core import Prepared, _predict_stage, measure, prepare
-from advisor.validate.fidelity import EvalSet
-from advisor.validate.guard import forget_window, guard_window, remeasure_interleaved
+from advisor.validate.fidelity import EvalSet, feeds_for_session
+from advisor.validate.guard import (
+    Window,
+    forget_window,
+    remeasure_interleaved,
+    remember,
+    shared_window,
+)
 from advisor.validate.rank import citations
 
 __all__ = [
     "PREDICTION_BAND",
-    "guard_all",
+    "window_all",
     "lower_bound_ms",
     "prepare_all",
     "time_all",
@@ -169,53 +184,102 @@ def time_all(
     threads: int,
     report: Report,
 ) -> tuple[dict[str, tuple[Candidate, PlanResult]], list[PlanResult]]:
-    """Time every prepared plan on this thread, in order; identical models once."""
-    timer = StageTimer(policy, threads) if policy.stage is not None else None
+    """Time every prepared plan on this thread, in order. Exhaustive: fixed counts per stage;
+    else the shared window's figures (one timing per distinct model), cascades adaptively."""
+    timer: StageTimer | None = None
+    sessions: dict[str, list[Any]] = {}
+    notes: dict[str, dict[str, object]] = {}
+    if policy.stage is not None:
+        report("time every plan's stages in one window", 0.6)
+        timer, sessions, notes = window_all(prepared, ev.inputs[0], policy, threads)
     validated: dict[str, tuple[Candidate, PlanResult]] = {}
     failed: list[PlanResult] = []
     for n, (pid, prep) in enumerate(prepared):
-        report(f"time {pid}", 0.6 + 0.25 * n / max(1, len(prepared)))
+        report(f"time {pid}", 0.8 + 0.15 * n / max(1, len(prepared)))
         try:
+            prep = replace(prep, sessions=sessions.get(pid, prep.sessions))
             res = measure(ctx, prep, ev, policy.runs, threads, timer)
-            validated[pid] = (prep.cand, res.model_copy(update={"id": pid}))
+            extra = {**res.extra, **({"guard_window": notes[pid]} if pid in notes else {})}
+            validated[pid] = (prep.cand, res.model_copy(update={"id": pid, "extra": extra}))
         except Exception as exc:  # noqa: BLE001 - a broken artifact is a rejected plan
             failed.append(_failed(pid, prep.cand, exc))
     return validated, failed
 
 
-def guard_all(
-    validated: dict[str, tuple[Candidate, PlanResult]],
-    feeds: dict[str, np.ndarray],
+def window_all(
+    prepared: list[tuple[str, Prepared]],
+    inputs: dict[str, np.ndarray],
     policy: Policy,
     threads: int,
-) -> dict[str, tuple[Candidate, PlanResult]]:
-    """One guard window for every plan that claims to be faster than FP32; each keeps its
-    window figures in extra['guard_window'] (the judge reads the same result)."""
-    forget_window()
-    base = validated.get("baseline.device")
-    others = {
-        pid: res.artifacts[0]
-        for pid, (cand, res) in validated.items()
-        if cand.speed_claim and res.artifacts and pid != "baseline.device"
+) -> tuple[StageTimer, dict[str, list[Any]], dict[str, dict[str, object]]]:
+    """One shared window for every stage of every plan (cascades aside) and the speed guard:
+    (a timer holding its figures, each plan's loaded sessions, each guarded plan's note)."""
+    timer = StageTimer(policy, threads)
+    stages: dict[str, tuple[Any, dict[str, np.ndarray]]] = {}
+    owners: dict[str, list[str]] = {}
+    first: dict[str, str] = {}
+    sessions: dict[str, list[Any]] = {}
+    loaded: dict[str, Any] = {}
+    for pid, prep in prepared:
+        if any(isinstance(s, Exit) for s in prep.cand.steps):
+            continue  # a cascade: its stages are timed one by one (StageTimer)
+        env, sessions[pid] = dict(inputs), []
+        for path in prep.artifacts:
+            digest = file_digest(path)  # one session per distinct model: less memory
+            sess = loaded.get(digest) or loaded.setdefault(digest, make_session(path, threads))
+            feed = feeds_for_session(sess, env)
+            outs = sess.run(None, feed)  # also the warm-up
+            env.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
+            key = StageTimer.key(path, feed)
+            stages.setdefault(key, (sess, feed))
+            owners.setdefault(key, []).append(pid)
+            first.setdefault(pid, key)
+            sessions[pid].append(sess)
+    if not stages or policy.stage is None or policy.interleave is None or policy.guard is None:
+        return timer, sessions, {}
+    pairs = {
+        pid: (first["baseline.device"], first[pid])
+        for pid, prep in prepared
+        if prep.cand.speed_claim and pid in first and "baseline.device" in first
     }
-    if policy.guard is None or base is None or not base[1].artifacts or not others:
-        return validated
-    got = guard_window(
-        base[1].artifacts[0], others, feeds, policy.guard, runs=policy.guard_runs, threads=threads
+    win = shared_window(
+        stages, pairs, policy.interleave, policy.guard, per_round=policy.guard_runs, threads=threads
     )
-    out = dict(validated)
-    for pid, pt in got.items():
-        cand, res = out[pid]
-        note = {
+    _prefill(timer, win, owners, policy, threads)
+    notes: dict[str, dict[str, object]] = {}
+    base_path = dict(prepared)["baseline.device"].artifacts[0] if pairs else ""
+    for pid, pt in win.pairs.items():
+        remember(base_path, dict(prepared)[pid].artifacts[0], threads, pt)
+        notes[pid] = {
             "rounds": pt.rounds,
             "runs_per_round": pt.runs,
             "stopped": pt.stopped,
-            "method": f"FP32 and every guarded plan in shuffled rounds of {pt.runs} runs, FP32 "
-            f"once per round; {policy.label(pt.stopped, pt.rounds, 'rounds')}",
+            "method": "FP32 and every plan's stages in one window of shuffled rounds of "
+            f"{pt.runs} runs; {policy.label(pt.stopped, pt.rounds, 'rounds')}",
             "kind": "measured_host",
         }
-        out[pid] = (cand, res.model_copy(update={"extra": {**res.extra, "guard_window": note}}))
-    return out
+    return timer, sessions, notes
+
+
+def _prefill(
+    timer: StageTimer, win: Window, owners: dict[str, list[str]], policy: Policy, threads: int
+) -> None:
+    for key, meds in win.medians.items():
+        _, p90 = median_p90(win.samples[key])
+        stats = LatencyStats(
+            median_ms=float(np.median(meds)),
+            p90_ms=p90,
+            runs=len(win.samples[key]),
+            threads=threads,
+            stopped=win.reasons[key],
+        )
+        method = (
+            f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s): median of {len(meds)} round "
+            f"medians of {win.per_round} runs, round-robin with every other plan's stages "
+            f"({policy.mode}: stopped, {win.reasons[key]})"
+            + ("; identical models timed once" if len(owners[key]) > 1 else "")
+        )
+        timer.prefill(key, stats, method)
 
 
 def validate_plans(
@@ -237,22 +301,15 @@ def validate_plans(
     threads = request.threads
     prepared, failed = prepare_all(ctx, todo, ev, threads, report, parallel=not exhaustive)
     validated, broken = time_all(ctx, prepared, ev, policy, threads, report)
-    if exhaustive:
-        forget_window()  # the judge times every guard itself, with the fixed counts
-    else:
-        report("speed guard: FP32 against every compression plan", 0.88)
-        validated = guard_all(validated, ev.inputs[0], policy, threads)
-    report("measure all plans, interleaved", 0.95)
-    again = remeasure_interleaved(
-        [res for _, res in validated.values()],
-        ev.inputs[0],
-        runs=request.runs,
-        threads=threads,
-        rule=policy.interleave,
-    )
-    validated = {
-        pid: (cand, res) for (pid, (cand, _)), res in zip(validated.items(), again, strict=True)
-    }
+    if exhaustive:  # the former flow: the judge times every guard, then all plans again
+        forget_window()
+        report("measure all plans, interleaved", 0.95)
+        again = remeasure_interleaved(
+            [res for _, res in validated.values()], ev.inputs[0], runs=request.runs, threads=threads
+        )
+        validated = {
+            pid: (cand, res) for (pid, (cand, _)), res in zip(validated.items(), again, strict=True)
+        }
     return validated, [*failed, *broken], unbuilt
 
 
