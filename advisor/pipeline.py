@@ -151,9 +151,14 @@ def _profile_host(request: AdviceRequest, loaded: _Loaded) -> _Host:
 
     fp = fingerprint(request.threads)
     cal = calibrate(threads=request.threads)
-    rule = policy_for(request.measurement, request.runs).profile
+    pol = policy_for(request.measurement, request.runs)
     prof = profile_model(
-        loaded.graph, loaded.data.inputs[0], runs=request.runs, threads=request.threads, rule=rule
+        loaded.graph,
+        loaded.data.inputs[0],
+        runs=request.runs,
+        warmup=pol.profile_warmup,
+        threads=request.threads,
+        rule=pol.profile,
     )
     return _Host(fp, cal, prof)
 

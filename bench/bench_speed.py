@@ -141,6 +141,9 @@ def advise_subprocess(model: str, mode: str, cache: Path, out: Path) -> dict:
         "advise_s": advice["stage_seconds"].get("total"),
         "peak_mb": _peak_kb() / 1024,
         **decisions(advice),
+        "lost": sorted(
+            p["id"] for p in advice["plans"] if p["status"] == "rejected" or not p["meets_latency"]
+        ),
     }
 
 
@@ -153,9 +156,30 @@ def _peak_kb() -> float:
 
 
 def decisions(advice: dict) -> dict:
-    """The recommended plan and the plans that lost on merit (rejected or not validated)."""
-    lost = sorted(p["id"] for p in advice["plans"] if p["status"] in ("rejected", "not_validated"))
-    return {"recommended": advice["recommended"], "rejected": lost}
+    """The recommended plan, the rejected plans (accuracy budget, speed guard, a broken
+    build), and the plans not validated (new defaults only: predicted far over the target)."""
+
+    def ids(status: str) -> list[str]:
+        return sorted(p["id"] for p in advice["plans"] if p["status"] == status)
+
+    return {
+        "recommended": advice["recommended"],
+        "rejected": ids("rejected"),
+        "not_validated": ids("not_validated"),
+    }
+
+
+def same_decisions(new: dict, old: dict, old_advice: dict) -> bool:
+    """Same recommendation and rejected set, and every plan the new defaults did not validate
+    missed the latency target (or was rejected) in the exhaustive run too."""
+    lost = {
+        p["id"] for p in old_advice["plans"] if p["status"] == "rejected" or not p["meets_latency"]
+    }
+    return (
+        new["recommended"] == old["recommended"]
+        and new["rejected"] == old["rejected"]
+        and set(new["not_validated"]) <= lost
+    )
 
 
 def model_arg(model: str, folder: Path) -> str:
@@ -184,7 +208,8 @@ def run_speed(models: list[str], work: Path) -> list[dict]:
                 "wall_ratio": new["wall_s"] / old["wall_s"],
                 "rss_ratio": new["peak_mb"] / old["peak_mb"],
                 "same": new["recommended"] == old["recommended"]
-                and new["rejected"] == old["rejected"],
+                and new["rejected"] == old["rejected"]
+                and set(new["not_validated"]) <= set(old["lost"]),
             }
         )
     return rows
@@ -245,17 +270,20 @@ def run_decisions(models: list[str], links: tuple[str, ...], out: Path) -> list[
     for label, model, device, link, kinds in decision_cases(models, links):
         got = {m: _advise(model, m, kinds, device, link, out) for m in ("adaptive", "exhaustive")}
         new, old = (decisions(got[m]) for m in ("adaptive", "exhaustive"))
-        why = _why(got["adaptive"], got["exhaustive"], new, old)
-        rows.append({"case": label, "new": new, "old": old, "same": new == old, "why": why})
-        print(f"  {label}: {'same' if new == old else 'DIFFERS'}", flush=True)
+        same = same_decisions(new, old, got["exhaustive"])
+        why = "" if same else _why(got["adaptive"], got["exhaustive"], new, old)
+        rows.append({"case": label, "new": new, "old": old, "same": same, "why": why})
+        print(f"  {label}: {'same' if same else 'DIFFERS'}", flush=True)
     return rows
 
 
 def _why(new_a: dict, old_a: dict, new: dict, old: dict) -> str:
     """The reasons of every plan whose fate differs, from both runs."""
-    if new == old:
-        return ""
-    ids = set(new["rejected"]) ^ set(old["rejected"]) | {new["recommended"], old["recommended"]}
+    ids = (
+        set(new["rejected"]) ^ set(old["rejected"])
+        | set(new["not_validated"])
+        | {new["recommended"], old["recommended"]}
+    )
     bits = []
     for pid in sorted(i for i in ids if i):
         for tag, a in (("new", new_a), ("old", old_a)):
@@ -308,7 +336,9 @@ def render(speed: list[dict], same: list[dict]) -> str:
     if same:
         n_same = sum(r["same"] for r in same)
         body += (
-            f"\nSame decisions (recommended plan and set of rejected / not validated plans): "
+            "\nSame decisions (the recommended plan and the set of rejected plans match, and "
+            "every plan the new defaults did not validate also missed the target or was "
+            f"rejected in the exhaustive run): "
             f"{n_same} of {len(same)} cases ({n_same / len(same):.0%}; target ≥ "
             f"{TARGETS['same']:.0%}).\n\n"
         )

@@ -17,8 +17,21 @@ from conftest import make_chain_model
 from advisor import AdviceRequest, advise
 from advisor.errors import RequestError
 from advisor.measure.policy import StageTimer, policy_for
-from advisor.measure.timing import Rule, adaptive, log_ci, measure_adaptive, stop_reason
-from advisor.validate.guard import GUARD_THRESHOLD, forget_window, guard_window, paired_timing
+from advisor.measure.timing import (
+    Rule,
+    adaptive,
+    log_ci,
+    make_session,
+    measure_adaptive,
+    stop_reason,
+)
+from advisor.validate.guard import (
+    GUARD_THRESHOLD,
+    forget_window,
+    guard_window,
+    paired_timing,
+    shared_window,
+)
 from app.cli import cli
 
 
@@ -83,6 +96,8 @@ def test_policies_keep_the_previous_counts_reachable():
     assert quick.stage is not None and default.stage is not None
     assert quick.stage.cap < default.stage.cap == 20
     assert "quick: stopped" in quick.label("cap of 5 reached", 5)
+    fewest = policy_for("adaptive", 3)  # the request's minimum: the cap bounds the floor
+    assert fewest.stage is not None and fewest.stage.floor == fewest.stage.cap == 3
 
 
 # --- no repeated work ----------------------------------------------------------------------------
@@ -113,6 +128,41 @@ def test_guard_window_times_fp32_once_per_round_and_feeds_the_judge(chain_file, 
     forget_window()
     fresh = paired_timing(chain_file, _feed(), str(twin), _feed(), rounds=2, runs=2)
     assert fresh.rounds == 2 and fresh.stopped == ""
+
+
+def _wide_chain(tmp_path: Path, repeat: int) -> str:
+    """The chain model with its conv repeated: a model `repeat` times as slow, roughly."""
+    path = tmp_path / f"chain{repeat}.onnx"
+    model = make_chain_model()
+    nodes = list(model.graph.node)
+    conv = next(n for n in nodes if n.op_type == "Conv")
+    extra = []
+    for i in range(repeat - 1):  # side convs whose outputs feed nothing but are computed
+        n = onnx.helper.make_node("Conv", list(conv.input), [f"side{i}"], name=f"side{i}")
+        for a in conv.attribute:
+            n.attribute.append(a)
+        extra.append(n)
+        model.graph.output.append(onnx.helper.make_tensor_value_info(f"side{i}", 1, None))
+    model.graph.node.extend(extra)
+    onnx.save(model, path)
+    return str(path)
+
+
+def test_shared_window_retires_settled_stages_and_pairs_each_plan_with_fp32(tmp_path: Path):
+    base, slow = _wide_chain(tmp_path, 1), _wide_chain(tmp_path, 30)
+    stages = {}
+    for name, path in (("fp32", base), ("slow", slow)):
+        sess = make_session(path)
+        stages[name] = (sess, {"x": _feed()["x"]})
+    rule = Rule(floor=3, cap=6, precision=0.5)  # loose: settles at the floor
+    win = shared_window(stages, {"plan": ("fp32", "slow")}, rule, Rule(floor=3, cap=8), per_round=3)
+    pt = win.pairs["plan"]
+    assert pt.ratio > GUARD_THRESHOLD and pt.stopped == "95% CI above 1.05"
+    assert pt.rounds == 3  # the ratio is settled at the floor: no more paired rounds
+    # each stage then stays only until its own figure is settled (or the cap)
+    assert all(3 <= len(m) <= 6 for m in win.medians.values())
+    assert len(win.samples["fp32"]) <= 3 * len(win.medians["fp32"])
+    assert set(win.reasons) == {"fp32", "slow"} and all(win.reasons.values())
 
 
 # --- skip what cannot win, end to end ----------------------------------------------------------
@@ -199,7 +249,7 @@ def test_bench_speed_verdicts_and_table_list_every_differing_case():
             {"id": "d", "status": "candidate"},
         ],
     }
-    assert decisions(advice) == {"recommended": "a", "rejected": ["b", "c"]}
+    assert decisions(advice) == {"recommended": "a", "rejected": ["b"], "not_validated": ["c"]}
     run = {"wall_s": 2.0, "advise_s": 1.0, "peak_mb": 200.0}
     speed = [
         {"model": "digits_cnn", "new": run, "old": {**run, "wall_s": 4.0}, "wall_ratio": 0.5,

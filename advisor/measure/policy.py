@@ -40,6 +40,7 @@ class Policy:
     guard_runs: int  # runs per model per guard round
     interleave: Rule | None  # rounds of the interleaved re-measurement of all plans
     profile: Rule | None  # rounds of the per-node profile
+    profile_warmup: int = 5  # untimed profile rounds first (fixed counts: 5, as before)
 
     def label(self, stopped: str, n: int, unit: str = "runs") -> str:
         """'median of 7 runs (adaptive: 95% CI within ±5%)' or 'median of 20 runs'."""
@@ -69,16 +70,20 @@ def policy_for(mode: Mode, runs: int) -> Policy:
             guard_runs=3,
             interleave=Rule(floor=2, cap=3, precision=0.10, label=mode),
             profile=Rule(floor=3, cap=cap, precision=0.10, label=mode),
+            profile_warmup=1,
         )
     return Policy(
         mode,
         runs,
-        stage=Rule(floor=5, cap=runs, precision=0.05, label=mode),
+        stage=Rule(floor=min(5, runs), cap=runs, precision=0.05, label=mode),
         # the guard decides ratio <= 1.05; 3 rounds settle a plan 2x faster or slower
         guard=Rule(floor=3, cap=7, precision=0.03, label=mode),
         guard_runs=3,
-        interleave=Rule(floor=3, cap=5, precision=0.03, label=mode),
-        profile=Rule(floor=5, cap=runs, precision=0.05, label=mode),
+        interleave=Rule(floor=3, cap=5, precision=0.05, label=mode),
+        profile=Rule(floor=min(5, runs), cap=runs, precision=0.05, label=mode),
+        # each round runs four inferences, the first an untimed warm-up of the next: two
+        # rounds bring weights into cache and the allocator to its steady state
+        profile_warmup=2,
     )
 
 
@@ -137,7 +142,6 @@ class StageTimer:
         return stats, method
 
     def _method(self, stats: LatencyStats) -> str:
-        return (
-            f"ORT CPU, ORT_ENABLE_ALL, {self.threads} thread(s), "
-            + self.policy.label(stats.stopped, stats.runs)
+        return f"ORT CPU, ORT_ENABLE_ALL, {self.threads} thread(s), " + self.policy.label(
+            stats.stopped, stats.runs
         )
