@@ -6,7 +6,7 @@ previous exhaustive ones, and whether they decide the same.
 Speed. For the five zoo models and a ResNet-50-class model (ResNet-50 v1.5, 25.6 M
 parameters, 4.1 GMACs, built here from its torch definition with seeded random weights and
 exported to ONNX), each request runs as `edgedl advise ... --json` in its own subprocess,
-once with the defaults (`--measurement adaptive`) and once with `--exhaustive` (the fixed
+once with the defaults (adaptive measurement) and once with `--exhaustive` (the fixed
 counts the advisor used before: `--runs` per stage, 7 alternating guard rounds, every plan
 built), alternating which goes first. Wall time is the subprocess's, interpreter start and
 imports included; `advise()` seconds are the run's own `stage_seconds.total`; peak RSS is the

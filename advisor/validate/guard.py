@@ -174,6 +174,10 @@ def shared_window(
             if pid not in settled and b in order and o in order:
                 ratios[pid].append(medians[o][-1] / medians[b][-1])
                 settled[pid] = stop_reason(ratios[pid], guard_rule, GUARD_THRESHOLD)
+            slower = settled.get(pid, "").startswith("95% CI above")
+            if slower and o != b and not settled.get(o):
+                # slower than FP32: the guard rejects the plan, a finer figure decides nothing
+                settled[o] = f"guard settled it slower than FP32 after {len(ratios[pid])} rounds"
         for k in order:
             settled[k] = settled.get(k) or stop_reason(medians[k], stage_rule, None)
         settled = {k: v for k, v in settled.items() if v}
