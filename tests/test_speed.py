@@ -271,3 +271,20 @@ def test_bench_speed_verdicts_and_table_list_every_differing_case():
     }
     table = render(speed, same)
     assert "1 of 2 cases" in table and "| y | b (new: rejected ...) |" in table
+
+
+def test_quantized_models_are_cached_by_content(tmp_path, monkeypatch):
+    from advisor.plans import quantize_common as qc
+
+    monkeypatch.setenv("EDGEDL_CACHE_DIR", str(tmp_path / "cache"))
+    model = make_chain_model()
+    calib = [_feed(), {"x": _feed()["x"] * 2}]
+    first = qc.static_int8(model, calib)
+    calls = []
+    real = qc._static_int8
+    monkeypatch.setattr(qc, "_static_int8", lambda *a: calls.append(a) or real(*a))
+    again = qc.static_int8(model, calib)
+    assert calls == [] and again.SerializeToString() == first.SerializeToString()
+    qc.static_int8(model, calib[:1])  # other calibration data: quantized again
+    assert len(calls) == 1
+    assert len(list((tmp_path / "cache" / "quantized").glob("*.onnx"))) == 2

@@ -115,12 +115,51 @@ def _at_least_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
         ) from None
 
 
+_PROTO_LIMIT = 1_800_000_000  # a larger model cannot be serialized to bytes: not cached
+
+
+def _cached(kind: str, model: onnx.ModelProto, extra: list[bytes], build) -> onnx.ModelProto:
+    """`build()`, or the model an earlier run built from the same bytes (advisor.cache,
+    namespace 'quantized', keyed by the source model's bytes, `extra` and ORT's version)."""
+    import onnxruntime as ort
+
+    from advisor import cache
+
+    if model.ByteSize() > _PROTO_LIMIT:
+        return build()
+    key = cache.content_key(kind, ort.__version__, model.SerializeToString(), *extra)
+    hit = cache.read_model("quantized", key)
+    if hit is not None:
+        return hit
+    out = build()
+    cache.write_model("quantized", key, out)
+    return out
+
+
+def _samples_bytes(samples: list[dict[str, np.ndarray]]) -> bytes:
+    """The calibration samples as bytes: names, dtypes, shapes and values, in order."""
+    parts = []
+    for s in samples:
+        for name in sorted(s):
+            arr = np.ascontiguousarray(s[name])
+            parts.append(f"{name}|{arr.dtype}|{arr.shape}|".encode() + arr.tobytes())
+    return b"".join(parts)
+
+
 def static_int8(
     model: onnx.ModelProto, calib: list[dict[str, np.ndarray]], per_channel: bool = True
 ) -> onnx.ModelProto:
-    """QDQ INT8 (signed activations and weights), per-channel weights, calibrated (MinMax)."""
+    """QDQ INT8 (signed activations and weights), per-channel weights, calibrated (MinMax);
+    cached by content (the same model and calibration data quantize once)."""
     if not calib:
         raise ModelError("static INT8 needs calibration inputs; pass --data FILE.npz")
+    extra = [_samples_bytes(calib), str(per_channel).encode()]
+    return _cached("static_int8-v1", model, extra, lambda: _static_int8(model, calib, per_channel))
+
+
+def _static_int8(
+    model: onnx.ModelProto, calib: list[dict[str, np.ndarray]], per_channel: bool
+) -> onnx.ModelProto:
     names = {i.name for i in model.graph.input}
     model = _at_least_opset(model, QDQ_OPSET)
     with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():
@@ -141,7 +180,12 @@ def static_int8(
 
 
 def dynamic_int8(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Weights to INT8 ahead of time, activations quantized on the fly (ORT's defaults)."""
+    """Weights to INT8 ahead of time, activations quantized on the fly (ORT's defaults);
+    cached by content."""
+    return _cached("dynamic_int8-v1", model, [], lambda: _dynamic_int8(model))
+
+
+def _dynamic_int8(model: onnx.ModelProto) -> onnx.ModelProto:
     model = _at_least_opset(model, QDQ_OPSET)
     with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():
         src = Path(tmp) / "fp32.onnx"
