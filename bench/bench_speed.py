@@ -10,9 +10,11 @@ once with the defaults (adaptive measurement) and once with `--exhaustive` (the 
 counts the advisor used before: `--runs` per stage, 7 alternating guard rounds, every plan
 built), alternating which goes first. Wall time is the subprocess's, interpreter start and
 imports included; `advise()` seconds are the run's own `stage_seconds.total`; peak RSS is the
-child's `ru_maxrss` (os.wait4). The host calibration and the planners' own caches (pruning
-fine-tunes) are filled by a warm-up run first and shared, as they are for a user's second
-question; the per-node profile is dropped before every timed run, so each run profiles.
+child's `ru_maxrss` (read in a fresh interpreter whose one child is the advise run). The
+host calibration and the content-keyed caches (pruning fine-tunes, quantized models) are
+filled by a warm-up run first and shared by both settings, as they are for a user's second
+question about the same model; the per-node profile is dropped before every timed run, so
+each run profiles.
 The request is the issue's: device rpi4, edge edge_t4, cloud cloud_a100, wifi, 200 ms.
 
 Same decisions. On the plan-quality cases (each zoo model × each link, the partition
