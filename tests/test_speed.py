@@ -230,6 +230,8 @@ def test_cli_flags_and_report_show_not_validated(chain_file, tmp_path, monkeypat
     assert {p["status"] for p in data["plans"]} >= {"not_validated"}
     text = report.read_text()
     assert "1 not validated" in text and "not validated: predicted" in text
+    clash = CliRunner().invoke(cli, [*args, "--quick", "--exhaustive"])
+    assert clash.exit_code == 2 and "--quick or --exhaustive, not both" in clash.output
     both = CliRunner().invoke(cli, [*args, "--validate-all", "--exhaustive", "--json", "--quiet"])
     assert both.exit_code in (0, 1), both.output
     assert all(p["status"] != "not_validated" for p in json.loads(both.output)["plans"])

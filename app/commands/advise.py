@@ -175,14 +175,12 @@ def _table(advice) -> str:
 @click.option("--threads", type=int, default=1, show_default=True, help="ORT intra-op threads.")
 @click.option(
     "--quick",
-    "measurement",
-    flag_value="quick",
+    is_flag=True,
     help="Fewer timed runs per measurement (each figure says so); same output.",
 )
 @click.option(
     "--exhaustive",
-    "measurement",
-    flag_value="exhaustive",
+    is_flag=True,
     help="Fixed counts (--runs per stage, 7 guard rounds) instead of timing until each "
     "figure is settled; builds every plan.",
 )
@@ -246,7 +244,8 @@ def advise_command(
     exits,
     runs,
     threads,
-    measurement,
+    quick,
+    exhaustive,
     validate_all,
     out_dir,
     report_path,
@@ -267,6 +266,8 @@ def advise_command(
     from advisor import AdviceRequest, advise
     from advisor.errors import RequestError
 
+    if quick and exhaustive:
+        raise RequestError("give --quick or --exhaustive, not both")
     try:
         req = AdviceRequest(
             model=model,
@@ -286,7 +287,7 @@ def advise_command(
             exits=list(exits) or None,
             runs=runs,
             threads=threads,
-            measurement=measurement or "adaptive",
+            measurement="quick" if quick else "exhaustive" if exhaustive else "adaptive",
             validate_all=validate_all,
             out_dir=out_dir,
             input_shapes=parse_shapes(input_shapes),
