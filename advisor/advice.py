@@ -14,8 +14,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 LatencyKind = Literal["measured_host", "measured_target", "predicted_target"]
-# "misses_target": valid (fidelity kept) but its predicted latency misses the target
-PlanStatus = Literal["recommended", "candidate", "misses_target", "rejected", "skipped"]
+# "misses_target": valid (fidelity kept) but its predicted latency misses the target;
+# "not_validated": predicted to miss the latency target beyond the predictor's error band, so
+# not built and timed (AdviceRequest.validate_all builds it anyway)
+PlanStatus = Literal[
+    "recommended", "candidate", "misses_target", "rejected", "not_validated", "skipped"
+]
 #: what the recommendation optimises once a plan meets the target and the accuracy budget
 Prefer = Literal["accuracy", "latency", "size"]
 
@@ -90,6 +94,17 @@ class AdviceRequest(_Model):
         description="CPU threads a target may use; default: its best measured count or all "
         "its cores",
     )
+    measurement: Literal["adaptive", "quick", "exhaustive"] = Field(
+        default="adaptive",
+        description="adaptive: time until each figure or decision is settled (95% interval, "
+        "floor and cap of runs); quick: fewer runs, labelled so; exhaustive: the fixed counts "
+        "(`runs` per stage, 7 guard rounds), for comparison",
+    )
+    validate_all: bool = Field(
+        default=False,
+        description="build and time every plan, also those predicted to miss the latency "
+        "target beyond the predictor's error band",
+    )
     max_eval_samples: int = Field(default=512, ge=1)
     out_dir: str | None = Field(default=None, description="folder for plan artifacts")
     device_agent: str | None = Field(default=None, description="URL of an agent on the device")
@@ -148,6 +163,10 @@ class AdviceRequest(_Model):
             parts += ["--runs", str(req.runs)]
         if req.threads != 1:
             parts += ["--threads", str(req.threads)]
+        if req.measurement != "adaptive":
+            parts += [f"--{req.measurement}"]
+        if req.validate_all:
+            parts += ["--validate-all"]
         if req.target_threads is not None:
             parts += ["--target-threads", str(req.target_threads)]
         for f in req.catalog:

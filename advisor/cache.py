@@ -1,12 +1,16 @@
-"""The one cache folder: profiles, calibrations and other measured results as JSON files.
+"""The one cache folder: profiles, calibrations and other measured results as JSON files,
+and models derived from other models (quantized, pruned) as ONNX files.
 
 `cache_dir()` is `$EDGEDL_CACHE_DIR` when set, else `~/.cache/edgedl`. Entries live in one
-sub-folder per namespace (`profiles/`, `calibration/`), one JSON file per key. A file that
-cannot be read or parsed counts as a miss, so a corrupt cache is re-measured, never trusted.
+sub-folder per namespace (`profiles/`, `calibration/`, `quantized/`), one file per key. A file
+that cannot be read or parsed counts as a miss, so a corrupt cache is re-measured (or
+rebuilt), never trusted. Derived models are keyed by `content_key` over everything their
+bytes depend on (the source model's bytes, the calibration data, the tool's version).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -14,7 +18,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cache_dir", "cache_path", "read_json", "write_json"]
+__all__ = [
+    "cache_dir",
+    "cache_path",
+    "content_key",
+    "read_json",
+    "read_model",
+    "write_json",
+    "write_model",
+]
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -50,6 +62,48 @@ def write_json(namespace: str, key: str, data: dict[str, Any]) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def content_key(*parts: str | bytes) -> str:
+    """sha256 over `parts` (each length-prefixed, so ('ab', 'c') and ('a', 'bc') differ).
+
+    >>> content_key("a", b"bc") == content_key("a", b"bc") != content_key("ab", b"c")
+    True
+    """
+    h = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def read_model(namespace: str, key: str) -> Any:
+    """The cached onnx.ModelProto, or None when absent or unreadable."""
+    import onnx
+
+    path = cache_path(namespace, key).with_suffix(".onnx")
+    try:
+        return onnx.load(path)
+    except Exception:  # noqa: BLE001 - any unreadable file is a miss
+        return None
+
+
+def write_model(namespace: str, key: str, model: Any) -> Path:
+    """Store an onnx.ModelProto atomically (temp file, then rename) and return its path."""
+    import onnx
+
+    path = cache_path(namespace, key).with_suffix(".onnx")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".onnx")
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from advisor.progress import Progress, Stages
 from advisor.targets.catalog import Catalog, Link, Target
 from advisor.validate.fidelity import EvalSet
 from advisor.validate.rank import citations, judge, rank, rerank
+from advisor.validate.schedule import with_not_validated
 
 __all__ = ["advise", "Progress"]
 
@@ -55,11 +56,12 @@ def advise(
         candidates, skipped = _plan(ctx, kinds, stages.report)
         candidates, unfit = _runnable(candidates, tiers.device)
     with stages("validate", 0.3):
-        validated, failed = _validate(ctx, candidates, ev, request, stages.report, memo)
+        validated, failed, unbuilt = _validate(ctx, candidates, ev, request, stages.report, memo)
     stages.report("rank", 0.97)
     final, recommended, front = _judge_and_rank(
         request, loaded, validated, [*skipped, *failed, *unfit], tiers.device, memo
     )
+    final = with_not_validated(final, unbuilt)
     final, recommended, front, split_validation, notes = _measure_on_site(
         request, tiers, loaded, ev, candidates, (final, recommended, front), stages.report
     )
@@ -139,12 +141,19 @@ class _Host:
 def _profile_host(request: AdviceRequest, loaded: _Loaded) -> _Host:
     """This host's fingerprint and ceilings, and every node's time on it."""
     from advisor.measure.calibrate import calibrate
+    from advisor.measure.policy import policy_for
     from advisor.measure.profile import fingerprint, profile_model
 
     fp = fingerprint(request.threads)
     cal = calibrate(threads=request.threads)
+    pol = policy_for(request.measurement, request.runs)
     prof = profile_model(
-        loaded.graph, loaded.data.inputs[0], runs=request.runs, threads=request.threads
+        loaded.graph,
+        loaded.data.inputs[0],
+        runs=request.runs,
+        warmup=pol.profile_warmup,
+        threads=request.threads,
+        rule=pol.profile,
     )
     return _Host(fp, cal, prof)
 
@@ -304,50 +313,13 @@ def _validate(
     request: AdviceRequest,
     report: Progress,
     memo: MeasurementMemo | None = None,
-) -> tuple[_Validated, list[PlanResult]]:
-    """Build and run every candidate; then time all of them again, interleaved."""
-    from advisor.validate.core import validate
-    from advisor.validate.guard import remeasure_interleaved
+) -> tuple[_Validated, list[PlanResult], list[PlanResult]]:
+    """(validated plans, failed ones, ones not validated): skip what cannot win, build and
+    check on every core, then time alone; guard every compression plan against FP32 in one
+    window (advisor.validate.schedule)."""
+    from advisor.validate.schedule import validate_plans
 
-    validated: _Validated = {}
-    failed: list[PlanResult] = []
-    for n, (pid, cand) in enumerate(candidates):
-        report(f"validate {pid}", 0.3 + 0.65 * n / max(1, len(candidates)))
-        try:
-            res = validate(
-                ctx,
-                cand,
-                pid.replace("#", "-"),
-                ev,
-                ctx.work_dir,
-                request.runs,
-                request.threads,
-                memo,
-            )
-            validated[pid] = (cand, res.model_copy(update={"id": pid}))
-        except Exception as exc:  # noqa: BLE001 - a broken artifact is a rejected plan
-            failed.append(
-                PlanResult(
-                    id=pid,
-                    kind=cand.kind,
-                    title=cand.title,
-                    params=cand.params,
-                    status="rejected",
-                    reasons=[f"validation failed: {type(exc).__name__}: {exc}"],
-                )
-            )
-    report("measure all plans, interleaved", 0.95)
-    again = remeasure_interleaved(
-        [res for _, res in validated.values()],
-        ev.inputs[0],
-        runs=request.runs,
-        threads=request.threads,
-        memo=memo,
-    )
-    validated = {
-        pid: (cand, res) for (pid, (cand, _)), res in zip(validated.items(), again, strict=True)
-    }
-    return validated, failed
+    return validate_plans(ctx, candidates, ev, request, report, memo)
 
 
 def _judge_and_rank(

@@ -28,6 +28,7 @@ STATUS_ICONS = {
     "candidate": ":material/radio_button_unchecked:",
     "misses_target": ":material/timer_off:",
     "rejected": ":material/cancel:",
+    "not_validated": ":material/block:",
     "skipped": ":material/skip_next:",
 }
 

@@ -36,6 +36,7 @@ IN_PROCESS = (
     "bench_compression",
     "bench_scale",
     "bench_target",
+    "bench_speed",
 )
 SUBPROCESS = ("bench_kb", "bench_sweep")
 BENCHES = IN_PROCESS + SUBPROCESS
@@ -114,6 +115,9 @@ def headline(results: dict[str, dict]) -> list[list[str]]:
                 "–",
             ]
         )
+    sp = results.get("bench_speed")
+    if sp:
+        rows += _speed_rows(sp)
     sc = results.get("bench_scale")
     if sc:
         n = sc["budget_nodes"]
@@ -167,6 +171,49 @@ def headline(results: dict[str, dict]) -> list[list[str]]:
                 f"{rec['same']} of {rec['cells']}",
                 "–",
                 "–",
+            ]
+        )
+    return rows
+
+
+def _speed_rows(sp: dict) -> list[list[str]]:
+    """The advise-speed headlines: ResNet-50 class wall and memory, slowest zoo model, same
+    decisions (bench.bench_speed)."""
+    rows, v = [], sp["verdicts"]
+
+    def verdict(ok: bool | None) -> str:
+        return "–" if ok is None else ("met" if ok else "missed")
+
+    big = [r for r in sp["speed"] if r["model"] == "resnet50_class"]
+    if big:
+        new = big[0]["new"]
+        rows.append(
+            [
+                "advise wall time / peak RSS, ResNet-50-class model (vs previous defaults)",
+                f"{new['wall_s']:.1f} s / {new['peak_mb']:.0f} MB ({big[0]['wall_ratio']:.2f}×)",
+                "≤ 20 s / ≤ 1 GB",
+                verdict(v["big_seconds"] and v["big_memory"]),
+            ]
+        )
+    zoo = [r for r in sp["speed"] if r["model"] != "resnet50_class"]
+    if zoo:
+        worst = max(zoo, key=lambda r: r["new"]["wall_s"])
+        rows.append(
+            [
+                "advise wall time, slowest zoo model",
+                f"{worst['new']['wall_s']:.1f} s ({worst['model']})",
+                "≤ 3 s",
+                verdict(v["zoo_seconds"]),
+            ]
+        )
+    if sp["decisions"]:
+        same = sum(r["same"] for r in sp["decisions"])
+        rows.append(
+            [
+                "same decisions as the previous defaults (cases)",
+                f"{same} of {len(sp['decisions'])}",
+                "≥ 95%",
+                verdict(v["same_decisions"]),
             ]
         )
     return rows

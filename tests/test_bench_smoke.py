@@ -43,6 +43,7 @@ def _cache(tmp_path_factory, monkeypatch):
         "bench_prediction",
         "bench_compression",
         "bench_scale",
+        "bench_speed",
         "bench_kb",
         "bench_sweep",
         "run_all",

@@ -189,6 +189,7 @@ def test_resnet_partition_moves_with_bandwidth(tmp_path):
     """Slow links keep everything on the device; a fast link moves work to the server; the
     chosen partition is the cheapest over all enumerated cuts under the same cost model."""
     from advisor.measure.calibrate import calibrate
+    from advisor.measure.policy import policy_for
     from advisor.measure.profile import profile_model
     from advisor.plans import PLANNERS as _  # noqa: F401
     from advisor.targets.predict import predict_nodes
@@ -215,7 +216,10 @@ def test_resnet_partition_moves_with_bandwidth(tmp_path):
         g = load_model("resnet_style")
         from advisor.model import sample_inputs
 
-        prof = profile_model(g, sample_inputs(g), runs=3, threads=1)
+        pol = policy_for("adaptive", 3)  # the profile advise() measured (and cached)
+        prof = profile_model(
+            g, sample_inputs(g), runs=3, warmup=pol.profile_warmup, threads=1, rule=pol.profile
+        )
         cal = calibrate(threads=1)
         dev = predict_nodes(g, prof, catalog.target("rpi4"), cal)
         srv = predict_nodes(g, prof, catalog.target("edge_t4"), cal)

@@ -37,6 +37,10 @@ class MeasurementMemo:
     remeasured: dict[tuple, tuple[float, float | None]] = field(default_factory=dict)
     references: dict[tuple, list[list[np.ndarray]]] = field(default_factory=dict)
     paired: dict[tuple, Any] = field(default_factory=dict)  # -> validate.PairedTiming
+    # StageTimer figures by (model bytes, inputs) key, shared by every advise of a sweep
+    timings: dict[str, Any] = field(default_factory=dict)
+    # guard windows by (FP32 stage key, plan stage key) -> (PairedTiming, its note)
+    windows: dict[tuple[str, str], tuple[Any, dict[str, object]]] = field(default_factory=dict)
     hits: int = 0  # evaluation runs found in the memo
     misses: int = 0  # evaluation runs measured
 

@@ -35,11 +35,13 @@ from advisor.measure.environment import Fingerprint, fingerprint
 from advisor.measure.ort_trace import kernel_ms_per_run, owner, subgraph_node_names
 from advisor.measure.timing import (
     LatencyStats,
+    Rule,
     check_counts,
     check_inputs,
     make_session,
     measure_latency,
     median_p90,
+    stop_reason,
     timed_run,
     uncontended,
 )
@@ -135,11 +137,14 @@ def profile_model(
     warmup: int = 5,
     threads: int = 1,
     cache: bool = True,
+    rule: Rule | None = None,
 ) -> Profile:
     """Profile a ModelGraph (or a ModelProto with unique node names) on these inputs.
 
     Returns per-node median/p90 at ORT_ENABLE_BASIC, whole-model latency at BASIC and ALL,
     and the self-check error of the per-node sum against the BASIC whole-model median.
+    With `rule`, rounds stop once the profiled whole run's 95% interval is within its
+    precision (floor, cap; `runs` is then the count used), as `notes` say.
     """
     check_counts(runs, warmup, threads)
     model: onnx.ModelProto = getattr(graph_or_model, "model", graph_or_model)
@@ -156,7 +161,7 @@ def profile_model(
     fp = fingerprint(threads)
     feed_raw = {n: np.asarray(v) for n, v in inputs.items()}
     input_digest = _digest_inputs(feed_raw)
-    key = f"{digest[:24]}-{input_digest[:12]}-{fp.key()}-r{runs}w{warmup}"
+    key = f"{digest[:24]}-{input_digest[:12]}-{fp.key()}-r{runs}w{warmup}" + _rule_key(rule)
     if cache:
         hit = _cached(key)
         if hit is not None:
@@ -164,7 +169,8 @@ def profile_model(
 
     load = _load_avg()
     overhead = profiler_overhead_us(threads)  # cached per fingerprint even when cache=False
-    events, times = _timed_runs(model, feed_raw, runs, warmup, threads)
+    events, times, stopped = _timed_runs(model, feed_raw, runs, warmup, threads, rule)
+    runs = len(times["prof"])
     keep = {k: uncontended(v, threads) for k, v in times.items()}
     raw = _node_stats(events, model, ops, runs, warmup, 0.0, keep["prof"])
     timings, unattributed, stray = _node_stats(
@@ -175,10 +181,6 @@ def profile_model(
     basic_med, basic_p90 = median_p90([times["basic"][i][0] for i in keep["basic"]])
     all_med, all_p90 = median_p90([times["all"][i][0] for i in keep["all"]])
     contended = sum(runs - len(k) for k in keep.values())
-
-    def error(total: float) -> float:
-        return abs(total - basic_med) / basic_med if basic_med > 0 else 0.0
-
     result = Profile(
         model_digest=digest,
         input_digest=input_digest,
@@ -195,21 +197,44 @@ def profile_model(
         end_to_end_basic_p90_ms=basic_p90,
         end_to_end_ms=all_med,
         end_to_end_p90_ms=all_p90,
-        self_check_error=error(node_sum),
-        self_check_error_raw=error(raw_sum),
+        self_check_error=_rel_error(node_sum, basic_med),
+        self_check_error_raw=_rel_error(raw_sum, basic_med),
         load_avg=load,
         contended_runs=contended,
         measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        notes=_notes(timings, unattributed, stray, load, fp, contended, 3 * runs),
+        notes=_notes(timings, unattributed, stray, load, fp, contended, 3 * runs)
+        + _rule_note(rule, runs, stopped),
     )
     if cache:
         _store(key, result)
     return result
 
 
+def _rel_error(total: float, ref: float) -> float:
+    return abs(total - ref) / ref if ref > 0 else 0.0
+
+
+def _rule_key(rule: Rule | None) -> str:
+    return "" if rule is None else f"-{rule.label}{rule.floor}-{rule.cap}-{rule.precision:g}"
+
+
+def _rule_note(rule: Rule | None, runs: int, stopped: str) -> list[str]:
+    if rule is None:
+        return []
+    return [
+        f"{runs} profiled rounds ({rule.label}: stopped, {stopped} for the profiled whole run, "
+        "the sum of every node's time)"
+    ]
+
+
 def _timed_runs(
-    model: onnx.ModelProto, feed_raw: dict[str, np.ndarray], runs: int, warmup: int, threads: int
-) -> tuple[list[dict[str, Any]], dict[str, list[tuple[float, float]]]]:
+    model: onnx.ModelProto,
+    feed_raw: dict[str, np.ndarray],
+    runs: int,
+    warmup: int,
+    threads: int,
+    rule: Rule | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, list[tuple[float, float]]], str]:
     """Interleave the profiled BASIC, plain BASIC and ALL sessions, one timed run each per
     round, so the ALL/BASIC ratio the predictor scales by is measured in the same moments:
     this host's speed moves by tens of percent from one second to the next, and two
@@ -217,8 +242,8 @@ def _timed_runs(
     an untimed one, so it finds its weights in cache as deployment (and validation, which
     runs each stage several times in a row) does.
 
-    Returns the profiler's events and, per session ('prof', 'basic', 'all'), the (wall ms,
-    thread CPU ms) of each timed run.
+    Returns the profiler's events, per session ('prof', 'basic', 'all') the (wall ms,
+    thread CPU ms) of each timed run, and why an adaptive `rule` stopped ('' without one).
     """
     with tempfile.TemporaryDirectory(prefix="edgedl-prof-") as tmp:
         prof = make_session(model, threads, "basic", profile_prefix=str(Path(tmp) / "ort"))
@@ -226,7 +251,9 @@ def _timed_runs(
         full = make_session(model, threads, "all")
         feed = check_inputs(prof, feed_raw)
         times: dict[str, list[tuple[float, float]]] = {"prof": [], "basic": [], "all": []}
-        for i in range(warmup + runs):
+        stopped, i = "", -1
+        while not stopped:
+            i += 1
             timed_run(full, feed)  # the cache warm-up for the timed ALL run below
             round_ = {
                 "all": timed_run(full, feed),
@@ -236,10 +263,15 @@ def _timed_runs(
             if i >= warmup:
                 for k, v in round_.items():
                     times[k].append(v)
+            done = len(times["prof"])
+            if rule is None:
+                stopped = "fixed" if done >= runs else ""
+            elif done:
+                stopped = stop_reason([t[0] for t in times["prof"]], rule, None)
         trace = Path(prof.end_profiling())
         events = json.loads(trace.read_text(encoding="utf-8"))
         del prof  # the trace file and the session go with the temp dir
-    return events, times
+    return events, times, "" if rule is None else stopped
 
 
 def _node_stats(
@@ -353,7 +385,7 @@ def profiler_overhead_us(threads: int = 1, cache: bool = True) -> float:
     )
     model = onnx.helper.make_model(chain, opset_imports=[onnx.helper.make_opsetid("", 17)])
     model.ir_version = 8  # opset 17's IR; helper's default (newest) is refused by older ORT
-    events, times = _timed_runs(model, {"t0": np.ones(1, np.float32)}, 40, 5, threads)
+    events, times, _ = _timed_runs(model, {"t0": np.ones(1, np.float32)}, 40, 5, threads)
     kernels = [ms for run in kernel_ms_per_run(events)[5:] for ms in run.values()]
     plain = [times["basic"][i][0] for i in uncontended(times["basic"], threads)]
     overhead = max(0.0, float(np.median(kernels)) * 1e3 - float(np.median(plain)) * 1e3 / k)

@@ -9,9 +9,11 @@ statistics when enough clean runs remain.
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,13 +25,19 @@ from pydantic import BaseModel, ConfigDict
 from advisor.errors import InputDataError, ModelError, RequestError, ort_message
 
 __all__ = [
+    "Adaptive",
     "LatencyStats",
+    "Rule",
+    "adaptive",
+    "log_ci",
+    "measure_adaptive",
     "OptLevel",
     "check_counts",
     "check_inputs",
     "make_session",
     "measure_latency",
     "median_p90",
+    "stop_reason",
     "timed_run",
     "uncontended",
 ]
@@ -62,6 +70,7 @@ class LatencyStats(BaseModel):
     opt_level: OptLevel = "all"
     threads: int = 1
     contended_runs: int = 0  # runs dropped because they waited for a core (busy host)
+    stopped: str = ""  # why an adaptive measurement stopped ('' for a fixed count)
 
 
 def _check_level(opt_level: str) -> ort.GraphOptimizationLevel:
@@ -202,4 +211,146 @@ def measure_latency(
         opt_level=opt_level,
         threads=threads,
         contended_runs=runs - len(keep),
+    )
+
+
+# --- adaptive measurement: time until the figure (or the decision) is settled ---------------
+
+# two-sided 95% Student t quantiles by degrees of freedom (1..30); above 30 the normal's
+_T95 = (12.71, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+        2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A sequential stopping rule: at least `floor` samples, at most `cap`; in between, stop
+    as soon as the 95% confidence interval of the (geometric) mean lies wholly on one side of
+    `threshold` (the decision is settled) or is narrower than ±`precision` (relative: the
+    figure is settled). `label` names the rule in method strings ('adaptive', 'quick')."""
+
+    floor: int = 5
+    cap: int = 40
+    precision: float = 0.03
+    label: str = "adaptive"
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.floor <= self.cap:
+            raise RequestError(
+                f"a stopping rule needs 2 <= floor <= cap (got {self.floor}, {self.cap})"
+            )
+
+
+@dataclass(frozen=True)
+class Adaptive:
+    """The samples an adaptive measurement drew and why it stopped."""
+
+    samples: list[float]
+    reason: str  # 'settled below 1.05', 'within ±3%', 'cap of 40 runs'
+    low: float  # the 95% confidence interval of the geometric mean, in sample units
+    high: float
+
+    @property
+    def n(self) -> int:
+        return len(self.samples)
+
+
+def log_ci(samples: list[float]) -> tuple[float, float]:
+    """The 95% t interval of the geometric mean of positive samples (mean of their logs).
+
+    Timings are skewed (a run can only lose time), so the interval is taken on logs; with
+    one sample the interval is unbounded.
+
+    >>> lo, hi = log_ci([10.0, 10.0, 10.0])
+    >>> round(lo, 6), round(hi, 6)
+    (10.0, 10.0)
+    >>> log_ci([5.0])
+    (0.0, inf)
+    """
+    logs = [math.log(max(x, 1e-12)) for x in samples]
+    n = len(logs)
+    if n < 2:
+        return 0.0, math.inf
+    mean = sum(logs) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in logs) / (n - 1))
+    t = _T95[n - 2] if n - 1 <= len(_T95) else 1.96
+    half = t * sd / math.sqrt(n)
+    return math.exp(mean - half), math.exp(mean + half)
+
+
+def stop_reason(samples: list[float], rule: Rule, threshold: float | None) -> str:
+    """Why to stop now, or '' to draw another sample."""
+    n = len(samples)
+    if n < rule.floor:
+        return ""
+    lo, hi = log_ci(samples)
+    if threshold is not None and hi < threshold:
+        return f"95% CI below {threshold:.3g}"
+    if threshold is not None and lo > threshold:
+        return f"95% CI above {threshold:.3g}"
+    centre = math.sqrt(lo * hi)
+    if centre > 0 and (hi - lo) / 2 <= rule.precision * centre:
+        return f"95% CI within ±{rule.precision * 100:.0f}%"
+    if n >= rule.cap:
+        return f"cap of {rule.cap} reached"
+    return ""
+
+
+def adaptive(draw: Callable[[], float], rule: Rule, threshold: float | None = None) -> Adaptive:
+    """Call `draw` (one positive sample each) until `rule` says the figure is settled.
+
+    >>> it = iter([10.0, 10.1, 9.9, 10.0, 10.05, 9.95] * 10)
+    >>> a = adaptive(lambda: next(it), Rule(floor=3, cap=20, precision=0.05))
+    >>> a.n, a.reason
+    (3, '95% CI within ±5%')
+    >>> it = iter([1.0, 3.0] * 10)
+    >>> adaptive(lambda: next(it), Rule(floor=3, cap=6)).reason
+    'cap of 6 reached'
+    """
+    samples: list[float] = []
+    while True:
+        samples.append(draw())
+        reason = stop_reason(samples, rule, threshold)
+        if reason:
+            lo, hi = log_ci(samples)
+            return Adaptive(samples, reason, lo, hi)
+
+
+def measure_adaptive(
+    model: onnx.ModelProto | bytes | str | Path,
+    inputs: Mapping[str, Any],
+    rule: Rule,
+    *,
+    warmup: int = 3,
+    threads: int = 1,
+    opt_level: OptLevel = "all",
+    session: ort.InferenceSession | None = None,
+) -> LatencyStats:
+    """Whole-model latency timed until its 95% interval is within the rule's precision (or
+    the cap). Runs that waited for a core (see `uncontended`) are drawn again, not counted."""
+    sess = session if session is not None else make_session(model, threads, opt_level)
+    feed = check_inputs(sess, inputs)
+    for _ in range(warmup):
+        timed_run(sess, feed)
+    dropped = 0
+
+    def draw() -> float:
+        nonlocal dropped
+        for _ in range(3):  # a contended run is redrawn, at most twice
+            wall, cpu = timed_run(sess, feed)
+            if threads != 1 or wall - cpu <= max(0.02, 0.05 * wall):
+                return wall
+            dropped += 1
+        return wall
+
+    got = adaptive(draw, rule)
+    median, p90 = median_p90(got.samples)
+    return LatencyStats(
+        median_ms=median,
+        p90_ms=p90,
+        runs=got.n,
+        opt_level=opt_level,
+        threads=threads,
+        contended_runs=dropped,
+        stopped=got.reason,
     )

@@ -115,70 +115,49 @@ def _at_least_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
         ) from None
 
 
+_PROTO_LIMIT = 1_800_000_000  # a larger model cannot be serialized to bytes: not cached
+
+
+def _cached(kind: str, model: onnx.ModelProto, extra: list[bytes], build) -> onnx.ModelProto:
+    """`build()`, or the model an earlier run built from the same bytes (advisor.cache,
+    namespace 'quantized', keyed by the source model's bytes, `extra` and ORT's version)."""
+    import onnxruntime as ort
+
+    from advisor import cache
+
+    if model.ByteSize() > _PROTO_LIMIT:
+        return build()
+    key = cache.content_key(kind, ort.__version__, model.SerializeToString(), *extra)
+    hit = cache.read_model("quantized", key)
+    if hit is not None:
+        return hit
+    out = build()
+    cache.write_model("quantized", key, out)
+    return out
+
+
+def _samples_bytes(samples: list[dict[str, np.ndarray]]) -> bytes:
+    """The calibration samples as bytes: names, dtypes, shapes and values, in order."""
+    parts = []
+    for s in samples:
+        for name in sorted(s):
+            arr = np.ascontiguousarray(s[name])
+            parts.append(f"{name}|{arr.dtype}|{arr.shape}|".encode() + arr.tobytes())
+    return b"".join(parts)
+
+
 def static_int8(
     model: onnx.ModelProto, calib: list[dict[str, np.ndarray]], per_channel: bool = True
 ) -> onnx.ModelProto:
-    """QDQ INT8 (signed activations and weights), per-channel weights, calibrated (MinMax).
-
-    The result is cached on disk by content (model bytes, calibration inputs, settings, ORT
-    version; ORT's quantizer is deterministic), so a machine builds each INT8 model once:
-    the cells of a sweep, or repeated advice on one model, reuse it."""
+    """QDQ INT8 (signed activations and weights), per-channel weights, calibrated (MinMax);
+    cached by content (the same model and calibration data quantize once)."""
     if not calib:
         raise ModelError("static INT8 needs calibration inputs; pass --data FILE.npz")
-    key = _int8_key(model, calib, per_channel)
-    hit = _cached_int8(key)
-    if hit is not None:
-        return hit
-    result = _build_static_int8(model, calib, per_channel)
-    _store_int8(key, result)
-    return result
+    extra = [_samples_bytes(calib), str(per_channel).encode()]
+    return _cached("static_int8-v1", model, extra, lambda: _static_int8(model, calib, per_channel))
 
 
-def _int8_key(model: onnx.ModelProto, calib: list[dict[str, np.ndarray]], per_channel: bool):
-    import hashlib
-
-    import onnxruntime as ort
-
-    h = hashlib.sha256(model.SerializeToString())
-    for sample in calib:
-        for name in sorted(sample):
-            a = np.ascontiguousarray(sample[name])
-            h.update(f"{name}|{a.dtype}|{a.shape}|".encode())
-            h.update(a.tobytes())
-    h.update(f"{per_channel}|{QDQ_OPSET}|{ort.__version__}|qdq-s8s8-minmax-v1".encode())
-    return h.hexdigest()[:32]
-
-
-def _cached_int8(key: str) -> onnx.ModelProto | None:
-    from google.protobuf.message import DecodeError
-
-    from advisor import cache
-
-    path = cache.cache_path("int8_static", key).with_suffix(".onnx")
-    try:
-        return onnx.load(path) if path.is_file() else None
-    except (OSError, ValueError, DecodeError):
-        return None  # unreadable: build again
-
-
-def _store_int8(key: str, model: onnx.ModelProto) -> None:
-    import os
-
-    from advisor import cache
-
-    path = cache.cache_path("int8_static", key).with_suffix(".onnx")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".onnx")
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, path)  # whole or absent, even with two builders at once
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _build_static_int8(
+def _static_int8(
     model: onnx.ModelProto, calib: list[dict[str, np.ndarray]], per_channel: bool
 ) -> onnx.ModelProto:
     names = {i.name for i in model.graph.input}
@@ -201,7 +180,12 @@ def _build_static_int8(
 
 
 def dynamic_int8(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Weights to INT8 ahead of time, activations quantized on the fly (ORT's defaults)."""
+    """Weights to INT8 ahead of time, activations quantized on the fly (ORT's defaults);
+    cached by content."""
+    return _cached("dynamic_int8-v1", model, [], lambda: _dynamic_int8(model))
+
+
+def _dynamic_int8(model: onnx.ModelProto) -> onnx.ModelProto:
     model = _at_least_opset(model, QDQ_OPSET)
     with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():
         src = Path(tmp) / "fp32.onnx"

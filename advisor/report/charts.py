@@ -45,6 +45,7 @@ STATUS_COLORS = {
     "recommended": "#2ca02c",
     "candidate": "#4c78a8",
     "rejected": "#d62728",
+    "not_validated": "#c7c7c7",
     "skipped": "#999999",
 }
 HOST_COLOR, DEVICE_COLOR, SIZE_COLOR = "#4c78a8", "#f58518", "#d62728"

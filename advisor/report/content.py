@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = ["sections"]
 
+_STATUSES = ("recommended", "candidate", "misses_target", "rejected", "not_validated", "skipped")
+
 
 def _kv(rows: Iterable[tuple[str, str]], header: tuple[str, str] = ("field", "value")) -> Table:
     return Table(header, tuple(rows))
@@ -63,13 +65,14 @@ def _transfer(p: PlanResult) -> tuple[str, str]:
 
 def _decision(a: Advice) -> Section:
     req, p = a.request, a.recommended_plan
-    counts = {
-        s: sum(q.status == s for q in a.plans)
-        for s in ("recommended", "candidate", "misses_target", "rejected", "skipped")
-    }
+    counts = {s: sum(q.status == s for q in a.plans) for s in _STATUSES}
     tally = Para(
         f"{len(a.plans)} plans considered: "
-        + ", ".join(f"{n} {s}" for s, n in counts.items())
+        + ", ".join(
+            f"{n} {s.replace('_', ' ')}"
+            for s, n in counts.items()
+            if n or s != "not_validated"  # the line reads as before when nothing was skipped
+        )
         + "."
     )
     blocks: list[Block] = []
@@ -370,7 +373,7 @@ def _details(a: Advice) -> Section:
 
 
 def _rejected(a: Advice) -> Section:
-    out = [p for p in a.plans if p.status in ("rejected", "skipped")]
+    out = [p for p in a.plans if p.status in ("rejected", "not_validated", "skipped")]
     missed = [p for p in a.plans if p.status == "misses_target"]
     blocks: list[Block] = []
     if out:

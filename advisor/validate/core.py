@@ -11,7 +11,7 @@ from the bytes that actually cross and the link model.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ import onnx
 
 from advisor.advice import Fidelity, Latency, PlanResult, Stage
 from advisor.graph.model import ModelGraph
-from advisor.measure.memo import REUSED, MeasurementMemo, digest_bytes, feeds_key
+from advisor.measure.memo import MeasurementMemo, digest_bytes
+from advisor.measure.policy import StageTimer
 from advisor.measure.profile import make_session, measure_latency
 from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
 from advisor.targets.catalog import transfer_ms
@@ -68,17 +69,64 @@ def validate(
     out_dir: Path,
     runs: int,
     threads: int,
-    memo: MeasurementMemo | None = None,
+    timer: StageTimer | None = None,
 ) -> PlanResult:
-    """Build, run and measure one candidate. Raises on a broken artifact (caller records it).
-    With a `memo`, an artifact already run and timed in this process is not run again."""
+    """Build, run and measure one candidate. Raises on a broken artifact (caller records it)."""
+    return measure(ctx, prepare(ctx, cand, plan_id, ev, out_dir, threads), ev, runs, threads, timer)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A candidate built and run on the evaluation inputs, not yet timed."""
+
+    cand: Candidate
+    plan_id: str
+    computes: list[Compute]
+    artifacts: list[str]
+    sessions: list[Any]
+    run: EvalRun
+    fid: Fidelity
+
+
+def prepare(
+    ctx: PlanContext,
+    cand: Candidate,
+    plan_id: str,
+    ev: EvalSet,
+    out_dir: Path,
+    threads: int,
+    keep_sessions: bool = True,
+    memo: MeasurementMemo | None = None,
+) -> Prepared:
+    """Everything but timing: write the artifacts, load them, run the evaluation inputs and
+    compare with FP32. Safe to run beside other `prepare` calls (it times nothing). Without
+    `keep_sessions` the loaded sessions are dropped (`measure` loads them again)."""
     computes = [s for s in cand.steps if isinstance(s, Compute)]
     artifacts = _build(computes, out_dir / plan_id)
     sessions = [make_session(a, threads=threads) for a in artifacts]
     run = _eval_run(cand, sessions, ev, [t.name for t in ctx.graph.outputs], artifacts, memo)
-    compiled = zip(computes, sessions, artifacts, strict=True)
-    walk = _walk(ctx, cand, ev, run, compiled, runs, threads, memo)
-    return _result(ctx, cand, plan_id, walk, run, fidelity(run.outputs, run.compare), artifacts)
+    fid = fidelity(run.outputs, run.compare)
+    # of every tensor the first input produced, only those a transfer sends are read later;
+    # the rest (every activation of the model) would stay in memory until timing ends
+    sent = {t for s in cand.steps if isinstance(s, Transfer) for t in s.tensors}
+    run = replace(run, first_env={k: v for k, v in run.first_env.items() if k in sent})
+    kept = sessions if keep_sessions else []
+    return Prepared(cand, plan_id, computes, artifacts, kept, run, fid)
+
+
+def measure(
+    ctx: PlanContext,
+    prep: Prepared,
+    ev: EvalSet,
+    runs: int,
+    threads: int,
+    timer: StageTimer | None = None,
+) -> PlanResult:
+    """Time a prepared candidate's compute stages (fixed `runs`, or `timer`'s policy)."""
+    sessions = prep.sessions or [make_session(a, threads=threads) for a in prep.artifacts]
+    compiled = zip(prep.computes, sessions, prep.artifacts, strict=True)
+    walk = _walk(ctx, prep.cand, ev, prep.run, compiled, runs, threads, timer)
+    return _result(ctx, prep.cand, prep.plan_id, walk, prep.run, prep.fid, prep.artifacts)
 
 
 def _eval_run(
@@ -127,7 +175,7 @@ def _walk(
     compiled: Iterator[tuple[Compute, Any, str]],
     runs: int,
     threads: int,
-    memo: MeasurementMemo | None = None,
+    timer: StageTimer | None = None,
 ) -> _Walk:
     """Each step in order: exits close a path, transfers cost the link, computes are timed."""
     walk = _Walk()
@@ -139,7 +187,7 @@ def _walk(
             _transfer_step(ctx.graph, step, run.first_env, walk)
         else:
             step_c, sess, path = next(compiled)
-            _compute_step(ctx, step_c, sess, path, env0, walk, (runs, threads, memo))
+            _compute_step(ctx, step_c, sess, path, env0, walk, runs, threads, timer)
     return walk
 
 
@@ -190,19 +238,16 @@ def _compute_step(
     path: str,
     env0: dict[str, np.ndarray],
     walk: _Walk,
-    how: tuple[int, int, MeasurementMemo | None],
+    runs: int,
+    threads: int,
+    timer: StageTimer | None = None,
 ) -> None:
-    runs, threads, memo = how
     feeds = feeds_for_session(sess, env0)
-    reused = False
-    if memo is not None:  # an identical file with the same input, timed earlier: reuse it
-        lkey = (digest_bytes(Path(path).read_bytes()), feeds_key(feeds), runs, threads)
-        reused = lkey in memo.latencies
-        if not reused:
-            memo.latencies[lkey] = measure_latency(path, feeds, runs=runs, threads=threads)
-        stats = memo.latencies[lkey]
-    else:
+    if timer is None:
         stats = measure_latency(path, feeds, runs=runs, threads=threads)
+        timed = f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s), median of {runs} runs"
+    else:
+        stats, timed = timer.time(path, feeds, session=sess)
     outs = sess.run(None, feeds)
     env0.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
     pred, method, derived, source, band = _predict_stage(ctx, step_c, stats.median_ms)
@@ -227,8 +272,7 @@ def _compute_step(
                 ms=stats.median_ms,
                 p90_ms=stats.p90_ms,
                 kind="measured_host",
-                method=f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s), median of {runs} runs"
-                + (REUSED if reused else ""),
+                method=timed,
             ),
             nodes=len(step_c.nodes) if step_c.nodes is not None else None,
         )

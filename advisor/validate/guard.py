@@ -1,21 +1,32 @@
 """Timing plans against each other on this host: the paired FP32-vs-plan guard
-(`paired_timing`) and the interleaved re-measurement of every validated plan
-(`remeasure_interleaved`), both in alternating rounds so a burst of load hits every side.
+(`paired_timing`, or `guard_window` for every guarded plan at once) and the interleaved
+re-measurement of every validated plan (`remeasure_interleaved`), all in alternating rounds
+so a burst of load hits every side.
+
+`guard_window` times FP32 once per round for all the plans it is compared with, and stops a
+plan's rounds as soon as the 95% interval of its ratio to FP32 settles the guard's question
+(is it more than 5% slower?). Its results are kept, keyed by the two models' bytes, for the
+`paired_timing` calls the judge makes right after (advisor.validate.rank), which then do not
+time again.
 """
 
 from __future__ import annotations
 
+import random
+import threading
+import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
 from advisor.advice import Latency, PlanResult
-from advisor.measure.memo import REUSED, MeasurementMemo, digest_bytes, feeds_key
-from advisor.measure.timing import make_session
+from advisor.measure.policy import feed_digest, file_digest
+from advisor.measure.timing import Rule, make_session, stop_reason
 from advisor.validate.fidelity import feeds_for_session
+
+GUARD_THRESHOLD = 1.05  # plan/FP32 ratio the guard tests (advisor.validate.rank.NOISE_FLOOR)
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,186 @@ class PairedTiming:
     spread: float  # half the inter-quartile range of the per-round ratios, relative
     rounds: int
     runs: int
+    stopped: str = ""  # why an adaptive window stopped this plan's rounds ('' = fixed count)
+
+
+# guard_window's results for the judge's paired_timing calls that follow it, keyed by
+# (FP32 bytes digest, plan bytes digest, threads); each window replaces the previous one's
+_WINDOW: dict[tuple[str, str, int], PairedTiming] = {}
+_WINDOW_LOCK = threading.Lock()
+
+
+def _burst(sess: Any, feeds: dict[str, np.ndarray], runs: int) -> float:
+    """Median ms of `runs` back-to-back inferences."""
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(None, feeds)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)) * 1e3
+
+
+def _summary(a_ms: list[float], b_ms: list[float], runs: int, stopped: str) -> PairedTiming:
+    ratios = np.array(b_ms) / np.array(a_ms)
+    q1, q3 = np.percentile(ratios, [25, 75])
+    med = float(np.median(ratios))
+    spread = float((q3 - q1) / 2 / med)
+    return PairedTiming(
+        float(np.median(a_ms)), float(np.median(b_ms)), med, spread, len(a_ms), runs, stopped
+    )
+
+
+def guard_window(
+    base: str,
+    others: dict[str, str],
+    feeds: dict[str, np.ndarray],
+    rule: Rule,
+    *,
+    runs: int = 5,
+    threads: int = 1,
+    seed: int = 0,
+) -> dict[str, PairedTiming]:
+    """Time FP32 (`base`, a model file) against every plan in `others` (id -> model file) in
+    shuffled rounds of `runs` inferences each: FP32 once per round, shared by all; a model
+    whose bytes another plan already holds is timed once for both. A plan leaves the rounds
+    once the 95% interval of its per-round ratio to FP32 lies wholly on one side of
+    GUARD_THRESHOLD or is within the rule's precision, or at the rule's cap.
+    """
+    base_key = file_digest(base)
+    keys = {pid: file_digest(path) for pid, path in others.items()}
+    paths = {keys[pid]: path for pid, path in others.items()}
+    sessions = {k: make_session(p, threads=threads) for k, p in paths.items()}
+    base_sess = make_session(base, threads=threads)
+    for sess in (base_sess, *sessions.values()):
+        _burst(sess, feeds, runs)  # warm-up
+    a_ms: dict[str, list[float]] = {k: [] for k in sessions}
+    b_ms: dict[str, list[float]] = {k: [] for k in sessions}
+    done: dict[str, str] = {}
+    rng = random.Random(seed)
+    while len(done) < len(sessions):
+        active = [k for k in sessions if k not in done]
+        order = [base_key, *active]
+        rng.shuffle(order)
+        got = {k: _burst(base_sess if k == base_key else sessions[k], feeds, runs) for k in order}
+        for k in active:
+            a_ms[k].append(got[base_key])
+            b_ms[k].append(got[k])
+            ratios = [b / a for a, b in zip(a_ms[k], b_ms[k], strict=True)]
+            done[k] = stop_reason(ratios, rule, GUARD_THRESHOLD)
+            if not done[k]:
+                del done[k]
+    out = {pid: _summary(a_ms[k], b_ms[k], runs, done[k]) for pid, k in keys.items()}
+    with _WINDOW_LOCK:
+        _WINDOW.clear()
+        for pid, k in keys.items():
+            _WINDOW[(base_key, k, threads)] = out[pid]
+    return out
+
+
+@dataclass(frozen=True)
+class Window:
+    """One shared timing window: every distinct stage model, round-robin."""
+
+    medians: dict[str, list[float]]  # per stage key, its median in each round (ms)
+    samples: dict[str, list[float]]  # per stage key, every kept run (ms)
+    pairs: dict[str, PairedTiming]  # per guarded plan, its device model against FP32
+    per_round: int
+    stopped: str  # why the window ended, in short
+    reasons: dict[str, str]  # per stage key, why its rounds stopped
+
+
+def shared_window(
+    stages: dict[str, tuple[Any, dict[str, np.ndarray]]],
+    pairs: dict[str, tuple[str, str]],
+    stage_rule: Rule,
+    guard_rule: Rule,
+    *,
+    per_round: int = 4,
+    threads: int = 1,
+    seed: int = 0,
+) -> Window:
+    """Time every stage in `stages` (key -> warmed-up session and feed) in shuffled rounds of
+    `per_round` runs, and read each guarded plan's ratio to FP32 (`pairs`: plan id -> (FP32
+    stage key, plan stage key)) from the same rounds: one window serves the stage figures,
+    their comparison across plans and the speed guard. Stops after a round in which every
+    stage's 95% interval of its round medians is within `stage_rule`'s precision (or at its
+    cap) and every ratio is settled against GUARD_THRESHOLD (or at `guard_rule`'s cap); a
+    stage whose figure and ratios are settled leaves the later rounds."""
+    from advisor.measure.timing import timed_run, uncontended
+
+    medians: dict[str, list[float]] = {k: [] for k in stages}
+    samples: dict[str, list[float]] = {k: [] for k in stages}
+    ratios: dict[str, list[float]] = {pid: [] for pid in pairs}
+    settled: dict[str, str] = {}  # stage key or plan id -> why it left the rounds
+    rng = random.Random(seed)
+    cap = max(stage_rule.cap, guard_rule.cap if pairs else 0)
+    for _ in range(cap):
+        # a stage leaves the rounds once its figure is settled and so is every ratio it is
+        # part of (FP32 stays while any plan is still compared with it)
+        order = [
+            k
+            for k in stages
+            if k not in settled
+            or any(k in pair and pid not in settled for pid, pair in pairs.items())
+        ]
+        if not order:
+            break
+        rng.shuffle(order)
+        for k in order:
+            sess, feed = stages[k]
+            times = [timed_run(sess, feed) for _ in range(per_round)]
+            kept = [times[i][0] for i in uncontended(times, threads)]
+            medians[k].append(float(np.median(kept)))
+            samples[k].extend(kept)
+        for pid, (b, o) in pairs.items():
+            if pid not in settled and b in order and o in order:
+                ratios[pid].append(medians[o][-1] / medians[b][-1])
+                settled[pid] = stop_reason(ratios[pid], guard_rule, GUARD_THRESHOLD)
+            slower = settled.get(pid, "").startswith("95% CI above")
+            if slower and o != b and not settled.get(o):
+                # slower than FP32: the guard rejects the plan, a finer figure decides nothing
+                settled[o] = f"guard settled it slower than FP32 after {len(ratios[pid])} rounds"
+        for k in order:
+            settled[k] = settled.get(k) or stop_reason(medians[k], stage_rule, None)
+        settled = {k: v for k, v in settled.items() if v}
+    why = sorted({v for k, v in settled.items() if k in stages} or {"no stage"})
+    stopped = "; ".join(why) if len(why) <= 2 else f"{why[0]}; ...; {why[-1]}"
+    got = {
+        pid: _paired(medians[b], medians[o], ratios[pid], per_round, settled.get(pid, ""))
+        for pid, (b, o) in pairs.items()
+    }
+    reasons = {k: settled.get(k, f"cap of {cap} rounds reached") for k in stages}
+    return Window(medians, samples, got, per_round, stopped, reasons)
+
+
+def _paired(
+    a_ms: list[float], b_ms: list[float], ratios: list[float], runs: int, stopped: str
+) -> PairedTiming:
+    """A plan's paired figures from the rounds it shared with FP32."""
+    n = len(ratios)
+    q1, q3 = np.percentile(ratios, [25, 75])
+    med = float(np.median(ratios))
+    return PairedTiming(
+        float(np.median(a_ms)),
+        float(np.median(b_ms)),
+        med,
+        float((q3 - q1) / 2 / med),
+        n,
+        runs,
+        stopped,
+    )
+
+
+def remember(base: str, other: str, threads: int, pt: PairedTiming) -> None:
+    """Keep `pt` for the judge's paired_timing(base, other) call (both model files)."""
+    with _WINDOW_LOCK:
+        _WINDOW[(file_digest(base), file_digest(other), threads)] = pt
+
+
+def forget_window() -> None:
+    """Drop the last window's results (a run that times every guard itself calls this)."""
+    with _WINDOW_LOCK:
+        _WINDOW.clear()
 
 
 def paired_timing(
@@ -39,32 +230,17 @@ def paired_timing(
     rounds: int = 7,
     runs: int = 10,
     threads: int = 1,
-    memo: MeasurementMemo | None = None,
+    memo: object = None,  # a sweep's memo: the window cache below already serves repeats
 ) -> PairedTiming:
     """Time `base` and `other` in `rounds` alternating rounds of `runs` inferences each.
-    With a `memo`, files (paths) already paired in this process are not timed again."""
-    key = None
-    if memo is not None and isinstance(base, str | Path) and isinstance(other, str | Path):
-        key = (
-            digest_bytes(Path(base).read_bytes()),
-            feeds_key(base_feeds),
-            digest_bytes(Path(other).read_bytes()),
-            feeds_key(other_feeds),
-            rounds,
-            runs,
-            threads,
-        )
-        if key in memo.paired:
-            return memo.paired[key]  # type: ignore[no-any-return]
-    result = _paired(base, base_feeds, other, other_feeds, rounds, runs, threads)
-    if key is not None and memo is not None:
-        memo.paired[key] = result
-    return result
 
-
-def _paired(base, base_feeds, other, other_feeds, rounds: int, runs: int, threads: int):
-    import time
-
+    When both are files that the last `guard_window` timed together, its result is returned.
+    """
+    if isinstance(base, str) and isinstance(other, str) and _WINDOW:
+        with _WINDOW_LOCK:
+            hit = _WINDOW.get((file_digest(base), file_digest(other), threads))
+        if hit is not None:
+            return hit
     sa, sb = make_session(base, threads=threads), make_session(other, threads=threads)
 
     def burst(sess, feeds) -> float:
@@ -98,10 +274,11 @@ def _paired(base, base_feeds, other, other_feeds, rounds: int, runs: int, thread
 
 def _stage_sessions(
     plans: list[PlanResult], inputs: dict[str, np.ndarray], threads: int
-) -> list[tuple[int, int, Any, dict[str, np.ndarray]]]:
-    """(plan index, stage index, warmed-up session, its feed) for every compute stage of every
-    plan that has artifacts and is not a cascade, each fed by the stages before it."""
-    items: list[tuple[int, int, Any, dict[str, np.ndarray]]] = []
+) -> list[tuple[int, int, Any, dict[str, np.ndarray], str]]:
+    """(plan index, stage index, warmed-up session, its feed, digest of model and feed) for
+    every compute stage of every plan that has artifacts and is not a cascade, each fed by
+    the stages before it."""
+    items: list[tuple[int, int, Any, dict[str, np.ndarray], str]] = []
     for pi, p in enumerate(plans):
         if not p.artifacts or "cascade" in p.extra:
             continue
@@ -112,8 +289,39 @@ def _stage_sessions(
             feed = feeds_for_session(sess, env)
             outs = sess.run(None, feed)  # also the warm-up
             env.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
-            items.append((pi, si, sess, feed))
+            items.append((pi, si, sess, feed, f"{file_digest(path)}-{feed_digest(feed)}"))
     return items
+
+
+def _rounds(
+    unique: dict[str, tuple[Any, dict[str, np.ndarray]]],
+    per_round: int,
+    threads: int,
+    rounds: int,
+    rule: Rule | None,
+    seed: int,
+) -> tuple[dict[str, list[float]], dict[str, list[float]], str]:
+    """Round-robin rounds over `unique` stages: (round medians, kept runs, why it stopped)."""
+    from advisor.measure.timing import timed_run, uncontended
+
+    medians: dict[str, list[float]] = {k: [] for k in unique}
+    samples: dict[str, list[float]] = {k: [] for k in unique}
+    order = list(unique)
+    rng = random.Random(seed)
+    cap = rounds if rule is None else rule.cap
+    for n in range(1, cap + 1):
+        rng.shuffle(order)
+        for k in order:
+            sess, feed = unique[k]
+            times = [timed_run(sess, feed) for _ in range(per_round)]
+            kept = [times[i][0] for i in uncontended(times, threads)]
+            medians[k].append(float(np.median(kept)))
+            samples[k].extend(kept)
+        if rule is not None and n >= rule.floor:
+            reasons = [stop_reason(m, rule, None) for m in medians.values()]
+            if all(r.startswith("95% CI") for r in reasons):
+                return medians, samples, f"every stage's 95% CI within ±{rule.precision:.0%}"
+    return medians, samples, f"cap of {cap} rounds reached" if rule is not None else ""
 
 
 def remeasure_interleaved(
@@ -124,7 +332,7 @@ def remeasure_interleaved(
     threads: int,
     rounds: int = 5,
     seed: int = 0,
-    memo: MeasurementMemo | None = None,
+    rule: Rule | None = None,
 ) -> list[PlanResult]:
     """Time every plan's compute stages again, round-robin across all plans, and use those
     figures as their `measured_host`.
@@ -133,95 +341,43 @@ def remeasure_interleaved(
     burst of load in one window can move it by tens of percent, so two plans holding the same
     model could differ by that much. Here every stage of every plan runs a few times per round,
     in a shuffled order, for `rounds` rounds; a stage's figure is the median of its per-round
-    medians, so drift hits all plans alike and their figures compare. Cascades (expected
-    latencies over exit shares) keep their figures. With a `memo`, a stage whose artifact and
-    input were re-timed by an earlier call in this process keeps that figure, and only the
-    other stages are timed (round-robin among themselves).
+    medians, so drift hits all plans alike and their figures compare. Stages whose models and
+    inputs have the same bytes are timed once. With `rule`, the rounds stop early once every
+    stage's 95% interval of its round medians is within the rule's precision (floor and cap
+    in rounds). Cascades (expected latencies over exit shares) keep their figures.
     """
+    from advisor.measure.timing import median_p90
+
     items = _stage_sessions(plans, inputs, threads)
-    figures: dict[tuple[int, int], tuple[float, float | None, str]] = {}
-    keys: dict[tuple[int, int], tuple] = {}
-    if memo is not None:
-        fresh = []
-        for pi, si, sess, feed in items:
-            key = (digest_bytes(Path(plans[pi].artifacts[_artifact_index(plans[pi], si)])
-                                .read_bytes()), feeds_key(feed), runs, threads)  # fmt: skip
-            if key in memo.remeasured:
-                ms, p90 = memo.remeasured[key]
-                figures[(pi, si)] = (
-                    ms,
-                    p90,
-                    f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s)" + REUSED,
-                )
-            else:
-                keys[(pi, si)] = key
-                fresh.append((pi, si, sess, feed))
-        items = fresh
-    timed = _round_robin(items, runs=runs, threads=threads, rounds=rounds, seed=seed)
-    for k, fig in timed.items():
-        figures[k] = fig
-        if memo is not None:
-            memo.remeasured[keys[k]] = (fig[0], fig[1])
-    return _with_figures(plans, figures) if figures else plans
-
-
-def _artifact_index(plan: PlanResult, stage: int) -> int:
-    """Which of the plan's artifacts stage `stage` (a compute stage) runs."""
-    compute = [i for i, s in enumerate(plan.stages) if s.kind == "compute"]
-    return compute.index(stage)
-
-
-def _round_robin(
-    items: list[tuple[int, int, Any, dict[str, np.ndarray]]],
-    *,
-    runs: int,
-    threads: int,
-    rounds: int,
-    seed: int,
-) -> dict[tuple[int, int], tuple[float, float | None, str]]:
-    """(plan, stage) -> (median of round medians, p90, method) for every item."""
-    import random
-
-    from advisor.measure.timing import median_p90, timed_run, uncontended
-
+    if not items:
+        return plans
     per_round = max(3, runs // rounds)
-    medians: dict[tuple[int, int], list[float]] = {(pi, si): [] for pi, si, _, _ in items}
-    samples: dict[tuple[int, int], list[float]] = {(pi, si): [] for pi, si, _, _ in items}
-    order = list(range(len(items)))
-    rng = random.Random(seed)
-    for _ in range(rounds if items else 0):
-        rng.shuffle(order)
-        for k in order:
-            pi, si, sess, feed = items[k]
-            times = [timed_run(sess, feed) for _ in range(per_round)]
-            kept = [times[i][0] for i in uncontended(times, threads)]
-            medians[(pi, si)].append(float(np.median(kept)))
-            samples[(pi, si)].extend(kept)
+    unique: dict[str, tuple[Any, dict[str, np.ndarray]]] = {}
+    key_of: dict[tuple[int, int], str] = {}
+    for pi, si, sess, feed, digest in items:
+        key = digest if rule is not None else f"{pi}-{si}"  # fixed counts: every stage, as before
+        unique.setdefault(key, (sess, feed))
+        key_of[(pi, si)] = key
+    medians, samples, stopped = _rounds(unique, per_round, threads, rounds, rule, seed)
+    n_rounds = len(next(iter(medians.values())))
     method = (
-        f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s): median of {rounds} round medians of "
+        f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s): median of {n_rounds} round medians of "
         f"{per_round} runs, round-robin with every other plan's stages"
+        + (f" ({rule.label}: stopped, {stopped})" if rule is not None else "")
+        + ("; identical models timed once" if len(unique) < len(items) else "")
     )
-    return {
-        key: (float(np.median(ms)), median_p90(samples[key])[1], method)
-        for key, ms in medians.items()
-    }
-
-
-def _with_figures(
-    plans: list[PlanResult], figures: dict[tuple[int, int], tuple[float, float | None, str]]
-) -> list[PlanResult]:
-    """The plans with the new stage figures and their totals (transfers as predicted)."""
     out = list(plans)
-    for pi in sorted({pi for pi, _ in figures}):
+    for pi in sorted({pi for pi, _, _, _, _ in items}):
         p = out[pi]
         stages = list(p.stages)
         for si, s in enumerate(stages):
-            if (pi, si) not in figures:
+            if (pi, si) not in key_of:
                 continue
-            ms, p90, how = figures[(pi, si)]
+            _, p90 = median_p90(samples[key_of[(pi, si)]])
+            ms = float(np.median(medians[key_of[(pi, si)]]))
             stages[si] = s.model_copy(
                 update={
-                    "measured_host": Latency(ms=ms, p90_ms=p90, kind="measured_host", method=how)
+                    "measured_host": Latency(ms=ms, p90_ms=p90, kind="measured_host", method=method)
                 }
             )
         total = sum(

@@ -43,7 +43,14 @@ PREFER_RULES: dict[str, str] = {
     "size": "the smallest model on the device; among models of the same size (within 1%), "
     "the one costing the least accuracy, then the simplest, then the fastest",
 }
-_ORDER = {"recommended": 0, "candidate": 1, "misses_target": 2, "rejected": 3, "skipped": 4}
+_ORDER = {
+    "recommended": 0,
+    "candidate": 1,
+    "misses_target": 2,
+    "rejected": 3,
+    "not_validated": 4,
+    "skipped": 5,
+}
 _UNCHANGED_MODEL = ("baseline.", "partition.")  # kinds that run the FP32 model as it is
 
 

@@ -35,22 +35,35 @@ input_shape_option = click.option(
 
 
 class _Progress:
-    """Stage progress on stderr: a redrawn bar on a terminal, one line per stage otherwise."""
+    """Stage progress on stderr: a redrawn bar on a terminal, one line per stage otherwise;
+    each with an estimate of the time left (elapsed time scaled by the work left)."""
 
     def __init__(self, enabled: bool):
+        import time
+
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
+        self.clock = time.perf_counter
+        self.t0 = self.clock()
+
+    def eta(self, frac: float) -> str:
+        """'about 12 s left', once a tenth of the work is done (earlier guesses mislead)."""
+        if frac < 0.1 or frac >= 1.0:
+            return ""
+        left = (self.clock() - self.t0) * (1 - frac) / frac
+        return f" · about {left:.0f} s left"
 
     def __call__(self, stage: str, frac: float) -> None:
         if not self.enabled:
             return
+        text = stage + self.eta(frac)
         if self.tty:
             bar = "#" * int(frac * 30)
-            click.echo(f"\r[{bar:<30}] {frac * 100:3.0f}% {stage[:60]:<60}", err=True, nl=False)
+            click.echo(f"\r[{bar:<30}] {frac * 100:3.0f}% {text[:72]:<72}", err=True, nl=False)
             if frac >= 1.0:
                 click.echo("", err=True)
         else:
-            click.echo(f"[{frac * 100:3.0f}%] {stage}", err=True)
+            click.echo(f"[{frac * 100:3.0f}%] {text}", err=True)
 
 
 def parse_size(text: str) -> int:
@@ -249,6 +262,23 @@ def _table(advice) -> str:
     help="A target file (e.g. from `edgedl hardware calibrate`) to read besides the catalog.",
 )
 @click.option(
+    "--quick",
+    is_flag=True,
+    help="Fewer timed runs per measurement (each figure says so); same output.",
+)
+@click.option(
+    "--exhaustive",
+    is_flag=True,
+    help="Fixed counts (--runs per stage, 7 guard rounds) instead of timing until each "
+    "figure is settled; builds every plan.",
+)
+@click.option(
+    "--validate-all",
+    is_flag=True,
+    help="Build and time every plan, also those predicted to miss the target by more than "
+    "the predictor's error band.",
+)
+@click.option(
     "--out", "out_dir", type=click.Path(file_okay=False), help="Folder for plan artifacts."
 )
 @click.option(
@@ -309,6 +339,9 @@ def advise_command(
     threads,
     target_threads,
     catalogs,
+    quick,
+    exhaustive,
+    validate_all,
     out_dir,
     report_path,
     device_agent,
@@ -328,6 +361,8 @@ def advise_command(
     from advisor import AdviceRequest, advise
     from advisor.errors import RequestError
 
+    if quick and exhaustive:
+        raise RequestError("give --quick or --exhaustive, not both")
     try:
         req = AdviceRequest(
             model=model,
@@ -353,6 +388,8 @@ def advise_command(
             threads=threads,
             target_threads=target_threads,
             catalog=list(catalogs),
+            measurement="quick" if quick else "exhaustive" if exhaustive else "adaptive",
+            validate_all=validate_all,
             out_dir=out_dir,
             input_shapes=parse_shapes(input_shapes),
             device_agent=device_agent,
@@ -413,7 +450,7 @@ def advise_command(
         for p in advice.plans:
             if not p.reasons:
                 continue
-            if p.status in ("rejected", "skipped"):
+            if p.status in ("rejected", "skipped", "not_validated"):
                 click.echo(f"  {p.status} {p.id}: {p.reasons[0]}")
             elif p.predicted and not (p.meets_latency and p.meets_accuracy):
                 click.echo(f"  misses {p.id}: {'; '.join(p.reasons)}")

@@ -1,0 +1,152 @@
+"""How much to measure: the stopping rules of one advise() run, and a timer that times each
+distinct model once.
+
+Three modes, one output schema:
+
+- `adaptive` (default): every measurement stops when its 95% confidence interval settles the
+  figure (or, for the speed guard, the decision), between a floor and a cap of runs;
+- `quick`: the same rules with a lower floor and cap and a looser precision, for a first look;
+- `exhaustive`: the fixed counts the advisor used before (`runs` per stage, 7 alternating
+  rounds per guard, 5 interleaved rounds), kept so its decisions can be compared.
+
+Every method string names the mode, the runs used and why the measurement stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from advisor.measure.memo import REUSED
+from advisor.measure.timing import LatencyStats, Rule, measure_adaptive, measure_latency
+
+__all__ = ["Mode", "Policy", "StageTimer", "feed_digest", "file_digest", "policy_for"]
+
+Mode = Literal["adaptive", "quick", "exhaustive"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The stopping rules of one advise() run; a rule of None means a fixed count (`runs`)."""
+
+    mode: Mode
+    runs: int  # the request's runs: the fixed count, and the cap of adaptive stage timing
+    stage: Rule | None  # runs of one plan stage
+    guard: Rule | None  # alternating rounds of FP32 against a plan (the speed guard)
+    guard_runs: int  # runs per model per guard round
+    interleave: Rule | None  # rounds of the interleaved re-measurement of all plans
+    profile: Rule | None  # rounds of the per-node profile
+    profile_warmup: int = 5  # untimed profile rounds first (fixed counts: 5, as before)
+
+    def label(self, stopped: str, n: int, unit: str = "runs") -> str:
+        """'median of 7 runs (adaptive: 95% CI within ±5%)' or 'median of 20 runs'."""
+        if not stopped:
+            return f"median of {n} {unit}"
+        return f"median of {n} {unit} ({self.mode}: stopped, {stopped})"
+
+
+def policy_for(mode: Mode, runs: int) -> Policy:
+    """The rules for `mode`, with `runs` (the request's count) as the exhaustive count and
+    the adaptive cap.
+
+    >>> policy_for("adaptive", 20).stage
+    Rule(floor=5, cap=20, precision=0.05, label='adaptive')
+    >>> policy_for("exhaustive", 20).stage is None
+    True
+    """
+    if mode == "exhaustive":
+        return Policy(mode, runs, None, None, max(10, runs // 2), None, None)
+    if mode == "quick":
+        cap = max(3, runs // 4)
+        return Policy(
+            mode,
+            runs,
+            stage=Rule(floor=3, cap=cap, precision=0.10, label=mode),
+            guard=Rule(floor=2, cap=3, precision=0.10, label=mode),
+            guard_runs=3,
+            interleave=Rule(floor=2, cap=3, precision=0.10, label=mode),
+            profile=Rule(floor=3, cap=cap, precision=0.10, label=mode),
+            profile_warmup=1,
+        )
+    return Policy(
+        mode,
+        runs,
+        stage=Rule(floor=min(5, runs), cap=runs, precision=0.05, label=mode),
+        # the guard decides ratio <= 1.05; 3 rounds settle a plan 2x faster or slower
+        guard=Rule(floor=3, cap=7, precision=0.03, label=mode),
+        guard_runs=3,
+        interleave=Rule(floor=3, cap=5, precision=0.05, label=mode),
+        profile=Rule(floor=min(5, runs), cap=runs, precision=0.05, label=mode),
+        # each round runs four inferences, the first an untimed warm-up of the next: two
+        # rounds bring weights into cache and the allocator to its steady state
+        profile_warmup=2,
+    )
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes: two plans whose models have the same bytes share timings."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def feed_digest(feed: Mapping[str, Any]) -> str:
+    """sha256 over names, dtypes, shapes and bytes of an input feed."""
+    h = hashlib.sha256()
+    for name in sorted(feed):
+        arr = np.ascontiguousarray(feed[name])
+        h.update(f"{name}|{arr.dtype}|{arr.shape}|".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class StageTimer:
+    """Times plan stages under a policy, each distinct (model bytes, inputs) once per run.
+
+    Two plans often hold the same model (a partition whose cut keeps everything on the
+    device is the FP32 model; two quantizers can agree byte for byte): the second asks for a
+    timing the first already paid for and gets it, with its method saying so.
+    """
+
+    policy: Policy
+    threads: int
+    seen: dict[str, tuple[LatencyStats, str, str]] = field(default_factory=dict)
+    # keys whose figure an earlier advise of this process measured (a sweep's memo)
+    inherited: set[str] = field(default_factory=set)
+
+    @staticmethod
+    def key(path: str, feeds: Mapping[str, Any]) -> str:
+        """What identifies one timing: the model's bytes and its inputs."""
+        return f"{file_digest(path)}-{feed_digest(feeds)}"
+
+    def prefill(self, key: str, stats: LatencyStats, method: str) -> None:
+        """A figure measured elsewhere (the shared window) for the model and inputs `key`."""
+        self.seen[key] = (stats, method, "")
+
+    def time(
+        self, path: str, feeds: Mapping[str, Any], session: Any = None, owner: str = ""
+    ) -> tuple[LatencyStats, str]:
+        """(latency, method) of the model at `path` on `feeds`."""
+        key = self.key(path, feeds)
+        if key in self.seen:
+            stats, method, first = self.seen[key]
+            if key in self.inherited:
+                return stats, method + REUSED
+            return stats, method + (f"; same model bytes as {first}, timed once" if first else "")
+        rule = self.policy.stage
+        if rule is None:
+            stats = measure_latency(path, feeds, runs=self.policy.runs, threads=self.threads)
+        else:
+            stats = measure_adaptive(path, feeds, rule, threads=self.threads, session=session)
+        method = self._method(stats)
+        self.seen[key] = (stats, method, owner or Path(path).parent.name)
+        return stats, method
+
+    def _method(self, stats: LatencyStats) -> str:
+        return f"ORT CPU, ORT_ENABLE_ALL, {self.threads} thread(s), " + self.policy.label(
+            stats.stopped, stats.runs
+        )

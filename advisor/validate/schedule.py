@@ -1,0 +1,352 @@
+"""The order of validation work in one advise() run, so that nothing is done twice and
+timing runs alone.
+
+1. `triage`: a plan whose prediction before building (a lower bound: FP32 parts summed node by
+   node, transfers from the graph's tensor sizes, compressed parts counted as free) misses the
+   latency target by more than the predictor's error band is reported `not_validated` with
+   that figure, not built and timed; `baseline.device` (the guard's FP32 reference) always is.
+2. `prepare_all`: build, load, run the evaluation inputs and check fidelity for every plan —
+   no timing — on a pool of worker threads, one per core (ONNX Runtime and numpy release the
+   GIL, so the cores really are shared out).
+3. `window_all`: only after the pool has closed (every worker joined), one shared window on
+   this thread, with nothing else of ours running (so the timings see the same quiet machine
+   the fixed-count flow saw), times every distinct stage model once — shuffled rounds, each
+   model a few runs per round — until every figure is settled: the rounds give each stage's
+   figure (comparable across plans, as drift hits all alike) and, FP32 being one of the
+   stages, each compression plan's paired ratio to FP32 for the speed guard.
+4. `time_all`: each plan's walk reads its stages' figures from the window; a cascade's stages
+   are timed one by one with the adaptive rule.
+
+`exhaustive` keeps the former flow: one worker, fixed counts per stage, the judge timing each
+guard in 7 alternating rounds, then every plan again interleaved.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from advisor.advice import AdviceRequest, Latency, PlanResult
+from advisor.errors import AdvisorError
+from advisor.measure.memo import MeasurementMemo
+from advisor.measure.policy import Policy, StageTimer, file_digest, policy_for
+from advisor.measure.timing import LatencyStats, make_session, median_p90
+from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
+from advisor.targets.catalog import transfer_ms
+from advisor.validate.core import Prepared, _predict_stage, measure, prepare
+from advisor.validate.fidelity import EvalSet, feeds_for_session
+from advisor.validate.guard import (
+    Window,
+    forget_window,
+    remeasure_interleaved,
+    remember,
+    shared_window,
+)
+from advisor.validate.rank import citations
+
+__all__ = [
+    "PREDICTION_BAND",
+    "window_all",
+    "lower_bound_ms",
+    "prepare_all",
+    "time_all",
+    "triage",
+    "validate_plans",
+    "with_not_validated",
+]
+
+# the predictor's stated error band: p90 prediction error of one advise() run on the zoo
+# (BENCHMARKS.md, prediction section: 24.4% per single run), rounded up
+PREDICTION_BAND = 0.25
+_ALWAYS = ("baseline.device",)  # the FP32 reference of the speed guard
+
+Report = Callable[[str, float], None]
+
+
+def lower_bound_ms(ctx: PlanContext, cand: Candidate) -> float | None:
+    """A plan's predicted_target latency before it is built, counting compressed compute as
+    free (its prediction needs its measurement), or None for a cascade (its latency depends
+    on measured exit shares)."""
+    total = 0.0
+    for step in cand.steps:
+        if isinstance(step, Exit):
+            return None
+        if isinstance(step, Transfer):
+            nbytes = 0
+            for t in step.tensors:
+                try:
+                    nbytes += ctx.graph.tensor(t).nbytes
+                except AdvisorError:
+                    pass  # a tensor the plan adds (a compressed boundary): counted as 0 bytes
+            total += transfer_ms(nbytes, step.link, "up" if step.direction == "up" else "down")
+        elif isinstance(step, Compute) and step.nodes is not None and step.precision == "fp32":
+            total += _predict_stage(ctx, step, 0.0)[0]  # compressed compute: 0 (lower bound)
+    return total
+
+
+def triage(
+    ctx: PlanContext, candidates: list[tuple[str, Candidate]], latency_ms: float
+) -> tuple[list[tuple[str, Candidate]], list[PlanResult]]:
+    """(candidates to build and time, plans reported `not_validated`)."""
+    todo, skipped = [], []
+    # the widest error band of the tiers' predictions (ln space), at least PREDICTION_BAND
+    band = max([math.log1p(PREDICTION_BAND)] + [p.band for p in ctx.predictions.values()])
+    for pid, cand in candidates:
+        low = lower_bound_ms(ctx, cand)
+        if pid in _ALWAYS or low is None or low <= latency_ms * math.exp(band):
+            todo.append((pid, cand))
+            continue
+        over = low / latency_ms
+        method = (
+            "before building: FP32 compute as the sum of per-node predictions, transfers "
+            "from the graph's tensor sizes, compressed compute counted as 0 ms (a lower bound)"
+        )
+        skipped.append(
+            PlanResult(
+                id=pid,
+                kind=cand.kind,
+                title=cand.title,
+                params=cand.params,
+                status="not_validated",
+                reasons=[
+                    f"not validated: predicted {over:.1f}× over the target (at least "
+                    f"{low:.3g} ms predicted_target vs {latency_ms:g} ms, beyond the "
+                    f"prediction's error band ×{math.exp(band):.2f}); --validate-all builds "
+                    "and times it"
+                ],
+                predicted=Latency(
+                    ms=low, kind="predicted_target", method=method, target=ctx.device.id
+                ),
+                meets_latency=False,
+            )
+        )
+    return todo, skipped
+
+
+def _failed(pid: str, cand: Candidate, exc: BaseException) -> PlanResult:
+    return PlanResult(
+        id=pid,
+        kind=cand.kind,
+        title=cand.title,
+        params=cand.params,
+        status="rejected",
+        reasons=[f"validation failed: {type(exc).__name__}: {exc}"],
+    )
+
+
+def workers(threads: int) -> int:
+    """One worker per `threads` cores of this machine, at least one."""
+    return max(1, (os.cpu_count() or 1) // threads)
+
+
+def _prepare(ctx: PlanContext, cand: Candidate, pid: str, ev: EvalSet, threads: int) -> Prepared:
+    # sessions are dropped: holding every plan's loaded models until timing would add them all
+    # to peak memory; time_all loads each plan's again, one plan at a time
+    plan_dir = pid.replace("#", "-")
+    return prepare(ctx, cand, plan_dir, ev, ctx.work_dir, threads, keep_sessions=False)
+
+
+def prepare_all(
+    ctx: PlanContext,
+    todo: list[tuple[str, Candidate]],
+    ev: EvalSet,
+    threads: int,
+    report: Report,
+    parallel: bool = True,
+) -> tuple[list[tuple[str, Prepared]], list[PlanResult]]:
+    """Build and check every candidate on a thread pool (one worker without `parallel`);
+    nothing here is timed. The pool is closed (every worker joined) when this returns, so
+    the timing that follows runs alone."""
+    done: list[tuple[str, Prepared]] = []
+    failed: list[PlanResult] = []
+    with ThreadPoolExecutor(
+        max_workers=workers(threads) if parallel else 1, thread_name_prefix="prepare"
+    ) as pool:
+        futures = [
+            (pid, cand, pool.submit(_prepare, ctx, cand, pid, ev, threads)) for pid, cand in todo
+        ]
+        for n, (pid, cand, fut) in enumerate(futures):
+            report(f"build and check {pid}", 0.3 + 0.3 * n / max(1, len(futures)))
+            try:
+                done.append((pid, fut.result()))
+            except Exception as exc:  # noqa: BLE001 - a broken artifact is a rejected plan
+                failed.append(_failed(pid, cand, exc))
+    return done, failed
+
+
+def time_all(
+    ctx: PlanContext,
+    prepared: list[tuple[str, Prepared]],
+    ev: EvalSet,
+    policy: Policy,
+    threads: int,
+    report: Report,
+    memo: MeasurementMemo | None = None,
+) -> tuple[dict[str, tuple[Candidate, PlanResult]], list[PlanResult]]:
+    """Time every prepared plan on this thread, in order. Exhaustive: fixed counts per stage;
+    else the shared window's figures (one timing per distinct model), cascades adaptively."""
+    timer: StageTimer | None = None
+    sessions: dict[str, list[Any]] = {}
+    notes: dict[str, dict[str, object]] = {}
+    if policy.stage is not None:
+        report("time every plan's stages in one window", 0.6)
+        timer, sessions, notes = window_all(prepared, ev.inputs[0], policy, threads, memo)
+    validated: dict[str, tuple[Candidate, PlanResult]] = {}
+    failed: list[PlanResult] = []
+    for n, (pid, prep) in enumerate(prepared):
+        report(f"time {pid}", 0.8 + 0.15 * n / max(1, len(prepared)))
+        try:
+            prep = replace(prep, sessions=sessions.get(pid, prep.sessions))
+            res = measure(ctx, prep, ev, policy.runs, threads, timer)
+            extra = {**res.extra, **({"guard_window": notes[pid]} if pid in notes else {})}
+            validated[pid] = (prep.cand, res.model_copy(update={"id": pid, "extra": extra}))
+        except Exception as exc:  # noqa: BLE001 - a broken artifact is a rejected plan
+            failed.append(_failed(pid, prep.cand, exc))
+    return validated, failed
+
+
+def window_all(
+    prepared: list[tuple[str, Prepared]],
+    inputs: dict[str, np.ndarray],
+    policy: Policy,
+    threads: int,
+    memo: MeasurementMemo | None = None,
+) -> tuple[StageTimer, dict[str, list[Any]], dict[str, dict[str, object]]]:
+    """One shared window for every stage of every plan (cascades aside) and the speed guard:
+    (a timer holding its figures, each plan's loaded sessions, each guarded plan's note).
+    With a `memo` (a sweep), stages and guard pairs an earlier advise of the same process
+    already timed keep those figures, and only the rest enter the window."""
+    timer = StageTimer(policy, threads, seen=memo.timings) if memo else StageTimer(policy, threads)
+    timer.inherited = set(timer.seen)  # measured by an earlier advise of this process
+    stages: dict[str, tuple[Any, dict[str, np.ndarray]]] = {}
+    owners: dict[str, list[str]] = {}
+    first: dict[str, str] = {}
+    sessions: dict[str, list[Any]] = {}
+    loaded: dict[str, Any] = {}
+    for pid, prep in prepared:
+        if any(isinstance(s, Exit) for s in prep.cand.steps):
+            continue  # a cascade: its stages are timed one by one (StageTimer)
+        env, sessions[pid] = dict(inputs), []
+        for path in prep.artifacts:
+            digest = file_digest(path)  # one session per distinct model: less memory
+            sess = loaded.get(digest) or loaded.setdefault(digest, make_session(path, threads))
+            feed = feeds_for_session(sess, env)
+            outs = sess.run(None, feed)  # also the warm-up
+            env.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
+            key = StageTimer.key(path, feed)
+            stages.setdefault(key, (sess, feed))
+            owners.setdefault(key, []).append(pid)
+            first.setdefault(pid, key)
+            sessions[pid].append(sess)
+    if not stages or policy.stage is None or policy.interleave is None or policy.guard is None:
+        return timer, sessions, {}
+    pairs = {
+        pid: (first["baseline.device"], first[pid])
+        for pid, prep in prepared
+        if prep.cand.speed_claim and pid in first and "baseline.device" in first
+    }
+    notes: dict[str, dict[str, object]] = {}
+    base_path = dict(prepared)["baseline.device"].artifacts[0] if pairs else ""
+    known = memo.windows if memo is not None else {}
+    for pid, pair in pairs.items():
+        if pair in known:  # guarded in an earlier advise of this sweep
+            pt, notes[pid] = known[pair]
+            remember(base_path, dict(prepared)[pid].artifacts[0], threads, pt)
+    pairs = {pid: pair for pid, pair in pairs.items() if pair not in known}
+    stages = {
+        k: v
+        for k, v in stages.items()
+        if k not in timer.seen or any(k in pair for pair in pairs.values())
+    }
+    if not stages:
+        return timer, sessions, notes
+    win = shared_window(
+        stages, pairs, policy.interleave, policy.guard, per_round=policy.guard_runs, threads=threads
+    )
+    _prefill(timer, win, owners, policy, threads)
+    timer.inherited -= set(win.medians)  # timed again in this window: not reused
+    for pid, pt in win.pairs.items():
+        remember(base_path, dict(prepared)[pid].artifacts[0], threads, pt)
+        notes[pid] = {
+            "rounds": pt.rounds,
+            "runs_per_round": pt.runs,
+            "stopped": pt.stopped,
+            "method": "FP32 and every plan's stages in one window of shuffled rounds of "
+            f"{pt.runs} runs; {policy.label(pt.stopped, pt.rounds, 'rounds')}",
+            "kind": "measured_host",
+        }
+        if memo is not None:
+            memo.windows[pairs[pid]] = (pt, notes[pid])
+    return timer, sessions, notes
+
+
+def _prefill(
+    timer: StageTimer, win: Window, owners: dict[str, list[str]], policy: Policy, threads: int
+) -> None:
+    for key, meds in win.medians.items():
+        _, p90 = median_p90(win.samples[key])
+        stats = LatencyStats(
+            median_ms=float(np.median(meds)),
+            p90_ms=p90,
+            runs=len(win.samples[key]),
+            threads=threads,
+            stopped=win.reasons[key],
+        )
+        method = (
+            f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s): median of {len(meds)} round "
+            f"medians of {win.per_round} runs, round-robin with every other plan's stages "
+            f"({policy.mode}: stopped, {win.reasons[key]})"
+            + ("; identical models timed once" if len(owners[key]) > 1 else "")
+        )
+        timer.prefill(key, stats, method)
+
+
+def validate_plans(
+    ctx: PlanContext,
+    candidates: list[tuple[str, Candidate]],
+    ev: EvalSet,
+    request: AdviceRequest,
+    report: Report,
+    memo: MeasurementMemo | None = None,
+) -> tuple[dict[str, tuple[Candidate, PlanResult]], list[PlanResult], list[PlanResult]]:
+    """(validated plans, failed ones, ones not validated), in the order the module says.
+    `exhaustive` keeps the former flow: every plan, one at a time, fixed counts. A `memo`
+    (a sweep) carries timings across advise calls of one process."""
+    policy = policy_for(request.measurement, request.runs)
+    exhaustive = policy.mode == "exhaustive"
+    todo, unbuilt = (
+        (candidates, [])
+        if exhaustive or request.validate_all
+        else triage(ctx, candidates, request.latency_ms)
+    )
+    threads = request.threads
+    prepared, failed = prepare_all(ctx, todo, ev, threads, report, parallel=not exhaustive)
+    validated, broken = time_all(ctx, prepared, ev, policy, threads, report, memo)
+    if exhaustive:  # the former flow: the judge times every guard, then all plans again
+        forget_window()
+        report("measure all plans, interleaved", 0.95)
+        again = remeasure_interleaved(
+            [res for _, res in validated.values()], ev.inputs[0], runs=request.runs, threads=threads
+        )
+        validated = {
+            pid: (cand, res) for (pid, (cand, _)), res in zip(validated.items(), again, strict=True)
+        }
+    return validated, [*failed, *broken], unbuilt
+
+
+def with_not_validated(final: list[PlanResult], unbuilt: list[PlanResult]) -> list[PlanResult]:
+    """The ranked plans, then those not built (after the rejected, before the skipped)."""
+    done = [p for p in final if p.status != "skipped"]
+    notes = [
+        p.model_copy(
+            update={"rationale": f"{p.title}. {p.reasons[0]}", "citations": citations(p.kind)}
+        )
+        for p in unbuilt
+    ]
+    return [*done, *notes, *(p for p in final if p.status == "skipped")]
