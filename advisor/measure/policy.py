@@ -20,9 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
-from advisor.measure.memo import REUSED
+from advisor.measure.memo import REUSED, feeds_key
 from advisor.measure.timing import LatencyStats, Rule, measure_adaptive, measure_latency
 
 __all__ = ["Mode", "Policy", "StageTimer", "feed_digest", "file_digest", "policy_for"]
@@ -95,12 +93,7 @@ def file_digest(path: str | Path) -> str:
 
 def feed_digest(feed: Mapping[str, Any]) -> str:
     """sha256 over names, dtypes, shapes and bytes of an input feed."""
-    h = hashlib.sha256()
-    for name in sorted(feed):
-        arr = np.ascontiguousarray(feed[name])
-        h.update(f"{name}|{arr.dtype}|{arr.shape}|".encode())
-        h.update(arr.tobytes())
-    return h.hexdigest()
+    return feeds_key(dict(feed))
 
 
 @dataclass

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from advisor import cache as _cache
 from advisor.errors import ModelError
 from advisor.measure.environment import Fingerprint, fingerprint
+from advisor.measure.memo import feeds_key
 from advisor.measure.ort_trace import kernel_ms_per_run, owner, subgraph_node_names
 from advisor.measure.timing import (
     LatencyStats,
@@ -121,12 +122,7 @@ def _graph_nodes(model: onnx.ModelProto) -> dict[str, str]:
 
 
 def _digest_inputs(feed: Mapping[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(feed):
-        arr = np.ascontiguousarray(feed[name])
-        h.update(f"{name}|{arr.dtype}|{arr.shape}|".encode())
-        h.update(arr.tobytes())
-    return h.hexdigest()
+    return feeds_key(dict(feed))
 
 
 def profile_model(

@@ -296,7 +296,7 @@ def _predict_stage(
         per_node = _tier_ms(ctx, step_c.tier)
         overhead = ctx.overhead(step_c.tier)
         pred = sum(per_node[n] for n in step_c.nodes) + overhead
-        method = f"sum of {len(step_c.nodes)} per-node figures ({base.method})" + (
+        method = f"sum of per-node predictions ({len(step_c.nodes)} nodes; {base.method})" + (
             f" + {overhead:.3g} ms per inference call" if overhead else ""
         )
         return pred, method, False, base.source, base.band
