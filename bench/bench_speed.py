@@ -59,64 +59,21 @@ COMPRESSION_KINDS = (
 
 
 def resnet50_onnx(folder: Path) -> Path:
-    """ResNet-50 v1.5 with seeded random weights, exported once into `folder`."""
+    """ResNet-50 v1.5 (bench/archs.py) with seeded random weights, exported once into
+    `folder`."""
     path = folder / f"{BIG}.onnx"
     if path.exists():
         return path
     import onnx
     import torch
-    from torch import nn
-    from torch.nn import functional as F
 
     from advisor.graph.io import quiet_export
+    from bench.archs import build
 
-    def conv_bn(cin: int, cout: int, k: int, stride: int = 1, act: bool = True) -> nn.Sequential:
-        layers: list[nn.Module] = [
-            nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, bias=False),
-            nn.BatchNorm2d(cout),
-        ]
-        return nn.Sequential(*layers, *([nn.ReLU()] if act else []))
-
-    class Bottleneck(nn.Module):
-        def __init__(self, cin: int, width: int, stride: int) -> None:
-            super().__init__()
-            cout = width * 4  # v1.5: the stride sits on the 3x3 conv
-            self.body = nn.Sequential(
-                conv_bn(cin, width, 1),
-                conv_bn(width, width, 3, stride),
-                conv_bn(width, cout, 1, act=False),
-            )
-            self.short = (
-                conv_bn(cin, cout, 1, stride, act=False)
-                if stride != 1 or cin != cout
-                else nn.Identity()
-            )
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return F.relu(self.body(x) + self.short(x))
-
-    class ResNet50(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.stem = nn.Sequential(conv_bn(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1))
-            blocks: list[nn.Module] = []
-            cin = 64
-            for i, (width, n) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3), strict=True)):
-                for j in range(n):
-                    blocks.append(Bottleneck(cin, width, 2 if (j == 0 and i > 0) else 1))
-                    cin = width * 4
-            self.blocks = nn.Sequential(*blocks)
-            self.fc = nn.Linear(cin, 1000)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = self.blocks(self.stem(x))
-            return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-    torch.manual_seed(0)
-    model = ResNet50().eval()
     proto = quiet_export(
-        model, (torch.randn(1, 3, 224, 224),), input_names=["x"], output_names=["logits"]
-    )
+        build("resnet50"), (torch.randn(1, 3, 224, 224),), input_names=["x"],
+        output_names=["logits"],
+    )  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, path)
     return path
