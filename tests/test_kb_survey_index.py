@@ -21,6 +21,17 @@ def test_bundled_index_is_complete(entry_ids):
     assert problems(index, entry_ids) == []
 
 
+def test_bundled_index_fails_when_a_name_loses_its_reason(entry_ids):
+    """The check on the shipped file can fail: strip one real row of its reason."""
+    index = load_index()
+    first = index.names[0]
+    assert first.entry is None and first.reason
+    stripped = first.model_copy(update={"reason": None})
+    broken = index.model_copy(update={"names": [stripped, *index.names[1:]]})
+    found = problems(broken, entry_ids)
+    assert found == [f"{first.name!r} ({first.section}): has neither an entry nor a reason"]
+
+
 def test_index_is_not_read_as_a_branch_of_entries():
     assert (DEFAULT_DATA_DIR / "survey_index.yaml").is_file()
     load()  # would raise if the index were validated as an EntryFile
