@@ -10,7 +10,8 @@ leaves what it measured:
   same profile `edgedl hardware calibrate` saves);
 - `cpu`: per model and thread count, two independent `profile_model` runs (per-node medians at
   ORT_ENABLE_BASIC, whole-run medians at ORT_ENABLE_ALL) — the first is what profile-on-target
-  plans from, the second the measurement it is judged by;
+  plans from, the second a repeat — and `alone_ms`, the model's median in one ORT_ENABLE_ALL
+  session timed by itself, as a deployment runs it: the figure predictions are judged by;
 - `gpu` (when torch sees CUDA): each architecture of `bench.archs` at batch 1 in torch, fp32
   and fp16, eager and replayed as a CUDA graph (median ms of timed runs, synchronised each run).
 
@@ -68,6 +69,7 @@ def capture_cpu(record: dict, out: Path, threads: list[int], models: list[str], 
     from advisor.graph.load import load_model
     from advisor.measure.profile import profile_model
     from advisor.measure.suite import run_suite
+    from advisor.measure.timing import measure_latency
     from advisor.model import sample_inputs
 
     _log(f"calibration suite at {threads} thread(s)")
@@ -84,9 +86,12 @@ def capture_cpu(record: dict, out: Path, threads: list[int], models: list[str], 
         for t in threads:
             first = profile_model(g, feeds, runs=RUNS, threads=t, cache=False)
             again = profile_model(g, feeds, runs=RUNS, threads=t, cache=False)
+            alone = measure_latency(g.model, feeds, runs=3 * RUNS, warmup=5, threads=t)
             runs[str(t)] = {"first": first.model_dump(mode="json"),
-                            "again": again.model_dump(mode="json")}  # fmt: skip
-            _log(f"cpu {name} @{t}: {first.end_to_end_ms:.3f} / {again.end_to_end_ms:.3f} ms")
+                            "again": again.model_dump(mode="json"),
+                            "alone_ms": alone.median_ms, "alone_p90_ms": alone.p90_ms}  # fmt: skip
+            _log(f"cpu {name} @{t}: profiled {first.end_to_end_ms:.3f} / "
+                 f"{again.end_to_end_ms:.3f} ms, alone {alone.median_ms:.3f} ms")  # fmt: skip
         record["cpu"][name] = {"digest": g.digest, "by_threads": runs}
         _write(out, record)
 

@@ -242,8 +242,12 @@ def _timed_runs(
     thread CPU ms) of each timed run, and why an adaptive `rule` stopped ('' without one).
     """
     with tempfile.TemporaryDirectory(prefix="edgedl-prof-") as tmp:
-        prof = make_session(model, threads, "basic", profile_prefix=str(Path(tmp) / "ort"))
-        basic = make_session(model, threads, "basic")
+        # only the ALL session (the deployment's figure) spins its idle workers: the other
+        # two would otherwise spin on the cores the ALL run needs (make_session)
+        prof = make_session(
+            model, threads, "basic", profile_prefix=str(Path(tmp) / "ort"), spinning=False
+        )
+        basic = make_session(model, threads, "basic", spinning=False)
         full = make_session(model, threads, "all")
         feed = check_inputs(prof, feed_raw)
         times: dict[str, list[tuple[float, float]]] = {"prof": [], "basic": [], "all": []}

@@ -1,17 +1,21 @@
 """The target calibration suite: attained speed per operator class, size and thread count.
 
-`run_suite(threads=(1, 2, 4))` builds small ONNX models with `onnx.helper` — one node each, at
-three sizes per class (`advisor.graph.opclass`): 3x3 Conv, 1x1 Conv, depthwise Conv, MatMul,
-an element-wise Add, Softmax, MaxPool, and where ONNX Runtime has them int8 MatMulInteger and
-QLinearConv — and times them with ONNX Runtime on the machine it runs on (here, or on a device
-through `edgedl agent serve`'s /calibrate route). It also measures the fixed costs a roofline
-misses: the per-inference call cost (a one-node model on a single element) and the per-node
-dispatch cost (a chain of 64 trivial nodes against one).
+`run_suite(threads=(1, 2, 4))` builds small ONNX models with `onnx.helper` — eight copies of
+one node in a row (one copy where the node changes its input's shape), at three sizes per
+class (`advisor.graph.opclass`): 3x3 Conv, 1x1 Conv, depthwise Conv, MatMul, an element-wise
+Add, Softmax, MaxPool, and where ONNX Runtime has them int8 MatMulInteger and QLinearConv —
+and times them with ONNX Runtime on the machine it runs on (here, or on a device through
+`edgedl agent serve`'s /calibrate route). It also measures the fixed costs a roofline misses:
+the per-inference call cost (a one-node model on a single element) and the per-node dispatch
+cost (a chain of 64 trivial nodes against one).
 
-Every rate is attained, not peak: FLOPs (or bytes moved) over the median time of the node,
-less the call and dispatch costs. A target file saved by `edgedl hardware calibrate` carries
-the result (`MeasuredProfile`), and `advisor.targets.predict` reads a node's rate from it by
-class and size (interpolated on log size).
+Every rate is attained, not peak: FLOPs (or bytes moved) over the median time of one node in
+the chain, less the call and dispatch costs. Chains, not lone nodes, because that is how a
+model runs them: a lone node pays for waking the thread pool on every run, which made 2
+threads look slower than 1 for small nodes that run faster at 2 inside a model. A target
+file saved by `edgedl hardware calibrate` carries the result (`MeasuredProfile`), and
+`advisor.targets.predict` reads a node's rate from it by class and size (interpolated on log
+size).
 
 >>> p = run_suite(threads=(1,), quick=True)   # doctest: +SKIP
 >>> p.rate("conv", 5e7, threads=1) > 0   # doctest: +SKIP
@@ -45,8 +49,9 @@ __all__ = [
     "SUITE_CLASSES",
 ]
 
-SUITE_VERSION = 1
+SUITE_VERSION = 2
 _CHAIN = 64  # trivial nodes in the dispatch probe
+_REPEAT = 8  # copies of a shape-keeping probe node run back to back (see _repeat)
 
 
 class _Frozen(BaseModel):
@@ -58,7 +63,7 @@ class RatePoint(_Frozen):
 
     work: float = Field(gt=0, description="FLOPs, or bytes moved for memory-bound classes")
     rate: float = Field(gt=0, description="GFLOP/s (GOP/s for int8), or GB/s")
-    ms: float = Field(ge=0, description="median time of the node alone, ms")
+    ms: float = Field(ge=0, description="median time of one node in its chain, ms")
 
 
 class ThreadRates(_Frozen):
@@ -99,6 +104,16 @@ class MeasuredProfile(_Frozen):
         if not points:
             return None
         return interpolate(points, work)
+
+    def class_rate(self, op_class: str, threads: int) -> float | None:
+        """The class's rate at `threads` whatever the size: the geometric mean over its
+        probes, less the smallest where there are three (too small for threads to help, and
+        the noisiest). What thread-count scaling is read from (`targets.methods`)."""
+        points = sorted(self.at(threads).rates.get(op_class) or [], key=lambda p: p.work)
+        if not points:
+            return None
+        used = points[1:] if len(points) >= 3 else points
+        return math.exp(sum(math.log(p.rate) for p in used) / len(used))
 
     def source(self) -> str:
         return (
@@ -171,7 +186,7 @@ def _unary(op: str, shape: list[int], passes: float, **attrs) -> _Probe:
     """A memory-bound node; work = bytes read and written (x `passes` for multi-pass ops)."""
     rng = np.random.default_rng(0)
     out_shape = list(shape)
-    if op == "MaxPool":
+    if op == "MaxPool" and attrs.get("strides", [1])[0] > 1:
         out_shape = [*shape[:2], shape[2] // 2, shape[3] // 2]
     model = _model(
         [helper.make_node(op, ["x"], ["y"], **attrs)],
@@ -244,6 +259,8 @@ def _chain(n: int) -> _Probe:
     return model, {"t0": np.ones((1, 16), np.float32)}, 0.0
 
 
+_POOL = {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1]}  # keeps the shape
+
 #: class -> three probes, small to large (the sizes span what batch-1 edge models run)
 SUITE_CLASSES: dict[str, list[Callable[[], _Probe]]] = {
     "conv": [lambda: _conv(16, 16, 16, 3, 1), lambda: _conv(64, 64, 28, 3, 1),
@@ -258,10 +275,9 @@ SUITE_CLASSES: dict[str, list[Callable[[], _Probe]]] = {
     "norm": [lambda: _unary("Softmax", [64, 64], 2, axis=-1),
              lambda: _unary("Softmax", [512, 512], 2, axis=-1),
              lambda: _unary("Softmax", [2048, 1024], 2, axis=-1)],
-    "pool": [lambda: _unary("MaxPool", [1, 16, 16, 16], 1, kernel_shape=[2, 2], strides=[2, 2]),
-             lambda: _unary("MaxPool", [1, 64, 56, 56], 1, kernel_shape=[2, 2], strides=[2, 2]),
-             lambda: _unary("MaxPool", [1, 128, 112, 112], 1, kernel_shape=[2, 2],
-                            strides=[2, 2])],
+    "pool": [lambda: _unary("MaxPool", [1, 16, 16, 16], 1, **_POOL),
+             lambda: _unary("MaxPool", [1, 64, 56, 56], 1, **_POOL),
+             lambda: _unary("MaxPool", [1, 128, 112, 112], 1, **_POOL)],
     "dense_int8": [lambda: _matmul_int8(1, 256, 256), lambda: _matmul_int8(64, 256, 256),
                    lambda: _matmul_int8(128, 768, 768)],
     "conv_int8": [lambda: _conv_int8(16, 16), lambda: _conv_int8(64, 28),
@@ -292,6 +308,33 @@ def _time(probe: _Probe, threads: int, budget_s: float) -> tuple[float, float]:
     return _median_ms(sess, feeds, budget_s), work
 
 
+def _repeat(probe: _Probe, copies: int) -> tuple[_Probe, int]:
+    """The probe's node `copies` times in a row, each reading the last one's output, when the
+    node keeps its first input's shape and type (returns the probe and how many copies).
+
+    Timed alone, a node pays for waking the thread pool on every run; inside a model the
+    workers are still spinning from the node before. A chain times nodes the way a model
+    runs them, which is what thread-count predictions need (a lone small node looks slower
+    at 2 threads than at 1; inside a model it is not)."""
+    model, feeds, work = probe
+    g = model.graph
+    node = g.node[0]
+    first, out = g.input[0], g.output[0]
+    if len(g.node) != 1 or node.input[0] != first.name or first.type != out.type:
+        return probe, 1
+    chain = []
+    for i in range(copies):
+        n = onnx.NodeProto()
+        n.CopyFrom(node)
+        n.name = f"n{i}"
+        n.input[0] = node.input[0] if i == 0 else f"{out.name}_{i - 1}"
+        n.output[0] = out.name if i == copies - 1 else f"{out.name}_{i}"
+        chain.append(n)
+    del g.node[:]
+    g.node.extend(chain)
+    return (model, feeds, work), copies
+
+
 def _at(threads: int, budget_s: float) -> ThreadRates:
     call_ms, _ = _time(_chain(1), threads, budget_s)
     chain_ms, _ = _time(_chain(_CHAIN), threads, budget_s)
@@ -300,12 +343,14 @@ def _at(threads: int, budget_s: float) -> ThreadRates:
     for cls, probes in SUITE_CLASSES.items():
         points = []
         for make in probes:
+            probe, copies = _repeat(make(), _REPEAT)
             try:
-                ms, work = _time(make(), threads, budget_s)
+                ms, work = _time(probe, threads, budget_s)
             except Exception:  # noqa: BLE001 - a runtime without this kernel: class unmeasured
                 break
-            compute = max(ms - call_ms, 1e-4)  # the node alone (its own dispatch is in call)
-            points.append(RatePoint(work=work, rate=work / compute / 1e6, ms=round(ms, 5)))
+            # one node: the chain less the call and the dispatch between its nodes
+            node_ms = max(ms - call_ms - (copies - 1) * dispatch_ms, 1e-4 * copies) / copies
+            points.append(RatePoint(work=work, rate=work / node_ms / 1e6, ms=round(node_ms, 5)))
         if points:
             rates[cls] = points
     return ThreadRates(threads=threads, rates=rates, dispatch_us=dispatch_ms * 1e3, call_ms=call_ms)

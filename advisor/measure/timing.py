@@ -97,11 +97,22 @@ def make_session(
     opt_level: OptLevel = "all",
     *,
     profile_prefix: str | None = None,
+    spinning: bool = True,
 ) -> ort.InferenceSession:
-    """A CPU session with fixed intra-op threads, one inter-op thread, sequential execution."""
+    """A CPU session with fixed intra-op threads, one inter-op thread, sequential execution.
+
+    `spinning=False` makes the session's idle workers sleep at once instead of spinning for
+    their next task (ONNX Runtime's default spins each worker about 2^20 times after a run).
+    Give it to every session that is timed *beside* the one being measured: with several
+    multi-threaded sessions interleaved, the idle ones' spinning workers take the cores the
+    measured one runs on (on a 16-core machine, a model profiled at 16 threads ran slower than
+    at 4 until they stopped). Deployment keeps the default, so the session whose time is
+    reported spins."""
     if threads < 1:
         raise RequestError(f"threads must be at least 1 (got {threads})")
     so = ort.SessionOptions()
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -1,0 +1,101 @@
+"""Thread counts: suite probes run as chains, side sessions do not spin, class-level scaling."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import advisor.measure.profile as profile_mod
+from advisor.graph.model import NodeInfo
+from advisor.measure import suite
+from advisor.measure.suite import MeasuredProfile, RatePoint, ThreadRates
+from advisor.measure.timing import make_session
+from advisor.model import load_model, sample_inputs
+from advisor.targets.methods import ratio_node_ms
+
+PROBES = [
+    lambda: suite._conv(16, 16, 8, 3, 1),
+    lambda: suite._matmul(4, 32, 32),
+    lambda: suite._add(64),
+    lambda: suite._unary("MaxPool", [1, 4, 8, 8], 1, **suite._POOL),
+]
+
+
+@pytest.mark.parametrize("make", PROBES)
+def test_shape_keeping_probes_become_chains_that_compute_the_repeated_node(make):
+    single, feeds, work = make()
+    one = ort.InferenceSession(single.SerializeToString(), providers=["CPUExecutionProvider"])
+    (chained, _, chained_work), copies = suite._repeat(make(), 4)
+    assert copies == 4 and chained_work == work
+    assert [n.op_type for n in chained.graph.node] == [single.graph.node[0].op_type] * 4
+    sess = ort.InferenceSession(chained.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = dict(feeds)
+    first = single.graph.input[0].name
+    for _ in range(4):  # the chain is the node applied four times, each to the last output
+        expected[first] = one.run(None, expected)[0]
+    np.testing.assert_allclose(sess.run(None, feeds)[0], expected[first], rtol=1e-4, atol=1e-4)
+
+
+def test_probes_that_change_type_stay_single():
+    probe = suite._matmul_int8(4, 32, 32)  # uint8 in, int32 out
+    same, copies = suite._repeat(probe, 8)
+    assert copies == 1 and same is probe and len(probe[0].graph.node) == 1
+
+
+def test_side_sessions_do_not_spin():
+    sess = make_session(suite._add(16)[0], threads=2, spinning=False)
+    key = "session.intra_op.allow_spinning"
+    assert sess.get_session_options().get_session_config_entry(key) == "0"
+    default = make_session(suite._add(16)[0], threads=2).get_session_options()
+    with pytest.raises(RuntimeError):  # not set: ONNX Runtime's default, spinning
+        default.get_session_config_entry(key)
+
+
+def test_only_the_reported_session_spins_while_profiling(monkeypatch):
+    made = []
+    real = profile_mod.make_session
+
+    def spy(model, threads=1, opt_level="all", **kw):
+        made.append((opt_level, kw.get("profile_prefix") is not None, kw.get("spinning", True)))
+        return real(model, threads, opt_level, **kw)
+
+    monkeypatch.setattr(profile_mod, "make_session", spy)
+    g = load_model("digits_cnn")
+    profile_mod.profile_model(g, sample_inputs(g), runs=2, warmup=1, threads=2, cache=False)
+    assert sorted(made) == [("all", False, True), ("basic", False, False), ("basic", True, False)]
+
+
+def _profile(rates_by_threads: dict[int, dict[str, list[float]]]) -> MeasuredProfile:
+    works = [1e5, 1e7, 1e9]
+    return MeasuredProfile(
+        cpu_model="test", fingerprint_key="k", ort_version="x", date="2026-12-04",
+        by_threads={
+            t: ThreadRates(
+                threads=t, dispatch_us=0.0, call_ms=0.0,
+                rates={c: [RatePoint(work=w, rate=r, ms=1.0)
+                               for w, r in zip(works, rs, strict=True)]
+                       for c, rs in rates.items()},
+            )
+            for t, rates in rates_by_threads.items()
+        },
+    )  # fmt: skip
+
+
+def test_class_rate_leaves_out_the_smallest_probe():
+    p = _profile({1: {"conv": [1.0, 4.0, 16.0]}})
+    assert p.class_rate("conv", 1) == pytest.approx(8.0)  # geometric mean of 4 and 16
+    assert p.class_rate("dense", 1) is None
+
+
+def test_thread_step_uses_the_class_speedup_not_the_small_probe():
+    # the smallest probe slows down at 4 threads; the larger ones speed up 3x
+    target = _profile({1: {"conv": [10.0, 40.0, 80.0]}, 4: {"conv": [5.0, 120.0, 240.0]}})
+    host = _profile({1: {"conv": [10.0, 40.0, 80.0]}})
+    small = NodeInfo(name="c", op_type="Conv", layer="c", inputs=("x",), outputs=("y",),
+                     macs=50_000, flops=100_000, param_bytes=10, input_bytes=10,
+                     output_bytes=10, op_class="conv")  # fmt: skip
+    at_1 = ratio_node_ms(small, 1.0, host, 1, target, 1)
+    at_4 = ratio_node_ms(small, 1.0, host, 1, target, 4)
+    assert at_1 == pytest.approx(1.0)
+    assert at_4 == pytest.approx(1.0 / 3.0)  # the class speed-up, not the small probe's 0.5x
