@@ -41,6 +41,7 @@ from advisor.targets.calibrated import target_from_profile
 from advisor.targets.catalog import get_link, load_catalog, transfer_ms
 from advisor.targets.predict import PROFILE_BAND, predict
 from bench.common import ROOT, md_table, write_section
+from bench.target_recorded import captures, score
 
 ZOO = ["digits_cnn", "digits_multiexit", "resnet_style", "mobilenetv2_style", "transformer_encoder"]
 ARCHS = ["squeezenet1_1", "mobilenet_v2", "resnet18"]  # exported from bench/archs.py
@@ -211,6 +212,37 @@ def _verdict(s: dict, median_goal: float, p90_goal: float | None = None) -> str:
     return f"{'met' if ok else 'missed'} ({goal})"
 
 
+def _recorded_section(rec: dict) -> tuple[list[list[str]], str]:
+    """Summary rows and the tables for one recorded second machine (bench.target_recorded)."""
+    cases, where = rec["cases"], rec["where"]
+    labels = {
+        "cross": ("(b) recorded: profiled here at 1 thread, predicted there", (0.15, 0.35)),
+        "threads": ("(a) recorded: there, 1 thread → 2+ threads", (0.10, None)),
+        "on_target": ("(b) recorded: profile on target", (0.10, None)),
+        "gpu": ("GPU: catalog priors (cloud_h100) vs torch CUDA", (0.35, None)),
+    }
+    rows, text = [], f"\n### Recorded second machine: {where}\n"
+    for key, (label, goals) in labels.items():
+        if not cases.get(key):
+            continue
+        s = _stats([r["error"] for r in cases[key]], PROFILE_BAND)
+        verdict = _verdict(s, *goals) if key != "gpu" else "reported (no goal)"
+        rows.append([label, f"{s['median']:.1%}", f"{s['p90']:.1%}", f"{s['in_band']:.0%}", "–",
+                     verdict])  # fmt: skip
+        text += f"\n#### {label}\n\n" + _table(cases[key])
+    best = cases.get("best") or []
+    if best:
+        worst = max(b["regret"] for b in best)
+        rows.append(["(b) recorded: thread count the predictions pick", "–", "–", "–",
+                     f"{worst:.1%}", "reported"])  # fmt: skip
+        text += "\n#### Thread count: predicted best vs measured best\n\n" + md_table(
+            ["model", "predicted best", "measured best", "regret"],
+            [[b["model"], b["predicted_best"], b["measured_best"], f"{b['regret']:.1%}"]
+             for b in best],
+        )  # fmt: skip
+    return rows, text
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--agent", help="agent URL of a second machine (else a local one)")
@@ -233,6 +265,7 @@ def main(argv: list[str] | None = None) -> dict:
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
+        recorded = [score(path, Path(tmp)) for path in captures()]
     c_stats, c_rows = published()
     a = _stats([r["error"] for r in a_rows], PROFILE_BAND)
     b = _stats([r["error"] for r in b_rows], PROFILE_BAND)
@@ -251,10 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
          _verdict(c_stats, 0.35) + (" · band covers ≥ 80%: "
                                     f"{'met' if c_stats['in_band'] >= 0.8 else 'missed'}")],
     ]  # fmt: skip
-    body = md_table(
-        ["case", "median |error|", "p90 |error|", "inside band", "max regret", "verdict"], summary
-    )
-    body += (
+    body = (
         f"\nBands: target profile ±{PROFILE_BAND:.2f} (ln); catalog priors ±{c_stats['band']:.2f}"
         " (ln), cross-validated on the fitted rows. Regret: the worst, over the links "
         f"{', '.join(LINKS)}, of choosing device-only or server-only (edge_t4 priors) by the "
@@ -264,8 +294,20 @@ def main(argv: list[str] | None = None) -> dict:
         + "\n### (b) profile on target: per-node sum vs whole run\n\n" + _table(on_rows)
         + "\n### (c) held-out published rows\n\n" + _table(c_rows)
     )  # fmt: skip
+    for rec in recorded:
+        rows, text = _recorded_section(rec)
+        summary.extend(rows)
+        body += text
+    body = (
+        md_table(
+            ["case", "median |error|", "p90 |error|", "inside band", "max regret", "verdict"],
+            summary,
+        )
+        + body
+    )
     results = {"a": a, "b": b, "b_on_target": on, "c": c_stats, "regret": regret,
-               "rows": {"a": a_rows, "b": b_rows, "b_on_target": on_rows, "c": c_rows}}  # fmt: skip
+               "rows": {"a": a_rows, "b": b_rows, "b_on_target": on_rows, "c": c_rows},
+               "recorded": recorded}  # fmt: skip
     write_section("bench_target", "python -m bench.bench_target", body, results)
     print(body)
     return results

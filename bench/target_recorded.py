@@ -1,0 +1,123 @@
+"""Score target predictions against a second machine's recorded measurements.
+
+A capture (`python -m bench.device_capture` run on that machine, saved under
+bench/results/devices/) holds its calibration suite, per-node profiles per thread count, each
+model's time in one ORT_ENABLE_ALL session timed alone (`alone_ms`, the truth here), and
+torch CUDA batch-1 timings when it has a GPU. `bench.bench_target` calls `score()` for every
+capture it finds:
+
+- cross-machine: each model profiled here at 1 thread, predicted for that machine at each
+  recorded thread count from its suite (`advisor.targets.predict`, as `advise` does with a
+  calibrated target), against `alone_ms` there;
+- thread counts there: its own 1-thread per-node profile, predicted at 2+ threads from its own
+  suite (`ratio_node_ms`, the step `advise` takes), against `alone_ms`;
+- profile on target: the first profile's whole-run figure (what planning from per-node times
+  measured there scales to), against `alone_ms`;
+- best thread count: the count the predictions pick against the measured best (regret);
+- GPU: the catalog's `cloud_h100` priors (the nearest catalog entry: same compute as the
+  H200, less memory bandwidth) against torch eager and CUDA-graph replay.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+from advisor.graph.load import load_model
+from advisor.measure.calibrate import calibrate
+from advisor.measure.profile import Profile, profile_model
+from advisor.measure.suite import MeasuredProfile
+from advisor.model import sample_inputs
+from advisor.targets.calibrated import target_from_profile
+from advisor.targets.catalog import load_catalog
+from advisor.targets.methods import ratio_node_ms
+from advisor.targets.predict import predict, predict_model
+from bench.common import ROOT
+
+DEVICES = ROOT / "bench" / "results" / "devices"
+ZOO = ["digits_cnn", "digits_multiexit", "resnet_style", "mobilenetv2_style", "transformer_encoder"]
+GPU_TARGET = "cloud_h100"
+
+
+def captures() -> list[Path]:
+    return sorted(DEVICES.glob("*.json.gz"))
+
+
+def _graph(name: str, folder: Path):
+    from bench.device_capture import _export
+
+    return load_model(name if name in ZOO else str(_export(name, folder)))
+
+
+def _row(model: str, threads: int | str, pred: float, true: float) -> dict:
+    return {"model": f"{model} @{threads}", "predicted_ms": pred, "measured_ms": true,
+            "error": pred / true - 1, "regret": float("nan")}  # fmt: skip
+
+
+def _own_threads(g, rec: dict, suite: MeasuredProfile, t: int) -> float:
+    """That machine's 1-thread per-node profile, stepped to `t` threads with its own suite."""
+    one = Profile.model_validate(rec["by_threads"]["1"]["first"])
+    scale = one.end_to_end_ms / one.node_sum_ms
+    infos = {n.name: n for n in g.nodes}
+    total = sum(
+        ratio_node_ms(infos[n], nt.median_ms * scale, suite, 1, suite, t)
+        for n, nt in one.nodes.items()
+        if n in infos
+    )
+    return total + suite.at(t).call_ms
+
+
+def score(path: Path, folder: Path) -> dict:
+    """Rows per case for one capture (see the module docstring)."""
+    rec = json.loads(gzip.open(path).read())
+    suite = MeasuredProfile.model_validate(rec["suite"])
+    cases: dict[str, list[dict]] = {"cross": [], "threads": [], "on_target": [], "best": []}
+    here_cal = calibrate(threads=1)
+    for name, model in rec["cpu"].items():
+        g = _graph(name, folder)
+        here = profile_model(g, sample_inputs(g), runs=15, threads=1, cache=False)
+        preds: dict[int, float] = {}
+        truth: dict[int, float] = {}
+        for key, run in model["by_threads"].items():
+            t = int(key)
+            truth[t] = run["alone_ms"]
+            only = suite.model_copy(update={"by_threads": {t: suite.at(t)}})
+            p = predict(g, here, target_from_profile(only, "recorded", memory_gb=1.0),
+                        here_cal, threads=t)  # fmt: skip
+            preds[t] = p.total_ms + p.run_overhead_ms
+            cases["cross"].append(_row(name, t, preds[t], truth[t]))
+            first = Profile.model_validate(run["first"]).end_to_end_ms
+            cases["on_target"].append(_row(name, t, first, truth[t]))
+            if t > 1:
+                cases["threads"].append(_row(name, t, _own_threads(g, model, suite, t), truth[t]))
+        pick = min(preds, key=lambda k: preds[k])
+        best = min(truth, key=lambda k: truth[k])
+        cases["best"].append({"model": name, "predicted_best": pick, "measured_best": best,
+                              "regret": truth[pick] / truth[best] - 1})  # fmt: skip
+    cases["gpu"] = _gpu(rec.get("gpu") or {}, folder)
+    machine = rec["machine"]
+    where = (f"{machine.get('cpu_model')}, {machine.get('physical_cores')} cores, ONNX Runtime "
+             f"{machine.get('ort_version')}; recorded {rec['date']} ({path.name})")  # fmt: skip
+    gpu = rec.get("gpu") or {}
+    if gpu.get("available"):
+        where += f"; GPU {gpu['name']}, torch {gpu['torch']}, CUDA {gpu['cuda']}"
+    return {"where": where, "cases": cases}
+
+
+def _gpu(gpu: dict, folder: Path) -> list[dict]:
+    if not gpu.get("available"):
+        return []
+    target = load_catalog(user=False).target(GPU_TARGET)
+    rows = []
+    for name, by_precision in gpu["models"].items():
+        fp32 = by_precision.get("fp32") or {}
+        if "eager_ms" not in fp32:
+            continue
+        g = _graph(name, folder)
+        p = predict_model(g.model, target, "fp32")
+        pred = p.total_ms + p.run_overhead_ms
+        for how in ("eager_ms", "cuda_graph_ms"):
+            row = _row(name, how.removesuffix("_ms").replace("_", " "), pred, fp32[how])
+            rows.append(row)
+    return rows
