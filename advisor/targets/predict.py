@@ -282,6 +282,15 @@ def _from_profile(
     )  # fmt: skip
 
 
+#: measured, not fitted: bench/results/devices/h200-box_2026-12-04.json.gz (bench_target)
+GPU_EAGER_NOTE = (
+    "GPU figures assume a runtime that launches the whole graph at once (TensorRT, CUDA "
+    "graphs): on an H200, PyTorch eager ran seven CNNs at batch 1 3.5-9x slower than the same "
+    "models replayed as CUDA graphs, which these priors matched within a median 20% "
+    "(bench_target, recorded 2026-12-04)"
+)
+
+
 def _from_priors(
     target: Target,
     precision: Precision,
@@ -304,6 +313,8 @@ def _from_priors(
             f"no published {used} measurements on {target.id}'s {unit}: its attained fraction "
             f"is the median of {unit} targets ({s:.3g}), so the band is wider"
         )
+    if unit == "gpu":
+        notes.append(GPU_EAGER_NOTE)
     where = f"with {runtime}" if runtime else f"(median {unit} fraction)"
     cores = f", on {run_threads or target.cores} of {target.cores} cores" if cpu else ""
     method = (
