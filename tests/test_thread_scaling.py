@@ -99,3 +99,25 @@ def test_thread_step_uses_the_class_speedup_not_the_small_probe():
     at_4 = ratio_node_ms(small, 1.0, host, 1, target, 4)
     assert at_1 == pytest.approx(1.0)
     assert at_4 == pytest.approx(1.0 / 3.0)  # the class speed-up, not the small probe's 0.5x
+
+
+def test_the_recorded_second_machine_parses_and_its_own_thread_step_is_scored():
+    """The shipped capture (bench/results/devices) holds a suite, per-node profiles and the
+    alone-timed truth per thread count; stepping its own 1-thread profile to more threads
+    lands within a factor of two of what it measured there for every zoo model."""
+    import gzip
+    import json
+
+    from bench.target_recorded import _own_threads, captures
+
+    files = captures()
+    assert files, "no recorded capture under bench/results/devices"
+    rec = json.loads(gzip.open(files[0]).read())
+    suite_ = MeasuredProfile.model_validate(rec["suite"])
+    assert suite_.thread_counts[0] == 1 and len(suite_.thread_counts) >= 2
+    for name in ("digits_cnn", "resnet_style", "transformer_encoder"):
+        g = load_model(name)
+        for key, run in rec["cpu"][name]["by_threads"].items():
+            t = int(key)
+            predicted = _own_threads(g, rec["cpu"][name], suite_, t)
+            assert 0.5 < predicted / run["alone_ms"] < 2.0, (name, t, predicted, run["alone_ms"])
