@@ -125,7 +125,8 @@ def write_section(name: str, command: str, body_md: str, results: dict) -> None:
         "environment": environment(),
         **results,
     }
-    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(results, indent=2, default=str))
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)  # a file name without spaces
+    (RESULTS_DIR / f"{slug}.json").write_text(json.dumps(results, indent=2, default=str))
     today = _dt.date.today().isoformat()
     section = (
         f"<!-- bench:{name}:start -->\n"
