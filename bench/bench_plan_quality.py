@@ -25,7 +25,8 @@ Methods, all given the same emulated setting:
   per-node host predictions (advisor.targets.predict: per-node ORT_ENABLE_BASIC medians × the
   model's ALL/BASIC scale) and the measured per-call overhead once per compute stage — on the
   device, and the same divided by SPEED on the server; the candidate with the lowest predicted
-  latency wins, as advise() ranks FP32 partitions;
+  latency wins, as advise() ranks FP32 partitions with `--prefer latency` (other preferences
+  weigh accuracy or size too);
 - Neurosurgeon-style: per-op-type linear regression of per-node latency on FLOPs, input bytes
   and output bytes, fitted on the same per-node host predictions of the OTHER zoo models
   (leave-one-model-out; op types unseen there use a regression pooled over all types);
