@@ -17,6 +17,7 @@ from typing import IO
 import numpy as np
 
 from advisor.errors import InputDataError
+from advisor.graph.npzfile import npy_header
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK"
@@ -111,12 +112,7 @@ def _checked_header(fp: IO[bytes], size: int, where: str, max_bytes: int) -> int
     The header's claim is checked against ``max_bytes`` and against the bytes that follow
     it, before anything is allocated."""
     try:
-        version = np.lib.format.read_magic(fp)
-        if version == (1, 0):
-            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(fp)
-        else:
-            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fp)
-        header_len = fp.tell()
+        shape, dtype, header_len = npy_header(fp)
     except (ValueError, EOFError, OSError, SyntaxError, TypeError) as exc:
         raise InputDataError(f"the header of {where} cannot be read: {exc}") from exc
     if dtype.hasobject:

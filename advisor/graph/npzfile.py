@@ -12,12 +12,13 @@ import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
 from advisor.errors import InputDataError
 
-__all__ = ["ArrayHeader", "array_headers"]
+__all__ = ["ArrayHeader", "array_headers", "npy_header"]
 
 
 @dataclass(frozen=True)
@@ -27,16 +28,22 @@ class ArrayHeader:
     nbytes: int
 
 
+def npy_header(fh: IO[bytes]) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, header length in bytes) of the .npy stream at `fh`, reading the header
+    only; numpy's ValueError/EOFError/OSError pass through for the caller to word."""
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    return tuple(shape), dtype, fh.tell()
+
+
 def _header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, file: str) -> ArrayHeader:
     name = info.filename.removesuffix(".npy")
     try:
         with zf.open(info) as fh:
-            version = np.lib.format.read_magic(fh)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-            else:
-                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-            header_len = fh.tell()
+            shape, dtype, header_len = npy_header(fh)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise InputDataError(
             f"{file}: array {name!r} is not a valid .npy member ({exc}); save the data with "
