@@ -212,6 +212,17 @@ def _verdict(s: dict, median_goal: float, p90_goal: float | None = None) -> str:
     return f"{'met' if ok else 'missed'} ({goal})"
 
 
+RECORDED_NOTE = """
+Captured there with `python -m bench.device_capture` (no agent could reach it from here) and
+scored here. The truth is each model's median in one ORT_ENABLE_ALL session timed alone, as a
+deployment runs it. Two earlier captures that day, made before `profile_model` stopped its two
+side sessions spinning, measured resnet18 at 27 ms at 16 threads (3.5 ms alone) and made 8 and
+16 threads look slower than 4 for most models: idle workers of interleaved multi-threaded
+sessions spin on the cores the timed run needs. The GPU rows compare the catalog's cloud_h100
+priors (no H200 entry; same compute, less bandwidth) with torch at batch 1, fp32.
+"""
+
+
 def _recorded_section(rec: dict) -> tuple[list[list[str]], str]:
     """Summary rows and the tables for one recorded second machine (bench.target_recorded)."""
     cases, where = rec["cases"], rec["where"]
@@ -221,7 +232,7 @@ def _recorded_section(rec: dict) -> tuple[list[list[str]], str]:
         "on_target": ("(b) recorded: profile on target", (0.10, None)),
         "gpu": ("GPU: catalog priors (cloud_h100) vs torch CUDA", (0.35, None)),
     }
-    rows, text = [], f"\n### Recorded second machine: {where}\n"
+    rows, text = [], f"\n### Recorded second machine: {where}\n" + RECORDED_NOTE
     for key, (label, goals) in labels.items():
         if not cases.get(key):
             continue
