@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.errors import RequestError
 from advisor.measure.environment import fingerprint
-from advisor.measure.timing import make_session
+from advisor.measure.timing import make_session, timed_run, uncontended
 
 __all__ = [
     "RatePoint",
@@ -49,7 +49,7 @@ __all__ = [
     "SUITE_CLASSES",
 ]
 
-SUITE_VERSION = 2
+SUITE_VERSION = 3
 _CHAIN = 64  # trivial nodes in the dispatch probe
 _REPEAT = 8  # copies of a shape-keeping probe node run back to back (see _repeat)
 
@@ -288,24 +288,26 @@ SUITE_CLASSES: dict[str, list[Callable[[], _Probe]]] = {
 # --- timing -----------------------------------------------------------------------------
 
 
-def _median_ms(sess: ort.InferenceSession, feeds: dict[str, np.ndarray], budget_s: float) -> float:
+def _median_ms(
+    sess: ort.InferenceSession, feeds: dict[str, np.ndarray], budget_s: float, threads: int
+) -> float:
     """Median of timed runs after a warm-up: at least 5, more until `budget_s` is spent
-    (at most 200)."""
+    (at most 200). At 1 thread, runs that waited for a core are left out (`uncontended`):
+    the host's own profile is cached and divides every target-profile prediction, so one
+    measured while the machine was busy would skew them all until the cache is cleared."""
     for _ in range(2):
         sess.run(None, feeds)
-    times: list[float] = []
+    times: list[tuple[float, float]] = []
     start = time.perf_counter()
     while len(times) < 5 or (time.perf_counter() - start < budget_s and len(times) < 200):
-        t0 = time.perf_counter()
-        sess.run(None, feeds)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
+        times.append(timed_run(sess, feeds))
+    return float(np.median([times[i][0] for i in uncontended(times, threads)]))
 
 
 def _time(probe: _Probe, threads: int, budget_s: float) -> tuple[float, float]:
     model, feeds, work = probe
     sess = make_session(model, threads=threads, opt_level="all")
-    return _median_ms(sess, feeds, budget_s), work
+    return _median_ms(sess, feeds, budget_s, threads), work
 
 
 def _repeat(probe: _Probe, copies: int) -> tuple[_Probe, int]:
