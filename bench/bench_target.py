@@ -3,14 +3,16 @@
     python -m bench.bench_target [--agent URL --token T] [--models a,b]
 
 (a) Across thread counts on this machine: each model is profiled at 1 thread; this machine's
-    target profile (`edgedl hardware calibrate`, here, at 2 threads) predicts it at 2
+    target profile (`edgedl hardware calibrate`, here, at 1 and 2 threads) predicts it at 2
     threads; then it is measured at 2 threads (ORT_ENABLE_ALL whole-run median).
 (b) Across machines: with `--agent URL` the agent's machine is calibrated through its
-    /calibrate route, each model is predicted for it from that profile, then profiled there
-    through the agent. Also: the per-node profile measured there, summed and scaled as the
+    /calibrate route (at 1 thread and its own count), each model is predicted for it at its
+    count from that profile, then profiled there through the agent. Also: the per-node profile measured there, summed and scaled as the
     advisor plans with it (profile-on-target), against its own whole-run time. Without
     `--agent` the bench starts one on 127.0.0.1 at 2 threads (this machine, another thread
     count) and stops it.
+(recorded) Second machines no agent reaches: every capture in bench/results/devices
+    (`bench.device_capture`), scored by `bench.target_recorded`.
 (c) Published measurements: the catalog priors refitted (`bench.target_fit`) and scored on
     the held-out rows of data/published_latency.yaml, with the share inside the stated band.
 
@@ -35,13 +37,12 @@ import numpy as np
 from advisor.graph.load import load_model
 from advisor.measure.calibrate import calibrate
 from advisor.measure.profile import profile_model
-from advisor.measure.suite import MeasuredProfile, run_suite
+from advisor.measure.suite import MeasuredProfile, host_profile, run_suite
 from advisor.model import sample_inputs
-from advisor.targets.calibrated import target_from_profile
 from advisor.targets.catalog import get_link, load_catalog, transfer_ms
-from advisor.targets.predict import PROFILE_BAND, predict
+from advisor.targets.predict import PROFILE_BAND, opt_level_scale
 from bench.common import ROOT, md_table, write_section
-from bench.target_recorded import captures, score
+from bench.target_recorded import captures, predict_at, score
 
 ZOO = ["digits_cnn", "digits_multiexit", "resnet_style", "mobilenetv2_style", "transformer_encoder"]
 ARCHS = ["squeezenet1_1", "mobilenet_v2", "resnet18"]  # exported from bench/archs.py
@@ -66,10 +67,6 @@ def _models(names: list[str], folder: Path) -> dict[str, object]:
                               external_data=False)  # fmt: skip
         out[name] = load_model(str(path))
     return out
-
-
-def _only(profile: MeasuredProfile, threads: int) -> MeasuredProfile:
-    return profile.model_copy(update={"by_threads": {threads: profile.at(threads)}})
 
 
 def _stats(errors: list[float], band: float) -> dict[str, float]:
@@ -104,19 +101,18 @@ def _regret(pred_ms: float, true_ms: float, graph) -> float:
     return worst
 
 
-def _predicted(g, target, threads: int) -> float:
-    """The advisor's figure for the whole model on `target`: its per-node profile here at 1
-    thread, scaled node by node to the target's profile (as advise() predicts)."""
+def _predicted(g, target: MeasuredProfile, threads: int) -> float:
+    """The advisor's figure for the whole model on a calibrated target at `threads`: its
+    per-node profile here at 1 thread, scaled node by node to the target's profile."""
     prof = profile_model(g, sample_inputs(g), runs=RUNS, threads=1)
-    pred = predict(g, prof, target, calibrate(threads=1), threads=threads)
-    return pred.total_ms + pred.run_overhead_ms
+    scale = opt_level_scale(prof, calibrate(threads=1))
+    return predict_at(g, prof, scale, host_profile(1), target, threads)
 
 
 def across_threads(graphs: dict, profile: MeasuredProfile, threads: int) -> list[dict]:
-    target = target_from_profile(_only(profile, threads), "here_t", memory_gb=1.0)
     rows = []
     for name, g in graphs.items():
-        pred_ms = _predicted(g, target, threads)
+        pred_ms = _predicted(g, profile, threads)
         measured = profile_model(g, sample_inputs(g), runs=RUNS, threads=threads, cache=False)
         true = measured.end_to_end_ms
         rows.append({"model": name, "predicted_ms": pred_ms, "measured_ms": true,
@@ -156,12 +152,11 @@ def across_machines(graphs: dict, url: str, token: str) -> tuple[list[dict], lis
 
     with AgentClient(url, token) as client:
         threads = int(client.health()["limits"]["threads"])
-    profile, memory = measure_target([threads], agent=url, token=token)
-    target = target_from_profile(profile, "agent_t", memory_gb=memory)
+    profile, _memory = measure_target(sorted({1, threads}), agent=url, token=token)
     rows, on_target = [], []
     with AgentClient(url, token, timeout=600) as client:
         for name, g in graphs.items():
-            pred_ms = _predicted(g, target, threads)
+            pred_ms = _predicted(g, profile, threads)
             remote = measure_on_agent(client, g.model, runs=RUNS, cache=False).profile
             true = remote.end_to_end_ms
             rows.append(

@@ -27,12 +27,12 @@ from pathlib import Path
 from advisor.graph.load import load_model
 from advisor.measure.calibrate import calibrate
 from advisor.measure.profile import Profile, profile_model
-from advisor.measure.suite import MeasuredProfile
+from advisor.measure.suite import MeasuredProfile, host_profile
 from advisor.model import sample_inputs
 from advisor.targets.calibrated import target_from_profile
 from advisor.targets.catalog import load_catalog
 from advisor.targets.methods import ratio_node_ms
-from advisor.targets.predict import predict, predict_model
+from advisor.targets.predict import opt_level_scale, predict, predict_model
 from bench.common import ROOT
 
 DEVICES = ROOT / "bench" / "results" / "devices"
@@ -55,17 +55,27 @@ def _row(model: str, threads: int | str, pred: float, true: float) -> dict:
             "error": pred / true - 1, "regret": float("nan")}  # fmt: skip
 
 
+def predict_at(
+    g, profile: Profile, scale: float, ref: MeasuredProfile, target: MeasuredProfile, t: int
+) -> float:
+    """The whole model on `target` at exactly `t` threads, by the arithmetic `advise` uses for
+    a calibrated target (`targets.predict._from_profile`: `ratio_node_ms` per node plus the
+    target's call cost), from `profile`'s per-node times × `scale` (its ALL/BASIC scale) on
+    the machine whose suite is `ref`. `advise` itself runs each stage at its fastest measured
+    count; the 'thread count picked' rows score that choice."""
+    infos = {n.name: n for n in g.nodes}
+    total = sum(
+        ratio_node_ms(infos[n], nt.median_ms * scale, ref, profile.threads, target, t)
+        for n, nt in profile.nodes.items()
+        if n in infos
+    )
+    return total + target.at(t).call_ms
+
+
 def _own_threads(g, rec: dict, suite: MeasuredProfile, t: int) -> float:
     """That machine's 1-thread per-node profile, stepped to `t` threads with its own suite."""
     one = Profile.model_validate(rec["by_threads"]["1"]["first"])
-    scale = one.end_to_end_ms / one.node_sum_ms
-    infos = {n.name: n for n in g.nodes}
-    total = sum(
-        ratio_node_ms(infos[n], nt.median_ms * scale, suite, 1, suite, t)
-        for n, nt in one.nodes.items()
-        if n in infos
-    )
-    return total + suite.at(t).call_ms
+    return predict_at(g, one, one.end_to_end_ms / one.node_sum_ms, suite, suite, t)
 
 
 def score(path: Path, folder: Path) -> dict:
@@ -74,24 +84,24 @@ def score(path: Path, folder: Path) -> dict:
     suite = MeasuredProfile.model_validate(rec["suite"])
     cases: dict[str, list[dict]] = {"cross": [], "threads": [], "on_target": [], "best": []}
     here_cal = calibrate(threads=1)
+    ref = host_profile(1)
+    recorded = target_from_profile(suite, "recorded", memory_gb=1.0)
     for name, model in rec["cpu"].items():
         g = _graph(name, folder)
         here = profile_model(g, sample_inputs(g), runs=15, threads=1, cache=False)
-        preds: dict[int, float] = {}
+        scale = opt_level_scale(here, here_cal)
         truth: dict[int, float] = {}
         for key, run in model["by_threads"].items():
             t = int(key)
             truth[t] = run["alone_ms"]
-            only = suite.model_copy(update={"by_threads": {t: suite.at(t)}})
-            p = predict(g, here, target_from_profile(only, "recorded", memory_gb=1.0),
-                        here_cal, threads=t)  # fmt: skip
-            preds[t] = p.total_ms + p.run_overhead_ms
-            cases["cross"].append(_row(name, t, preds[t], truth[t]))
+            pred = predict_at(g, here, scale, ref, suite, t)
+            cases["cross"].append(_row(name, t, pred, truth[t]))
             first = Profile.model_validate(run["first"]).end_to_end_ms
             cases["on_target"].append(_row(name, t, first, truth[t]))
             if t > 1:
                 cases["threads"].append(_row(name, t, _own_threads(g, model, suite, t), truth[t]))
-        pick = min(preds, key=lambda k: preds[k])
+        # what advise() does: every measured count, the fastest predicted one chosen
+        pick = predict(g, here, recorded, here_cal).threads or 1
         best = min(truth, key=lambda k: truth[k])
         cases["best"].append({"model": name, "predicted_best": pick, "measured_best": best,
                               "regret": truth[pick] / truth[best] - 1})  # fmt: skip
