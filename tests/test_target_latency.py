@@ -4,12 +4,15 @@ agent, predictions that say their source and band, and int8-only targets."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import yaml
 from _agent_fixtures import TOKEN, agent_server
 from click.testing import CliRunner
 
+from advisor.errors import RequestError
+from advisor.measure.suite import auto_threads, parse_threads
 from app.cli import cli
 
 
@@ -127,7 +130,19 @@ def test_calibrate_through_an_agent(tmp_path, user_catalog):
     assert r.exit_code == 0, r.output
     target = json.loads(r.stdout)["target"]
     assert target["profile"]["by_threads"]["1"]["rates"]["dense"]
+    # the default --threads auto: 1 and each power of two up to the agent machine's cores
+    assert set(target["profile"]["by_threads"]) == {str(t) for t in auto_threads(os.cpu_count())}
     assert bad.exit_code == 2 and "token" in bad.stderr
+
+
+def test_thread_lists_parse_or_fail_with_one_line():
+    assert parse_threads("4,1,2") == [1, 2, 4]
+    assert parse_threads("auto", 12) == [1, 2, 4, 8, 12]
+    for text in ("0,2", "two", ""):
+        with pytest.raises(RequestError, match="thread counts"):
+            parse_threads(text)
+    r = CliRunner().invoke(cli, ["hardware", "calibrate", "--save", "x", "--threads", "1,z"])
+    assert r.exit_code == 2 and "--threads" in r.stderr and "Traceback" not in r.output
 
 
 def test_shipped_priors_are_what_the_fit_produces_and_hold_on_held_out_rows(tmp_path):

@@ -224,12 +224,14 @@ class AgentClient:
             headers={"Content-Type": "application/octet-stream"},
         ).json()
 
-    def calibrate(self, threads: list[int], quick: bool = False) -> dict[str, Any]:
+    def calibrate(self, threads: list[int] | None, quick: bool = False) -> dict[str, Any]:
         """Run the target calibration suite (advisor.measure.suite) on the agent's machine at
-        each thread count; the answer holds the measured profile, fingerprint and memory."""
+        each thread count (None: 1 and each power of two up to its cores); the answer holds
+        the measured profile, fingerprint and memory."""
+        counts = "auto" if threads is None else ",".join(str(t) for t in threads)
         return self._request(
             "POST",
             "/calibrate",
             "calibrate the agent's machine",
-            params={"threads": ",".join(str(t) for t in threads), "quick": str(quick).lower()},
+            params={"threads": counts, "quick": str(quick).lower()},
         ).json()

@@ -20,11 +20,11 @@ from advisor.agent.codec import decode_tensors, encode_tensors
 from advisor.agent.gate import Gate, client_of, refuse
 from advisor.agent.limits import declared_shapes, default_shapes
 from advisor.agent.store import LoadedModel, check_feeds
-from advisor.errors import AdvisorError, InputDataError
+from advisor.errors import AdvisorError, InputDataError, RequestError
 from advisor.graph.inputs import sample_inputs
 from advisor.graph.load import load_model
 from advisor.measure.profile import fingerprint, profile_model
-from advisor.measure.suite import run_suite
+from advisor.measure.suite import parse_threads, run_suite
 
 __all__ = ["secured_routes", "fingerprint_json"]
 
@@ -157,15 +157,15 @@ def _calibrate_routes(secured: APIRouter, agent: Gate) -> None:
     async def calibrate(
         request: Request, threads: str = Query("1"), quick: bool = Query(False)
     ) -> dict[str, Any]:
-        """The calibration suite at each of `threads` (comma-separated), holding every slot:
-        a measurement wants the machine to itself."""
-        try:
-            counts = sorted({int(x) for x in threads.split(",") if x.strip()})
-        except ValueError:
-            why = f"threads must be comma-separated integers, not {threads!r}"
-            raise refuse(422, why) from None
+        """The calibration suite at each of `threads` (comma-separated, or 'auto': 1 and
+        each power of two up to this machine's cores), holding every slot: a measurement
+        wants the machine to itself."""
         cores = os.cpu_count() or 1
-        if not counts or counts[0] < 1 or counts[-1] > max(cores, limits.threads):
+        try:
+            counts = parse_threads(threads, cores)
+        except RequestError as exc:
+            raise refuse(422, str(exc)) from None
+        if counts[-1] > max(cores, limits.threads):
             raise refuse(422, f"thread counts must be between 1 and {cores} (got {threads!r})")
         deadline = time.monotonic() + max(limits.request_timeout_s, 60.0 * len(counts))
         async with agent.admission(deadline, client_of(request)):

@@ -46,6 +46,8 @@ __all__ = [
     "MeasuredProfile",
     "run_suite",
     "host_profile",
+    "auto_threads",
+    "parse_threads",
     "SUITE_CLASSES",
 ]
 
@@ -356,6 +358,34 @@ def _at(threads: int, budget_s: float) -> ThreadRates:
         if points:
             rates[cls] = points
     return ThreadRates(threads=threads, rates=rates, dispatch_us=dispatch_ms * 1e3, call_ms=call_ms)
+
+
+def auto_threads(cores: int | None = None) -> list[int]:
+    """The thread counts `edgedl hardware calibrate` measures by default: 1 and each power
+    of two up to the machine's cores, and the core count itself.
+
+    >>> auto_threads(6), auto_threads(1), auto_threads(16)
+    ([1, 2, 4, 6], [1], [1, 2, 4, 8, 16])
+    """
+    import os
+
+    n = max(1, cores if cores is not None else (os.cpu_count() or 1))
+    return sorted({1, n, *(2**i for i in range(1, n.bit_length()) if 2**i <= n)})
+
+
+def parse_threads(text: str, cores: int | None = None) -> list[int]:
+    """'1,2,4' -> [1, 2, 4]; 'auto' -> `auto_threads(cores)`; anything else: RequestError."""
+    if text.strip().lower() == "auto":
+        return auto_threads(cores)
+    try:
+        counts = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise RequestError(
+            f"thread counts are comma-separated integers or 'auto', not {text!r}"
+        ) from None
+    if not counts or counts[0] < 1:
+        raise RequestError(f"thread counts must be 1 or more (got {text!r})")
+    return counts
 
 
 def run_suite(threads: Sequence[int] = (1,), *, quick: bool = False) -> MeasuredProfile:

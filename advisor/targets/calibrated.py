@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from advisor.errors import AgentError
-from advisor.measure.suite import MeasuredProfile, run_suite
+from advisor.measure.suite import MeasuredProfile, auto_threads, run_suite
 from advisor.targets.catalog import Precision, Target
 
 __all__ = ["measure_target", "target_from_profile"]
@@ -33,21 +33,24 @@ _INT8 = ("conv_int8", "dense_int8")
 
 
 def measure_target(
-    threads: Sequence[int],
+    threads: Sequence[int] | None,
     *,
     agent: str | None = None,
     token: str | None = None,
     quick: bool = False,
 ) -> tuple[MeasuredProfile, float]:
-    """(the measured profile, the machine's memory in GB): here, or on `agent`'s machine."""
+    """(the measured profile, the machine's memory in GB): here, or on `agent`'s machine.
+    `threads` None measures 1 and each power of two up to that machine's cores."""
     if agent is None:
         import psutil
 
-        return run_suite(threads, quick=quick), round(psutil.virtual_memory().total / 1e9, 1)
+        counts = auto_threads() if threads is None else threads
+        return run_suite(counts, quick=quick), round(psutil.virtual_memory().total / 1e9, 1)
     from advisor.agent import AgentClient
 
-    with AgentClient(agent, token, timeout=max(120.0, 90.0 * len(threads))) as client:
-        answer = client.calibrate(list(threads), quick=quick)
+    n = 6 if threads is None else len(threads)
+    with AgentClient(agent, token, timeout=max(120.0, 90.0 * n)) as client:
+        answer = client.calibrate(None if threads is None else list(threads), quick=quick)
     try:
         return MeasuredProfile.model_validate(answer["profile"]), float(answer["memory_gb"])
     except (KeyError, TypeError, ValueError) as exc:

@@ -194,9 +194,10 @@ def _show_profile(profile, origin: str | None) -> None:
 @click.option(
     "--threads",
     "thread_list",
-    default="1",
+    default="auto",
     show_default=True,
-    help="Comma-separated thread counts to measure, e.g. 1,2,4.",
+    help="Comma-separated thread counts to measure, e.g. 1,2,4; auto: 1 and each power of two "
+    "up to the measured machine's cores (advise then runs each stage at its fastest count).",
 )
 @click.option("--agent", "agent_url", help="Measure the machine behind this edgedl agent URL.")
 @click.option("--token", envvar="EDGEDL_AGENT_TOKEN", help="The agent's bearer token.")
@@ -228,24 +229,25 @@ def calibrate(
     from pathlib import Path
 
     from advisor.errors import RequestError
+    from advisor.measure.suite import parse_threads
     from advisor.targets.calibrated import measure_target, target_from_profile
     from advisor.targets.catalog import HOST_ID, load_catalog, save_target
 
     try:
-        counts = sorted({int(x) for x in thread_list.split(",") if x.strip()})
-    except ValueError:
-        raise RequestError(
-            f"--threads takes comma-separated integers, not {thread_list!r}"
-        ) from None
-    if not counts or counts[0] < 1:
-        raise RequestError(f"--threads needs counts of 1 or more (got {thread_list!r})")
+        auto = thread_list.strip().lower() == "auto"
+        counts = None if auto else parse_threads(thread_list)
+    except RequestError as exc:
+        raise RequestError(f"--threads: {exc}") from None
     existing = load_catalog()
     if save_id == HOST_ID or (
         save_id in existing.targets and existing.origins.get(save_id) == existing.source
     ):
         raise RequestError(f"{save_id!r} is a built-in target id; choose another for --save")
     where = f"the agent at {agent_url}" if agent_url else "this machine"
-    click.echo(f"calibrating {where} at {', '.join(map(str, counts))} thread(s)…", err=True)
+    which = "1 and each power of two up to its cores"
+    if counts is not None:
+        which = ", ".join(map(str, counts))
+    click.echo(f"calibrating {where} at {which} thread(s)…", err=True)
     profile, memory = measure_target(counts, agent=agent_url, token=token, quick=quick)
     target = target_from_profile(
         profile,
