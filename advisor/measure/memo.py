@@ -25,6 +25,7 @@ import numpy as np
 
 __all__ = ["REUSED", "MeasurementMemo", "digest_bytes", "feeds_key"]
 
+MAX_SESSIONS = 256  # ORT sessions one memo keeps (a sweep task's distinct artifacts)
 REUSED = " (reused: an identical artifact was timed earlier in this process)"
 
 
@@ -32,7 +33,7 @@ REUSED = " (reused: an identical artifact was timed earlier in this process)"
 class MeasurementMemo:
     """What advisor.validate.core measured, by content key (see the module docstring)."""
 
-    eval_runs: dict[tuple, Any] = field(default_factory=dict)  # -> validate._EvalRun
+    eval_runs: dict[tuple, Any] = field(default_factory=dict)  # -> (EvalRun, Fidelity)
     latencies: dict[tuple, Any] = field(default_factory=dict)  # -> timing.LatencyStats
     remeasured: dict[tuple, tuple[float, float | None]] = field(default_factory=dict)
     references: dict[tuple, list[list[np.ndarray]]] = field(default_factory=dict)
@@ -41,8 +42,47 @@ class MeasurementMemo:
     timings: dict[str, Any] = field(default_factory=dict)
     # guard windows by (FP32 stage key, plan stage key) -> (PairedTiming, its note)
     windows: dict[tuple[str, str], tuple[Any, dict[str, object]]] = field(default_factory=dict)
+    # ORT sessions by (artifact digest, threads), each with its outputs by feeds key: a
+    # session here has run at least once (warm for a timing window)
+    sessions: dict[tuple[str, int], tuple[Any, dict[str, list[np.ndarray]]]] = field(
+        default_factory=dict
+    )
+    # a changed model's predicted_target figure by (artifact digest, target, precision,
+    # threads): predicting it reads the whole graph again
+    predictions: dict[tuple, Any] = field(default_factory=dict)
+    graphs: dict[str, Any] = field(default_factory=dict)  # artifact digest -> its ModelGraph
+    # what advise() loads for a request (model, data, FP32 reference), by the request fields
+    # that decide it: every cell of one model reads the same
+    loaded: dict[tuple, Any] = field(default_factory=dict)
+    # what planners built that depends only on its content key (advisor.plans.PlanContext.once)
+    planning: dict[tuple, Any] = field(default_factory=dict)
+    citations: dict[str, list[Any]] = field(default_factory=dict)  # plan kind -> KB entries
     hits: int = 0  # evaluation runs found in the memo
     misses: int = 0  # evaluation runs measured
+    loads: int = 0  # models loaded (with their data and FP32 reference)
+    sessions_made: int = 0  # ORT sessions created through the memo
+
+    def session(self, digest: str, path: str, threads: int) -> tuple[Any, dict]:
+        """(the session of the artifact with bytes `digest`, its outputs by feeds key),
+        loading `path` the first time. Beyond MAX_SESSIONS sessions a new one is not kept."""
+        from advisor.measure.timing import make_session
+
+        key = (digest, threads)
+        if key in self.sessions:
+            return self.sessions[key]
+        got: tuple[Any, dict] = (make_session(path, threads=threads), {})
+        self.sessions_made += 1
+        if len(self.sessions) < MAX_SESSIONS:
+            self.sessions[key] = got
+        return got
+
+    def run(self, digest: str, path: str, threads: int, feeds: dict[str, np.ndarray]) -> Any:
+        """(session, its outputs on `feeds`): run once per (artifact, threads, inputs)."""
+        sess, outs = self.session(digest, path, threads)
+        fk = feeds_key(feeds)
+        if fk not in outs:
+            outs[fk] = sess.run(None, feeds)
+        return sess, outs[fk]
 
 
 def digest_bytes(data: bytes) -> str:
