@@ -311,47 +311,18 @@ def _eval_set(
     return EvalSet(loaded.data.inputs, labels, reference, base_acc, primary), loaded
 
 
-#: the request fields that decide what `_load_checked` returns
-_LOAD_FIELDS = frozenset(
-    {
-        "model",
-        "input_shapes",
-        "data",
-        "calib_data",
-        "max_memory",
-        "exits",
-        "max_eval_samples",
-        "plans",
-        "threads",
-        "allow_nonfinite",
-    }
-)
-
-
 def _load_checked(request: AdviceRequest, memo: MeasurementMemo | None) -> tuple[EvalSet, _Loaded]:
     """The model and its data (`_load`) with its FP32 reference (`_eval_set`); with a memo,
-    once per process for the same model, data and settings (the files' sizes and times
-    included), however many cells read them."""
+    once per process for the same model, data and settings, however many cells read them."""
     if memo is None:
         return _eval_set(request, _load(request), None)
-    files = [request.model, request.data, request.calib_data]
-    key = (
-        request.model_dump_json(include=set(_LOAD_FIELDS)),
-        tuple(_stamp(f) for f in files),
-    )
+    from advisor.graph.prepare import load_key
+
+    key = load_key(request)
     if key not in memo.loaded:
         memo.loads += 1
         memo.loaded[key] = _eval_set(request, _load(request), memo)
     return memo.loaded[key]  # type: ignore[no-any-return]
-
-
-def _stamp(file: str | None) -> tuple[int, int] | None:
-    """(size, mtime in ns) of a file, None when it is not one (a zoo id, nothing given)."""
-    try:
-        st = Path(file).stat() if file else None
-    except OSError:
-        return None
-    return (st.st_size, st.st_mtime_ns) if st is not None else None
 
 
 _Validated = dict[str, tuple[Candidate, PlanResult]]
