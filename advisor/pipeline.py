@@ -48,7 +48,7 @@ def advise(
     with stages("load model", 0.02):
         ev, loaded = _load_checked(request, memo)  # checks FP32 outputs too
     with stages("profile", 0.08):
-        host = _profile_host(request, loaded)
+        host = _profile_host(request, loaded, memo)
     with stages("predict", 0.2):
         ctx = _context(request, tiers, loaded, host, memo)
     with stages("plan", 0.25):
@@ -137,8 +137,23 @@ class _Host:
     profile: Profile
 
 
-def _profile_host(request: AdviceRequest, loaded: _Loaded) -> _Host:
-    """This host's fingerprint and ceilings, and every node's time on it."""
+def _profile_host(
+    request: AdviceRequest, loaded: _Loaded, memo: MeasurementMemo | None = None
+) -> _Host:
+    """This host's fingerprint and ceilings, and every node's time on it; with a memo, once
+    per model, inputs, runs, threads and measurement mode."""
+    if memo is None:
+        return _measure_host(request, loaded)
+    from advisor.measure.memo import feeds_key
+
+    key = (loaded.graph.digest, feeds_key(loaded.data.inputs[0]), request.runs, request.threads)
+    key += (request.measurement,)
+    if key not in memo.hosts:
+        memo.hosts[key] = _measure_host(request, loaded)
+    return memo.hosts[key]  # type: ignore[no-any-return]
+
+
+def _measure_host(request: AdviceRequest, loaded: _Loaded) -> _Host:
     from advisor.measure.calibrate import calibrate
     from advisor.measure.policy import policy_for
     from advisor.measure.profile import fingerprint, profile_model

@@ -8,6 +8,13 @@ the settings that change a figure (runs, threads, rounds). A figure taken from t
 so in its method (`REUSED`). Pass one to `advise(request, memo=...)`; a memo belongs to one
 process on one machine.
 
+Beyond measurements, a memo carries what every cell of one model would otherwise redo: the
+loaded model with its data and FP32 reference, this host's profile of it, one ORT session per
+distinct artifact (with its outputs), the predictions of changed models, the planners'
+conversions and sub-models (`advisor.plans.PlanContext.once`) and the knowledge base's
+citations. Each is keyed by what decides it, so a cell reads from the memo exactly what it
+would have computed itself; `counts()` says how much was done once.
+
 >>> import numpy as np
 >>> feeds_key({"x": np.zeros(2, np.float32)}) == feeds_key({"x": np.zeros(2, np.float32)})
 True
@@ -54,6 +61,9 @@ class MeasurementMemo:
     # what advise() loads for a request (model, data, FP32 reference), by the request fields
     # that decide it: every cell of one model reads the same
     loaded: dict[tuple, Any] = field(default_factory=dict)
+    # this host's fingerprint, calibration and the model's per-node profile, by (model digest,
+    # inputs, runs, threads, measurement mode): a model is profiled once per sweep task
+    hosts: dict[tuple, Any] = field(default_factory=dict)
     # what planners built that depends only on its content key (advisor.plans.PlanContext.once)
     planning: dict[tuple, Any] = field(default_factory=dict)
     citations: dict[str, list[Any]] = field(default_factory=dict)  # plan kind -> KB entries
@@ -61,6 +71,18 @@ class MeasurementMemo:
     misses: int = 0  # evaluation runs measured
     loads: int = 0  # models loaded (with their data and FP32 reference)
     sessions_made: int = 0  # ORT sessions created through the memo
+
+    def counts(self) -> dict[str, int]:
+        """How much work the memo holds, each item done once for every cell that used it."""
+        return {
+            "models_loaded": self.loads,
+            "host_profiles": len(self.hosts),
+            "sessions": self.sessions_made,
+            "evaluation_runs": self.misses,
+            "evaluation_runs_reused": self.hits,
+            "stage_timings": len(self.timings),
+            "planning_results": len(self.planning),
+        }
 
     def session(self, digest: str, path: str, threads: int) -> tuple[Any, dict]:
         """(the session of the artifact with bytes `digest`, its outputs by feeds key),
