@@ -146,8 +146,8 @@ def _profile_host(
         return _measure_host(request, loaded)
     from advisor.measure.memo import feeds_key
 
-    key = (loaded.graph.digest, feeds_key(loaded.data.inputs[0]), request.runs, request.threads)
-    key += (request.measurement,)
+    key: tuple = (loaded.graph.digest, feeds_key(loaded.data.inputs[0]), request.runs)
+    key += (request.threads, request.measurement)
     if key not in memo.hosts:
         memo.hosts[key] = _measure_host(request, loaded)
     return memo.hosts[key]  # type: ignore[no-any-return]

@@ -161,6 +161,9 @@ def test_the_sweep_task_records_what_it_did_once(tmp_path, monkeypatch):
     ]
     done = [e for e in advise_cells(cells, {"threads": 1}) if e["event"] == "done"]
     assert [e["error"] for e in done] == [None] * 4
+    import ray
+
+    assert not ray.is_initialized()  # called directly, outside Ray: no Ray was started
     first, last = done[0]["record"]["shared"], done[-1]["record"]["shared"]
     assert first["models_loaded"] == last["models_loaded"] == 1
     assert first["host_profiles"] == last["host_profiles"] == 1

@@ -58,6 +58,8 @@ class MeasurementMemo:
     # threads): predicting it reads the whole graph again
     predictions: dict[tuple, Any] = field(default_factory=dict)
     graphs: dict[str, Any] = field(default_factory=dict)  # artifact digest -> its ModelGraph
+    # artifact path -> SHA-256 of the bytes last written there (validate.core.prepare)
+    file_digests: dict[str, str] = field(default_factory=dict)
     # what advise() loads for a request (model, data, FP32 reference), by the request fields
     # that decide it: every cell of one model reads the same
     loaded: dict[tuple, Any] = field(default_factory=dict)

@@ -146,6 +146,8 @@ def _node_id() -> str:
     try:
         import ray
 
+        if not ray.is_initialized():  # a direct call: asking would start a local Ray
+            return socket.gethostname()
         return ray.get_runtime_context().get_node_id()
     except Exception:  # noqa: BLE001 - outside Ray (a direct call): this host
         return socket.gethostname()

@@ -107,6 +107,8 @@ def prepare(
     computes = [s for s in cand.steps if isinstance(s, Compute)]
     artifacts = _build(computes, out_dir / plan_id)
     digests = tuple(digest_bytes(Path(a).read_bytes()) for a in artifacts)
+    if memo is not None:
+        memo.file_digests.update(zip(artifacts, digests, strict=True))
     names = [t.name for t in ctx.graph.outputs]
     run, fid, sessions = _eval_run(cand, artifacts, digests, ev, names, threads, memo)
     # of every tensor the first input produced, only those a transfer sends are read later;

@@ -275,7 +275,7 @@ def window_all(
     for pid, pair in pairs.items():
         if pair in known:  # guarded in an earlier advise of this sweep
             pt, notes[pid] = known[pair]
-            remember(base_path, dict(prepared)[pid].artifacts[0], threads, pt)
+            remember(base_path, dict(prepared)[pid].artifacts[0], threads, pt, _pair(prepared, pid))
     pairs = {pid: pair for pid, pair in pairs.items() if pair not in known}
     stages = {
         k: v
@@ -290,7 +290,7 @@ def window_all(
     _prefill(timer, win, owners, policy, threads)
     timer.inherited -= set(win.medians)  # timed again in this window: not reused
     for pid, pt in win.pairs.items():
-        remember(base_path, dict(prepared)[pid].artifacts[0], threads, pt)
+        remember(base_path, dict(prepared)[pid].artifacts[0], threads, pt, _pair(prepared, pid))
         notes[pid] = {
             "rounds": pt.rounds,
             "runs_per_round": pt.runs,
@@ -302,6 +302,13 @@ def window_all(
         if memo is not None:
             memo.windows[pairs[pid]] = (pt, notes[pid])
     return timer, sessions, notes
+
+
+def _pair(prepared: list[tuple[str, Prepared]], pid: str) -> tuple[str, str] | None:
+    """The digests of the FP32 model and plan `pid`'s first artifact, when prepare took them."""
+    by_id = dict(prepared)
+    base, plan = by_id["baseline.device"].digests, by_id[pid].digests
+    return (base[0], plan[0]) if base and plan else None
 
 
 def _prefill(
