@@ -168,3 +168,31 @@ def test_the_sweep_task_records_what_it_did_once(tmp_path, monkeypatch):
     assert first["models_loaded"] == last["models_loaded"] == 1
     assert first["host_profiles"] == last["host_profiles"] == 1
     assert last["evaluation_runs_reused"] > 0
+
+
+def test_a_memo_keeps_sessions_only_within_its_byte_budget(tmp_path, monkeypatch):
+    """Sessions are kept (and their outputs reused) up to MAX_SESSION_BYTES of artifacts;
+    past it each call loads its own, as without a memo, with the same outputs."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    import advisor.measure.memo as memo_module
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], "relu")], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    path = tmp_path / "relu.onnx"
+    onnx.save(model, path)
+    feeds = {"x": np.array([[-1, 2, -3, 4]], np.float32)}
+    want = np.maximum(feeds["x"], 0)
+    kept = MeasurementMemo()
+    outs = [kept.run("relu", str(path), 1, feeds)[1][0] for _ in range(3)]
+    assert kept.sessions_made == 1 and kept.session_bytes == path.stat().st_size
+    monkeypatch.setattr(memo_module, "MAX_SESSION_BYTES", 0)
+    over = MeasurementMemo()
+    outs += [over.run("relu", str(path), 1, feeds)[1][0] for _ in range(3)]
+    assert over.sessions_made == 3 and not over.sessions and over.session_bytes == 0
+    for out in outs:
+        np.testing.assert_array_equal(out, want)

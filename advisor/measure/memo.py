@@ -33,6 +33,7 @@ import numpy as np
 __all__ = ["REUSED", "MeasurementMemo", "digest_bytes", "feeds_key"]
 
 MAX_SESSIONS = 256  # ORT sessions one memo keeps (a sweep task's distinct artifacts)
+MAX_SESSION_BYTES = 512 * 1024 * 1024  # and the artifact bytes they load, at most
 REUSED = " (reused: an identical artifact was timed earlier in this process)"
 
 
@@ -73,6 +74,7 @@ class MeasurementMemo:
     misses: int = 0  # evaluation runs measured
     loads: int = 0  # models loaded (with their data and FP32 reference)
     sessions_made: int = 0  # ORT sessions created through the memo
+    session_bytes: int = 0  # artifact bytes of the sessions kept
 
     def counts(self) -> dict[str, int]:
         """How much work the memo holds, each item done once for every cell that used it."""
@@ -88,7 +90,11 @@ class MeasurementMemo:
 
     def session(self, digest: str, path: str, threads: int) -> tuple[Any, dict]:
         """(the session of the artifact with bytes `digest`, its outputs by feeds key),
-        loading `path` the first time. Beyond MAX_SESSIONS sessions a new one is not kept."""
+        loading `path` the first time. A new session is kept while the memo holds fewer than
+        MAX_SESSIONS sessions of at most MAX_SESSION_BYTES artifact bytes in all (large
+        models: the caller's session is used once and dropped, as without a memo)."""
+        from pathlib import Path
+
         from advisor.measure.timing import make_session
 
         key = (digest, threads)
@@ -96,12 +102,24 @@ class MeasurementMemo:
             return self.sessions[key]
         got: tuple[Any, dict] = (make_session(path, threads=threads), {})
         self.sessions_made += 1
-        if len(self.sessions) < MAX_SESSIONS:
+        size = Path(path).stat().st_size
+        if len(self.sessions) < MAX_SESSIONS and self.session_bytes + size <= MAX_SESSION_BYTES:
             self.sessions[key] = got
+            self.session_bytes += size
         return got
 
-    def run(self, digest: str, path: str, threads: int, feeds: dict[str, np.ndarray]) -> Any:
-        """(session, its outputs on `feeds`): run once per (artifact, threads, inputs)."""
+    def run(
+        self,
+        digest: str,
+        path: str,
+        threads: int,
+        feeds: dict[str, np.ndarray],
+        session: Any = None,
+    ) -> tuple[Any, list[np.ndarray]]:
+        """(session, its outputs on `feeds`): run once per (artifact, threads, inputs) while the
+        memo keeps the session; else on `session` (the caller's) or a new one, every time."""
+        if (digest, threads) not in self.sessions and session is not None:
+            return session, session.run(None, feeds)
         sess, outs = self.session(digest, path, threads)
         fk = feeds_key(feeds)
         if fk not in outs:

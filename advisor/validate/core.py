@@ -288,7 +288,7 @@ def _compute_step(
     else:
         stats, timed = timer.time(path, feeds, session=sess, digest=at.digest)
     if at.memo is not None:
-        outs = at.memo.run(at.digest, path, threads, feeds)[1]
+        outs = at.memo.run(at.digest, path, threads, feeds, sess)[1]
     else:
         outs = sess.run(None, feeds)
     env0.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})

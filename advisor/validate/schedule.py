@@ -247,13 +247,13 @@ def window_all(
         digests = prep.digests or tuple(file_digest(a) for a in prep.artifacts)
         for path, digest in zip(prep.artifacts, digests, strict=True):
             # one session per distinct model: less memory (a memo's: shared across cells)
-            if memo is not None:
-                sess = memo.session(digest, path, threads)[0]
-            else:
-                sess = loaded.get(digest) or loaded.setdefault(digest, make_session(path, threads))
+            sess = loaded.get(digest) or loaded.setdefault(
+                digest,
+                memo.session(digest, path, threads)[0] if memo else make_session(path, threads),
+            )
             feed = feeds_for_session(sess, env)
             if memo is not None:  # run once already (the warm-up), outputs kept
-                outs = memo.run(digest, path, threads, feed)[1]
+                outs = memo.run(digest, path, threads, feed, sess)[1]
             else:
                 outs = sess.run(None, feed)  # also the warm-up
             env.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
