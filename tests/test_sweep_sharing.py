@@ -127,7 +127,9 @@ def test_shared_work_gives_what_each_cell_computes_on_its_own(runs):
             assert all(s.request.out_dir in f for f in ps.artifacts)
 
 
-def test_plan_context_once_builds_once_per_key_when_shared():
+def test_plan_context_once_builds_once_per_key_when_shared(monkeypatch):
+    import advisor.plans
+    from advisor.graph.load import load_model
     from advisor.plans import PlanContext
 
     built: list[int] = []
@@ -136,11 +138,18 @@ def test_plan_context_once_builds_once_per_key_when_shared():
         built.append(1)
         return len(built)
 
-    ctx = PlanContext.__new__(PlanContext)
-    ctx.shared = None
+    def context(shared: dict | None) -> PlanContext:
+        ctx = PlanContext.__new__(PlanContext)  # only what `once` reads
+        ctx.graph, ctx.shared = load_model("zoo:digits_cnn"), shared
+        return ctx
+
+    ctx = context(None)
     assert [ctx.once(("k",), build) for _ in range(2)] == [1, 2]  # not shared: every time
-    ctx.shared = {}
+    ctx = context({})
     assert [ctx.once(("k",), build), ctx.once(("k",), build), ctx.once(("j",), build)] == [3, 3, 4]
+    monkeypatch.setattr(advisor.plans, "SHARE_LIMIT_BYTES", 0)  # a model over the limit
+    ctx = context({})
+    assert [ctx.once(("k",), build) for _ in range(2)] == [5, 6] and ctx.shared == {}
 
 
 def test_the_sweep_task_records_what_it_did_once(tmp_path, monkeypatch):

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from advisor.zoo.manifest import ZooModel
 
 T = TypeVar("T")
+#: a model larger than this shares no planning work across advise calls: every distinct cut
+#: would keep a copy of its weights for the whole sweep task
+SHARE_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -152,12 +155,17 @@ class PlanContext:
         name everything the result depends on by content (the graph's digest, `calib_key`,
         `eval_key`, the figures it reads): a sweep's cells share their model's conversions,
         quantizations, sub-models and exit measurements this way, whatever their target,
-        link or latency target. What it returns is shared: never modify it."""
-        if self.shared is None:
+        link or latency target. What it returns is shared: never modify it. A model over
+        SHARE_LIMIT_BYTES shares nothing (memory)."""
+        if self.shared is None or not self._shares:
             return build()
         if key not in self.shared:
             self.shared[key] = build()
         return self.shared[key]  # type: ignore[no-any-return]
+
+    @cached_property
+    def _shares(self) -> bool:
+        return self.graph.model.ByteSize() <= SHARE_LIMIT_BYTES
 
     @cached_property
     def calib_key(self) -> str:
