@@ -46,22 +46,21 @@ def advise(
     kinds = _plan_kinds(request)
     tiers = _resolve_targets(request)
     with stages("load model", 0.02):
-        loaded = _load(request)
-        ev, loaded = _eval_set(request, loaded, memo)  # checks FP32 outputs too
+        ev, loaded = _load_checked(request, memo)  # checks FP32 outputs too
     with stages("profile", 0.08):
-        host = _profile_host(request, loaded)
+        host = _profile_host(request, loaded, memo)
     with stages("predict", 0.2):
-        ctx = _context(request, tiers, loaded, host)
+        ctx = _context(request, tiers, loaded, host, memo)
     with stages("plan", 0.25):
-        candidates, skipped = _plan(ctx, kinds, stages.report)
-        candidates, unfit = _runnable(candidates, tiers.device)
+        candidates, skipped = _plan(ctx, kinds, stages.report, memo)
+        candidates, unfit = _runnable(candidates, tiers.device, memo)
     with stages("validate", 0.3):
         validated, failed, unbuilt = _validate(ctx, candidates, ev, request, stages.report, memo)
     stages.report("rank", 0.97)
     final, recommended, front = _judge_and_rank(
         request, loaded, validated, [*skipped, *failed, *unfit], tiers.device, memo
     )
-    final = with_not_validated(final, unbuilt)
+    final = with_not_validated(final, unbuilt, memo)
     final, recommended, front, split_validation, notes = _measure_on_site(
         request, tiers, loaded, ev, candidates, (final, recommended, front), stages.report
     )
@@ -138,8 +137,23 @@ class _Host:
     profile: Profile
 
 
-def _profile_host(request: AdviceRequest, loaded: _Loaded) -> _Host:
-    """This host's fingerprint and ceilings, and every node's time on it."""
+def _profile_host(
+    request: AdviceRequest, loaded: _Loaded, memo: MeasurementMemo | None = None
+) -> _Host:
+    """This host's fingerprint and ceilings, and every node's time on it; with a memo, once
+    per model, inputs, runs, threads and measurement mode."""
+    if memo is None:
+        return _measure_host(request, loaded)
+    from advisor.measure.memo import feeds_key
+
+    key: tuple = (loaded.graph.digest, feeds_key(loaded.data.inputs[0]), request.runs)
+    key += (request.threads, request.measurement)
+    if key not in memo.hosts:
+        memo.hosts[key] = _measure_host(request, loaded)
+    return memo.hosts[key]  # type: ignore[no-any-return]
+
+
+def _measure_host(request: AdviceRequest, loaded: _Loaded) -> _Host:
     from advisor.measure.calibrate import calibrate
     from advisor.measure.policy import policy_for
     from advisor.measure.profile import fingerprint, profile_model
@@ -158,8 +172,16 @@ def _profile_host(request: AdviceRequest, loaded: _Loaded) -> _Host:
     return _Host(fp, cal, prof)
 
 
-def _context(request: AdviceRequest, tiers: _Tiers, loaded: _Loaded, host: _Host) -> PlanContext:
-    """Per-node predictions on each tier, and everything a planner may read."""
+def _context(
+    request: AdviceRequest,
+    tiers: _Tiers,
+    loaded: _Loaded,
+    host: _Host,
+    memo: MeasurementMemo | None = None,
+) -> PlanContext:
+    """Per-node predictions on each tier, and everything a planner may read; with a memo,
+    the planners share their model's conversions and sub-models across cells
+    (`PlanContext.once`)."""
     from advisor.targets.predict import predict
 
     graph, cal, prof = loaded.graph, host.calibration, host.profile
@@ -216,11 +238,12 @@ def _context(request: AdviceRequest, tiers: _Tiers, loaded: _Loaded, host: _Host
         overhead_ms={tier: p.run_overhead_ms for tier, p in preds.items()},
         predictions=preds,
         target_threads=request.target_threads,
+        shared=memo.planning if memo is not None else None,
     )
 
 
 def _plan(
-    ctx: PlanContext, kinds: list[str], report: Progress
+    ctx: PlanContext, kinds: list[str], report: Progress, memo: MeasurementMemo | None = None
 ) -> tuple[list[tuple[str, Candidate]], list[PlanResult]]:
     """Every planner's candidates (ids `kind` or `kind#n`), and the planners that skipped."""
     candidates: list[tuple[str, Candidate]] = []
@@ -242,7 +265,7 @@ def _plan(
                     status="skipped",
                     reasons=[out.reason],
                     extra=out.extra,
-                    citations=citations(kind),
+                    citations=citations(kind, memo),
                 )
             )
             continue
@@ -252,7 +275,7 @@ def _plan(
 
 
 def _runnable(
-    candidates: list[tuple[str, Candidate]], device: Target
+    candidates: list[tuple[str, Candidate]], device: Target, memo: MeasurementMemo | None = None
 ) -> tuple[list[tuple[str, Candidate]], list[PlanResult]]:
     """Candidates whose device part the device can run; the others as skipped results with
     the reason. baseline.device stays (measured as the FP32 reference; it is set aside after
@@ -271,7 +294,7 @@ def _runnable(
                 params=cand.params,
                 status="skipped",
                 reasons=[why],
-                citations=citations(cand.kind),
+                citations=citations(cand.kind, memo),
             )
         )
     return keep, unfit
@@ -301,6 +324,20 @@ def _eval_set(
             )
     base_acc = accuracy([r[primary] for r in reference], labels) if labels is not None else None
     return EvalSet(loaded.data.inputs, labels, reference, base_acc, primary), loaded
+
+
+def _load_checked(request: AdviceRequest, memo: MeasurementMemo | None) -> tuple[EvalSet, _Loaded]:
+    """The model and its data (`_load`) with its FP32 reference (`_eval_set`); with a memo,
+    once per process for the same model, data and settings, however many cells read them."""
+    if memo is None:
+        return _eval_set(request, _load(request), None)
+    from advisor.graph.prepare import load_key
+
+    key = load_key(request)
+    if key not in memo.loaded:
+        memo.loads += 1
+        memo.loaded[key] = _eval_set(request, _load(request), memo)
+    return memo.loaded[key]  # type: ignore[no-any-return]
 
 
 _Validated = dict[str, tuple[Candidate, PlanResult]]

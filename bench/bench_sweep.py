@@ -253,13 +253,16 @@ def render(res: dict) -> str:
         )
     body += (
         "\nBoth arms measure on this host with a fresh cache each (wall clock, one run). The "
-        "sweep runs each model's cells in one Ray task holding the node's timing slot and "
-        "reuses, within that task, the measurements of byte-identical artifacts "
-        "(advisor.measure.memo.MeasurementMemo); the separate calls measure everything again in "
-        "each process. A model's first cell costs about the same in both arms (calibration, "
-        "profile, pruning fine-tune, every artifact measured); the saving is in its other "
-        "cells, so the ratio falls with the cells per model (12 in the default SPEC; the "
-        "4-cell `--spec bench/sweep_small.yaml` has 2).\n"
+        "sweep runs each model's cells in one Ray task holding the node's timing slot, and "
+        "within that task does the model's work once (advisor.measure.memo.MeasurementMemo): "
+        "one load with its data and FP32 reference, one host profile, one ORT session, "
+        "evaluation run and timing per byte-identical artifact, the planners' conversions, "
+        "quantizations, sub-models and cuts once per distinct input; each cell still plans, "
+        "predicts, judges and ranks its own plans from those real runs. The separate calls "
+        "share only the on-disk caches (calibration, profiles, quantized and pruned models) and "
+        "measure the rest again in each process. A model's first cell costs about the same in both "
+        "arms; the saving is in its other cells, so the ratio falls with the cells per model "
+        "(12 in the default SPEC; the 4-cell `--spec bench/sweep_small.yaml` has 2).\n"
     )
     return body
 

@@ -12,7 +12,7 @@ from advisor.errors import AdvisorError
 from advisor.graph.data import EvalData, data_shapes, eval_data
 from advisor.graph.model import ModelGraph
 
-__all__ = ["load_for_advice", "CALIBRATED_PLANS"]
+__all__ = ["load_for_advice", "load_key", "CALIBRATED_PLANS"]
 
 #: plan kinds that calibrate static INT8 on samples (asked by name, they need samples)
 CALIBRATED_PLANS = frozenset({"quantize.static_int8", "combo.quantized_head_partition"})
@@ -49,6 +49,43 @@ def load_for_advice(
         max_bytes=request.max_memory,
     )
     return graph, zoo_entry, exits, data
+
+
+#: the request fields that decide what `load_for_advice` (and the FP32 reference on its
+#: evaluation inputs) gives
+LOAD_FIELDS = frozenset(
+    {
+        "model",
+        "input_shapes",
+        "data",
+        "calib_data",
+        "max_memory",
+        "exits",
+        "max_eval_samples",
+        "plans",
+        "threads",
+        "allow_nonfinite",
+    }
+)
+
+
+def load_key(request: AdviceRequest) -> tuple:
+    """What decides `load_for_advice(request)`: the request fields it reads and the size and
+    modification time of the files it names (a sweep loads each model once by this key)."""
+    files = (request.model, request.data, request.calib_data)
+    return (
+        request.model_dump_json(include=set(LOAD_FIELDS)),
+        tuple(_stamp(f) for f in files),
+    )
+
+
+def _stamp(file: str | None) -> tuple[int, int] | None:
+    """(size, mtime in ns) of a file, None when it is not one (a zoo id, nothing given)."""
+    try:
+        st = Path(file).stat() if file else None
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns) if st is not None else None
 
 
 def _calibrate(plans: list[str] | None) -> Literal["none", "optional", "required"]:

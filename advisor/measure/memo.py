@@ -8,6 +8,13 @@ the settings that change a figure (runs, threads, rounds). A figure taken from t
 so in its method (`REUSED`). Pass one to `advise(request, memo=...)`; a memo belongs to one
 process on one machine.
 
+Beyond measurements, a memo carries what every cell of one model would otherwise redo: the
+loaded model with its data and FP32 reference, this host's profile of it, one ORT session per
+distinct artifact (with its outputs), the predictions of changed models, the planners'
+conversions and sub-models (`advisor.plans.PlanContext.once`) and the knowledge base's
+citations. Each is keyed by what decides it, so a cell reads from the memo exactly what it
+would have computed itself; `counts()` says how much was done once.
+
 >>> import numpy as np
 >>> feeds_key({"x": np.zeros(2, np.float32)}) == feeds_key({"x": np.zeros(2, np.float32)})
 True
@@ -25,6 +32,8 @@ import numpy as np
 
 __all__ = ["REUSED", "MeasurementMemo", "digest_bytes", "feeds_key"]
 
+MAX_SESSIONS = 256  # ORT sessions one memo keeps (a sweep task's distinct artifacts)
+MAX_SESSION_BYTES = 512 * 1024 * 1024  # and the artifact bytes they load, at most
 REUSED = " (reused: an identical artifact was timed earlier in this process)"
 
 
@@ -32,7 +41,7 @@ REUSED = " (reused: an identical artifact was timed earlier in this process)"
 class MeasurementMemo:
     """What advisor.validate.core measured, by content key (see the module docstring)."""
 
-    eval_runs: dict[tuple, Any] = field(default_factory=dict)  # -> validate._EvalRun
+    eval_runs: dict[tuple, Any] = field(default_factory=dict)  # -> (EvalRun, Fidelity)
     latencies: dict[tuple, Any] = field(default_factory=dict)  # -> timing.LatencyStats
     remeasured: dict[tuple, tuple[float, float | None]] = field(default_factory=dict)
     references: dict[tuple, list[list[np.ndarray]]] = field(default_factory=dict)
@@ -41,8 +50,81 @@ class MeasurementMemo:
     timings: dict[str, Any] = field(default_factory=dict)
     # guard windows by (FP32 stage key, plan stage key) -> (PairedTiming, its note)
     windows: dict[tuple[str, str], tuple[Any, dict[str, object]]] = field(default_factory=dict)
+    # ORT sessions by (artifact digest, threads), each with its outputs by feeds key: a
+    # session here has run at least once (warm for a timing window)
+    sessions: dict[tuple[str, int], tuple[Any, dict[str, list[np.ndarray]]]] = field(
+        default_factory=dict
+    )
+    # a changed model's predicted_target figure by (artifact digest, target, precision,
+    # threads): predicting it reads the whole graph again
+    predictions: dict[tuple, Any] = field(default_factory=dict)
+    graphs: dict[str, Any] = field(default_factory=dict)  # artifact digest -> its ModelGraph
+    # artifact path -> SHA-256 of the bytes last written there (validate.core.prepare)
+    file_digests: dict[str, str] = field(default_factory=dict)
+    # what advise() loads for a request (model, data, FP32 reference), by the request fields
+    # that decide it: every cell of one model reads the same
+    loaded: dict[tuple, Any] = field(default_factory=dict)
+    # this host's fingerprint, calibration and the model's per-node profile, by (model digest,
+    # inputs, runs, threads, measurement mode): a model is profiled once per sweep task
+    hosts: dict[tuple, Any] = field(default_factory=dict)
+    # what planners built that depends only on its content key (advisor.plans.PlanContext.once)
+    planning: dict[tuple, Any] = field(default_factory=dict)
+    citations: dict[str, list[Any]] = field(default_factory=dict)  # plan kind -> KB entries
     hits: int = 0  # evaluation runs found in the memo
     misses: int = 0  # evaluation runs measured
+    loads: int = 0  # models loaded (with their data and FP32 reference)
+    sessions_made: int = 0  # ORT sessions created through the memo
+    session_bytes: int = 0  # artifact bytes of the sessions kept
+
+    def counts(self) -> dict[str, int]:
+        """How much work the memo holds, each item done once for every cell that used it."""
+        return {
+            "models_loaded": self.loads,
+            "host_profiles": len(self.hosts),
+            "sessions": self.sessions_made,
+            "evaluation_runs": self.misses,
+            "evaluation_runs_reused": self.hits,
+            "stage_timings": len(self.timings),
+            "planning_results": len(self.planning),
+        }
+
+    def session(self, digest: str, path: str, threads: int) -> tuple[Any, dict]:
+        """(the session of the artifact with bytes `digest`, its outputs by feeds key),
+        loading `path` the first time. A new session is kept while the memo holds fewer than
+        MAX_SESSIONS sessions of at most MAX_SESSION_BYTES artifact bytes in all (large
+        models: the caller's session is used once and dropped, as without a memo)."""
+        from pathlib import Path
+
+        from advisor.measure.timing import make_session
+
+        key = (digest, threads)
+        if key in self.sessions:
+            return self.sessions[key]
+        got: tuple[Any, dict] = (make_session(path, threads=threads), {})
+        self.sessions_made += 1
+        size = Path(path).stat().st_size
+        if len(self.sessions) < MAX_SESSIONS and self.session_bytes + size <= MAX_SESSION_BYTES:
+            self.sessions[key] = got
+            self.session_bytes += size
+        return got
+
+    def run(
+        self,
+        digest: str,
+        path: str,
+        threads: int,
+        feeds: dict[str, np.ndarray],
+        session: Any = None,
+    ) -> tuple[Any, list[np.ndarray]]:
+        """(session, its outputs on `feeds`): run once per (artifact, threads, inputs) while the
+        memo keeps the session; else on `session` (the caller's) or a new one, every time."""
+        if (digest, threads) not in self.sessions and session is not None:
+            return session, session.run(None, feeds)
+        sess, outs = self.session(digest, path, threads)
+        fk = feeds_key(feeds)
+        if fk not in outs:
+            outs[fk] = sess.run(None, feeds)
+        return sess, outs[fk]
 
 
 def digest_bytes(data: bytes) -> str:

@@ -112,19 +112,26 @@ class StageTimer:
     inherited: set[str] = field(default_factory=set)
 
     @staticmethod
-    def key(path: str, feeds: Mapping[str, Any]) -> str:
-        """What identifies one timing: the model's bytes and its inputs."""
-        return f"{file_digest(path)}-{feed_digest(feeds)}"
+    def key(path: str, feeds: Mapping[str, Any], digest: str | None = None) -> str:
+        """What identifies one timing: the model's bytes (`digest`: their SHA-256, when the
+        caller has it) and its inputs."""
+        return f"{digest or file_digest(path)}-{feed_digest(feeds)}"
 
     def prefill(self, key: str, stats: LatencyStats, method: str) -> None:
         """A figure measured elsewhere (the shared window) for the model and inputs `key`."""
         self.seen[key] = (stats, method, "")
 
     def time(
-        self, path: str, feeds: Mapping[str, Any], session: Any = None, owner: str = ""
+        self,
+        path: str,
+        feeds: Mapping[str, Any],
+        session: Any = None,
+        owner: str = "",
+        digest: str | None = None,
     ) -> tuple[LatencyStats, str]:
-        """(latency, method) of the model at `path` on `feeds`."""
-        key = self.key(path, feeds)
+        """(latency, method) of the model at `path` (bytes with SHA-256 `digest`, if given)
+        on `feeds`."""
+        key = self.key(path, feeds, digest)
         if key in self.seen:
             stats, method, first = self.seen[key]
             if key in self.inherited:

@@ -9,11 +9,13 @@ exactly as an add-on would.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import onnx
@@ -24,6 +26,11 @@ from advisor.targets.catalog import Link, Target
 
 if TYPE_CHECKING:
     from advisor.zoo.manifest import ZooModel
+
+T = TypeVar("T")
+#: a model larger than this shares no planning work across advise calls: every distinct cut
+#: would keep a copy of its weights for the whole sweep task
+SHARE_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,37 @@ class PlanContext:
     # per tier, the Prediction its per-node figures come from (source, band, threads, method)
     predictions: dict[str, Any] = field(default_factory=dict)
     target_threads: int | None = None  # the request's cap on a target's CPU threads
+    # what `once` built, by key, shared by the advise calls of one process that pass the same
+    # dict (a sweep's cells: advisor.measure.memo.MeasurementMemo.planning); None: not shared
+    shared: dict[tuple, Any] | None = None
+
+    def once(self, key: tuple, build: Callable[[], T]) -> T:
+        """`build()`, or what an earlier advise call built for the same `key`. The key must
+        name everything the result depends on by content (the graph's digest, `calib_key`,
+        `eval_key`, the figures it reads): a sweep's cells share their model's conversions,
+        quantizations, sub-models and exit measurements this way, whatever their target,
+        link or latency target. What it returns is shared: never modify it. A model over
+        SHARE_LIMIT_BYTES shares nothing (memory)."""
+        if self.shared is None or not self._shares:
+            return build()
+        if key not in self.shared:
+            self.shared[key] = build()
+        return self.shared[key]  # type: ignore[no-any-return]
+
+    @cached_property
+    def _shares(self) -> bool:
+        return self.graph.model.ByteSize() <= SHARE_LIMIT_BYTES
+
+    @cached_property
+    def calib_key(self) -> str:
+        """A content key of the calibration inputs."""
+        return _inputs_key(self.calib_inputs)
+
+    @cached_property
+    def eval_key(self) -> str:
+        """A content key of the labelled evaluation split (inputs and labels)."""
+        labels = b"" if self.labels is None else np.ascontiguousarray(self.labels).tobytes()
+        return _inputs_key(self.eval_inputs) + hashlib.sha256(labels).hexdigest()
 
     def overhead(self, tier: str) -> float:
         """Fixed cost of one inference call on `tier` ('device', 'edge', 'cloud', 'server')."""
@@ -159,6 +197,20 @@ class PlanContext:
             device_overhead_ms=self.overhead("device"),
             server_overhead_ms=self.overhead("server"),
         )
+
+
+def _inputs_key(samples: list[dict[str, np.ndarray]]) -> str:
+    from advisor.measure.memo import feeds_key
+
+    h = hashlib.sha256()
+    for x in samples:
+        h.update(feeds_key(x).encode())
+    return h.hexdigest()
+
+
+def figures_key(ms: dict[str, float]) -> tuple[tuple[str, float], ...]:
+    """Per-node figures as a key for `PlanContext.once`."""
+    return tuple(sorted(ms.items()))
 
 
 Planner = Callable[[PlanContext], "list[Candidate] | Skip"]

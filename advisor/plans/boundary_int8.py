@@ -41,7 +41,10 @@ def boundary_int8(ctx: PlanContext) -> list[Candidate] | Skip:
     head, up, tail = c.steps[0], c.steps[1], c.steps[2]
     if not (isinstance(head, Compute) and isinstance(up, Transfer) and isinstance(tail, Compute)):
         raise TypeError("a partition is device compute, uplink, server compute")
-    q_head, q_tail, sent = int8_boundary(g, head.model, tail.model, up.tensors)
+    q_head, q_tail, sent = ctx.once(
+        ("int8_boundary", g.digest, top.position, tuple(up.tensors)),
+        lambda: int8_boundary(g, head.model, tail.model, up.tensors),
+    )
     c.steps[0] = replace(head, model=q_head)
     c.steps[1] = replace(up, tensors=sent)
     c.steps[2] = replace(tail, model=q_tail)

@@ -17,7 +17,10 @@ def convert_fp16(ctx: PlanContext) -> list[Candidate] | Skip:
         )
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = convert_float_to_float16(ctx.graph.model, keep_io_types=True)
+    model = ctx.once(
+        ("convert.fp16", ctx.graph.digest),
+        lambda: convert_float_to_float16(ctx.graph.model, keep_io_types=True),
+    )
     return [
         Candidate(
             kind="convert.fp16",

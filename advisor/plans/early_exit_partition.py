@@ -47,7 +47,10 @@ def exit_candidate(
             Transfer("downlink transfer", ctx.link, "down", out),
         ]
     else:
-        head, tail, crossing = split_model(graph, frozenset(names[:pos]))
+        head, tail, crossing = ctx.once(
+            ("split", graph.digest, frozenset(names[:pos])),
+            lambda: split_model(graph, frozenset(names[:pos])),
+        )
         steps = [
             Compute("device compute", "device", ctx.device, head, nodes=frozenset(names[:pos])),
             Transfer("uplink transfer", ctx.link, "up", crossing),

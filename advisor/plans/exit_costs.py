@@ -72,7 +72,15 @@ def missing(ctx: PlanContext) -> str | None:
 
 
 def measure_exits(ctx: PlanContext) -> ExitData:
-    """Run the model once per labelled sample in ORT; every exit's accuracy and its sub-model."""
+    """Run the model once per labelled sample in ORT; every exit's accuracy and its sub-model
+    (once per model and labelled split when the context shares work: `PlanContext.once`)."""
+    return ctx.once(
+        ("exits", ctx.graph.digest, ctx.exits, ctx.threads, ctx.eval_key),
+        lambda: _measure_exits(ctx),
+    )
+
+
+def _measure_exits(ctx: PlanContext) -> ExitData:
     logits = exit_outputs(ctx.graph, ctx.eval_inputs, ctx.threads, ctx.exits)
     labels = np.asarray(ctx.labels).reshape(-1)
     n = min(len(labels), len(ctx.eval_inputs))

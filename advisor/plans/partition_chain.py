@@ -27,7 +27,9 @@ def split_candidate(
     g = ctx.graph
     if ctx.server is None:
         raise ValueError("a partition needs a server target")
-    head, tail, crossing = split_model(g, head_nodes)
+    head, tail, crossing = ctx.once(
+        ("split", g.digest, frozenset(head_nodes)), lambda: split_model(g, head_nodes)
+    )
     tier = ctx.server_tier or "edge"
     return Candidate(
         kind=kind,

@@ -15,7 +15,7 @@ import networkx as nx
 
 from advisor.graph.cuts import crossing_tensors
 from advisor.graph.model import ModelGraph
-from advisor.plans import Candidate, PlanContext, Skip, planner
+from advisor.plans import Candidate, PlanContext, Skip, figures_key, planner
 from advisor.plans.costs import size_text
 from advisor.plans.partition_chain import split_candidate
 from advisor.targets.catalog import transfer_ms
@@ -72,7 +72,10 @@ def dag(ctx: PlanContext) -> list[Candidate] | Skip:
     g = ctx.graph
     up = ctx.link.up_mbps * 1e6 / 8 / 1e3  # bytes per ms
     down = ctx.link.down_mbps * 1e6 / 8 / 1e3
-    value, head = min_cut_head(g, ctx.device_ms, ctx.server_ms, 1 / up, 1 / down)
+    value, head = ctx.once(
+        ("min_cut", g.digest, figures_key(ctx.device_ms), figures_key(ctx.server_ms), up, down),
+        lambda: min_cut_head(g, ctx.device_ms, ctx.server_ms, 1 / up, 1 / down),
+    )
     n = len(g.nodes)
     if len(head) in (0, n):
         where = "on the server" if not head else "on the device"

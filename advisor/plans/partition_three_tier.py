@@ -99,9 +99,15 @@ def _steps(
     tail_nodes = frozenset(names[j:])
     c1 = crossing_tensors(g, head_nodes) if head_nodes else inputs
     c2 = crossing_tensors(g, head_nodes | mid_nodes)
-    head = split_model(g, head_nodes)[0] if head_nodes else None
-    mid = extract_segment(g, mid_nodes)
-    tail = split_model(g, head_nodes | mid_nodes)[1]
+    head = (
+        ctx.once(("split", g.digest, head_nodes), lambda: split_model(g, head_nodes))[0]
+        if head_nodes
+        else None
+    )
+    mid = ctx.once(("segment", g.digest, mid_nodes), lambda: extract_segment(g, mid_nodes))
+    tail = ctx.once(
+        ("split", g.digest, head_nodes | mid_nodes), lambda: split_model(g, head_nodes | mid_nodes)
+    )[1]
     steps: list[Step] = []
     if head is not None:
         steps.append(Compute("device compute", "device", ctx.device, head, nodes=head_nodes))

@@ -13,7 +13,9 @@ def quantize_static(ctx: PlanContext) -> list[Candidate] | Skip:
         return Skip("quantize.static_int8", why)
     if not any(n.op_type in ("Conv", "MatMul", "Gemm", "ConvTranspose") for n in g.nodes):
         return Skip("quantize.static_int8", "no Conv, MatMul or Gemm to quantize")
-    model = static_int8(g.model, ctx.calib_inputs)
+    model = ctx.once(
+        ("static_int8", g.digest, ctx.calib_key), lambda: static_int8(g.model, ctx.calib_inputs)
+    )
     return [
         Candidate(
             kind="quantize.static_int8",

@@ -35,7 +35,10 @@ def quantized_head(ctx: PlanContext) -> list[Candidate] | Skip:
         raise TypeError("a partition starts with the device compute step")
     names = {i.name for i in head.model.graph.input}
     calib = [{k: v for k, v in s.items() if k in names} for s in ctx.calib_inputs]
-    q = static_int8(head.model, calib)
+    q = ctx.once(
+        ("static_int8 head", g.digest, top.position, ctx.calib_key),
+        lambda: static_int8(head.model, calib),
+    )
     base.steps[0] = Compute(head.name, head.tier, head.target, q, precision="int8")
     base.title = f"INT8 head up to {g.nodes[top.position - 1].layer}, FP32 tail on the server"
     base.speed_claim = False

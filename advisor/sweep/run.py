@@ -136,6 +136,7 @@ def advise_cells(
                 "timing_start": started,
                 "timing_end": time.time(),
                 "memo_hits": memo.hits,
+                "shared": memo.counts(),  # the model's work so far, done once for its cells
                 "prepared": prepared,  # the building run beside timing, if any
             },
         }
@@ -145,6 +146,8 @@ def _node_id() -> str:
     try:
         import ray
 
+        if not ray.is_initialized():  # a direct call: asking would start a local Ray
+            return socket.gethostname()
         return ray.get_runtime_context().get_node_id()
     except Exception:  # noqa: BLE001 - outside Ray (a direct call): this host
         return socket.gethostname()
@@ -201,6 +204,24 @@ def start_ray(address: str | None, num_cpus: int | None) -> bool:
             "node with `ray start ... --resources='{\"timing\": 1}'` so timings never share one"
         )
     return True
+
+
+def _open_kb_beside() -> threading.Thread:
+    """Open the knowledge base on a thread while Ray starts (the driver only waits then): a
+    fresh cache folder builds its database here, once, not inside the first timing task
+    (every cell cites it). Never raises: citations are decoration."""
+
+    def work() -> None:
+        try:
+            from kb import KnowledgeBase
+
+            KnowledgeBase.open()
+        except Exception:  # noqa: BLE001 - the cells meet, and skip, the same problem
+            pass
+
+    thread = threading.Thread(target=work, name="edgedl-kb-open", daemon=True)
+    thread.start()
+    return thread
 
 
 def _interrupt(signum, frame) -> None:
@@ -341,7 +362,9 @@ def run_cells(
 
     import ray
 
+    kb = _open_kb_beside()  # while Ray starts
     started_ray = start_ray(address, num_cpus)
+    kb.join()
     previous = _unwind_on_sigterm() if started_ray else None
     try:
         task = ray.remote(advise_cells).options(  # type: ignore[call-overload]

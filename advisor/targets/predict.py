@@ -372,16 +372,22 @@ def predict_ms(
 
 
 def predict_model(
-    model: Any, target: Target, precision: Precision, threads: int | None = None
+    model: Any,
+    target: Target,
+    precision: Precision,
+    threads: int | None = None,
+    *,
+    graph: Any = None,
 ) -> Prediction:
     """Predict a whole model (an ONNX ModelProto, e.g. a quantized or pruned plan artifact) on
     a non-host `target` from its own nodes: the target profile if it has one, else the
-    catalog priors. Nothing of this host's timing enters the figure."""
+    catalog priors. Nothing of this host's timing enters the figure. `graph`: the model
+    already loaded (`advisor.graph.load.load_model(model)`), when the caller has it."""
     from advisor.graph.load import load_model
 
     if target.id == HOST_ID:
         raise RequestError("the host is measured, not predicted: time the model with ORT")
-    graph = load_model(model)
+    graph = graph if graph is not None else load_model(model)
     used, note = effective_precision(target, precision)
     notes = [note] if note else []
     nodes = list(graph.nodes)

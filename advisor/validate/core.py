@@ -86,6 +86,7 @@ class Prepared:
     sessions: list[Any]
     run: EvalRun
     fid: Fidelity
+    digests: tuple[str, ...] = ()  # SHA-256 of each artifact's bytes, in step order
 
 
 def prepare(
@@ -100,18 +101,24 @@ def prepare(
 ) -> Prepared:
     """Everything but timing: write the artifacts, load them, run the evaluation inputs and
     compare with FP32. Safe to run beside other `prepare` calls (it times nothing). Without
-    `keep_sessions` the loaded sessions are dropped (`measure` loads them again)."""
+    `keep_sessions` the loaded sessions are dropped (`measure` loads them again). With a
+    `memo`, artifacts whose bytes an earlier call already ran share that run and its
+    sessions."""
     computes = [s for s in cand.steps if isinstance(s, Compute)]
     artifacts = _build(computes, out_dir / plan_id)
-    sessions = [make_session(a, threads=threads) for a in artifacts]
-    run = _eval_run(cand, sessions, ev, [t.name for t in ctx.graph.outputs], artifacts, memo)
-    fid = fidelity(run.outputs, run.compare)
+    digests = tuple(digest_bytes(Path(a).read_bytes()) for a in artifacts)
+    if memo is not None:
+        memo.file_digests.update(zip(artifacts, digests, strict=True))
+    names = [t.name for t in ctx.graph.outputs]
+    run, fid, sessions = _eval_run(cand, artifacts, digests, ev, names, threads, memo)
     # of every tensor the first input produced, only those a transfer sends are read later;
     # the rest (every activation of the model) would stay in memory until timing ends
     sent = {t for s in cand.steps if isinstance(s, Transfer) for t in s.tensors}
     run = replace(run, first_env={k: v for k, v in run.first_env.items() if k in sent})
-    kept = sessions if keep_sessions else []
-    return Prepared(cand, plan_id, computes, artifacts, kept, run, fid)
+    if keep_sessions and sessions is None:
+        sessions = [_session(a, d, threads, memo) for a, d in zip(artifacts, digests, strict=True)]
+    kept = (sessions or []) if keep_sessions else []
+    return Prepared(cand, plan_id, computes, artifacts, kept, run, fid, digests)
 
 
 def measure(
@@ -121,28 +128,44 @@ def measure(
     runs: int,
     threads: int,
     timer: StageTimer | None = None,
+    memo: MeasurementMemo | None = None,
 ) -> PlanResult:
-    """Time a prepared candidate's compute stages (fixed `runs`, or `timer`'s policy)."""
-    sessions = prep.sessions or [make_session(a, threads=threads) for a in prep.artifacts]
-    compiled = zip(prep.computes, sessions, prep.artifacts, strict=True)
-    walk = _walk(ctx, prep.cand, ev, prep.run, compiled, runs, threads, timer)
+    """Time a prepared candidate's compute stages (fixed `runs`, or `timer`'s policy). With
+    a `memo`, outputs and predictions of artifacts seen earlier are reused."""
+    digests = prep.digests or tuple(digest_bytes(Path(a).read_bytes()) for a in prep.artifacts)
+    sessions = prep.sessions or [
+        _session(a, d, threads, memo) for a, d in zip(prep.artifacts, digests, strict=True)
+    ]
+    compiled = zip(prep.computes, sessions, prep.artifacts, digests, strict=True)
+    walk = _walk(ctx, prep.cand, ev, prep.run, compiled, runs, threads, timer, memo)
     return _result(ctx, prep.cand, prep.plan_id, walk, prep.run, prep.fid, prep.artifacts)
+
+
+def _session(path: str, digest: str, threads: int, memo: MeasurementMemo | None) -> Any:
+    """A session of the artifact at `path`: the memo's (shared, already run) or a new one."""
+    if memo is None:
+        return make_session(path, threads=threads)
+    return memo.session(digest, path, threads)[0]
 
 
 def _eval_run(
     cand: Candidate,
-    sessions: list[Any],
+    artifacts: list[str],
+    digests: tuple[str, ...],
     ev: EvalSet,
     names: list[str],
-    artifacts: list[str],
+    threads: int,
     memo: MeasurementMemo | None,
-) -> EvalRun:
-    """The plan run on every evaluation input, or the same run from the memo (same artifact
-    bytes, exits, outputs and evaluation set)."""
+) -> tuple[EvalRun, Fidelity, list[Any] | None]:
+    """(the plan run on every evaluation input, its fidelity, the sessions it loaded or None),
+    or the same run from the memo (same artifact bytes, exits, outputs and evaluation set),
+    which loads nothing."""
     if memo is None:
-        return run_eval(cand, sessions, ev, names)
+        sessions = [make_session(a, threads=threads) for a in artifacts]
+        run = run_eval(cand, sessions, ev, names)
+        return run, fidelity(run.outputs, run.compare), sessions
     key = (
-        tuple(digest_bytes(Path(a).read_bytes()) for a in artifacts),
+        digests,
         tuple((s.tensor, s.threshold) for s in cand.steps if isinstance(s, Exit)),
         cand.prediction,
         tuple(names),
@@ -150,10 +173,14 @@ def _eval_run(
     )
     if key in memo.eval_runs:
         memo.hits += 1
-    else:
-        memo.misses += 1
-        memo.eval_runs[key] = run_eval(cand, sessions, ev, names)
-    return memo.eval_runs[key]  # type: ignore[no-any-return]
+        run, fid = memo.eval_runs[key]
+        return run, fid, None
+    memo.misses += 1
+    sessions = [_session(a, d, threads, memo) for a, d in zip(artifacts, digests, strict=True)]
+    run = run_eval(cand, sessions, ev, names)
+    fid = fidelity(run.outputs, run.compare)
+    memo.eval_runs[key] = (run, fid)
+    return run, fid, sessions
 
 
 def _build(computes: list[Compute], plan_dir: Path) -> list[str]:
@@ -172,10 +199,11 @@ def _walk(
     cand: Candidate,
     ev: EvalSet,
     run: EvalRun,
-    compiled: Iterator[tuple[Compute, Any, str]],
+    compiled: Iterator[tuple[Compute, Any, str, str]],
     runs: int,
     threads: int,
     timer: StageTimer | None = None,
+    memo: MeasurementMemo | None = None,
 ) -> _Walk:
     """Each step in order: exits close a path, transfers cost the link, computes are timed."""
     walk = _Walk()
@@ -186,9 +214,20 @@ def _walk(
         elif isinstance(step, Transfer):
             _transfer_step(ctx.graph, step, run.first_env, walk)
         else:
-            step_c, sess, path = next(compiled)
-            _compute_step(ctx, step_c, sess, path, env0, walk, runs, threads, timer)
+            step_c, sess, path, digest = next(compiled)
+            at = _At(sess, path, digest, memo)
+            _compute_step(ctx, step_c, at, env0, walk, runs, threads, timer)
     return walk
+
+
+@dataclass(frozen=True)
+class _At:
+    """Where a compute step runs: its session, artifact file and its digest, and the memo."""
+
+    sess: Any
+    path: str
+    digest: str
+    memo: MeasurementMemo | None = None
 
 
 def _exit_step(g: ModelGraph, step: Exit, env0: dict[str, np.ndarray], walk: _Walk) -> None:
@@ -234,23 +273,28 @@ def _transfer_step(
 def _compute_step(
     ctx: PlanContext,
     step_c: Compute,
-    sess: Any,
-    path: str,
+    at: _At,
     env0: dict[str, np.ndarray],
     walk: _Walk,
     runs: int,
     threads: int,
     timer: StageTimer | None = None,
 ) -> None:
+    sess, path = at.sess, at.path
     feeds = feeds_for_session(sess, env0)
     if timer is None:
         stats = measure_latency(path, feeds, runs=runs, threads=threads)
         timed = f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s), median of {runs} runs"
     else:
-        stats, timed = timer.time(path, feeds, session=sess)
-    outs = sess.run(None, feeds)
+        stats, timed = timer.time(path, feeds, session=sess, digest=at.digest)
+    if at.memo is not None:
+        outs = at.memo.run(at.digest, path, threads, feeds, sess)[1]
+    else:
+        outs = sess.run(None, feeds)
     env0.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
-    pred, method, derived, source, band = _predict_stage(ctx, step_c, stats.median_ms)
+    pred, method, derived, source, band = _predict_stage(
+        ctx, step_c, stats.median_ms, (at.digest, at.memo)
+    )
     walk.derived |= derived
     walk.sources.append(source)
     walk.band = max(walk.band, band)
@@ -282,13 +326,16 @@ def _compute_step(
 
 
 def _predict_stage(
-    ctx: PlanContext, step_c: Compute, measured_ms: float
+    ctx: PlanContext,
+    step_c: Compute,
+    measured_ms: float,
+    shared: tuple[str, MeasurementMemo | None] = ("", None),
 ) -> tuple[float, str, bool, str, float]:
     """(predicted ms on the step's target, the method, whether it was derived from this very
     measurement, its source, its band). An unchanged FP32 part is the sum of its nodes'
     predictions; a changed model (quantized, pruned, converted) is predicted from its own
-    nodes at its own precision with the target's figures for that precision."""
-    from advisor.targets.predict import predict_model
+    nodes at its own precision with the target's figures for that precision; `shared` (the
+    artifact's digest, a memo) reuses that figure for the same bytes, target and threads."""
 
     tier = "server" if step_c.tier not in ctx.predictions else step_c.tier
     base = ctx.predictions.get(tier) or ctx.predictions.get(ctx.server_tier or "edge")
@@ -309,9 +356,34 @@ def _predict_stage(
             0.0,
         )
     prec = step_c.precision if step_c.precision in ("fp16", "int8") else "fp32"
-    p = predict_model(step_c.model, step_c.target, prec, ctx.target_threads)  # type: ignore[arg-type]
+    p = _predict_model(step_c, prec, ctx.target_threads, *shared)
     method = f"the {step_c.precision} model's own {len(p.nodes)} nodes: {p.method}"
     return p.total_ms + p.run_overhead_ms, method, False, p.source, p.band
+
+
+def _predict_model(
+    step_c: Compute, prec: str, threads: int | None, digest: str, memo: MeasurementMemo | None
+) -> Any:
+    """predict_model of the step's model, or the memo's figure for the same artifact bytes
+    on the same target (its full definition) at the same precision and threads."""
+    from advisor.targets.predict import predict_model
+
+    if memo is None or not digest:
+        return predict_model(step_c.model, step_c.target, prec, threads)  # type: ignore[arg-type]
+    key = (digest, step_c.target.model_dump_json(), prec, threads)
+    if key not in memo.predictions:
+        if digest not in memo.graphs:
+            from advisor.graph.load import load_model
+
+            memo.graphs[digest] = load_model(step_c.model)
+        memo.predictions[key] = predict_model(
+            step_c.model,
+            step_c.target,
+            prec,  # type: ignore[arg-type]
+            threads,
+            graph=memo.graphs[digest],
+        )
+    return memo.predictions[key]
 
 
 _TRUST = ("measured_host", "measured_target", "target_profile", "catalog_priors")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -28,6 +29,11 @@ class EvalSet:
     baseline_accuracy: float | None
     primary: int = 0  # the output standing for the model's prediction (a multi-exit model's
     # final exit), used for top-1 agreement and accuracy
+
+    @cached_property
+    def key(self) -> str:
+        """A content key of the set (`eval_key`)."""
+        return _eval_key(self)
 
 
 def feeds_for_session(session, env: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -85,7 +91,12 @@ def reference_outputs(
 
 
 def eval_key(ev: EvalSet) -> str:
-    """A content key of the evaluation set (inputs, labels, primary output)."""
+    """A content key of the evaluation set (inputs, labels, primary output), computed once
+    per EvalSet (a sweep's cells share theirs)."""
+    return ev.key
+
+
+def _eval_key(ev: EvalSet) -> str:
     h = hashlib.sha256(f"{ev.primary}|{ev.baseline_accuracy}|".encode())
     for x in ev.inputs:
         h.update(feeds_key(x).encode())

@@ -209,10 +209,18 @@ def _paired(
     )
 
 
-def remember(base: str, other: str, threads: int, pt: PairedTiming) -> None:
-    """Keep `pt` for the judge's paired_timing(base, other) call (both model files)."""
+def remember(
+    base: str,
+    other: str,
+    threads: int,
+    pt: PairedTiming,
+    digests: tuple[str, str] | None = None,
+) -> None:
+    """Keep `pt` for the judge's paired_timing(base, other) call (both model files;
+    `digests`: their SHA-256, when the caller has them)."""
+    key = (*(digests or (file_digest(base), file_digest(other))), threads)
     with _WINDOW_LOCK:
-        _WINDOW[(file_digest(base), file_digest(other), threads)] = pt
+        _WINDOW[key] = pt
 
 
 def forget_window() -> None:
@@ -230,15 +238,17 @@ def paired_timing(
     rounds: int = 7,
     runs: int = 10,
     threads: int = 1,
-    memo: object = None,  # a sweep's memo: the window cache below already serves repeats
+    memo: object = None,  # a sweep's memo: the digests of the files it wrote
 ) -> PairedTiming:
     """Time `base` and `other` in `rounds` alternating rounds of `runs` inferences each.
 
     When both are files that the last `guard_window` timed together, its result is returned.
     """
     if isinstance(base, str) and isinstance(other, str) and _WINDOW:
+        known: dict[str, str] = getattr(memo, "file_digests", {})
+        key = (known.get(base) or file_digest(base), known.get(other) or file_digest(other))
         with _WINDOW_LOCK:
-            hit = _WINDOW.get((file_digest(base), file_digest(other), threads))
+            hit = _WINDOW.get((*key, threads))
         if hit is not None:
             return hit
     sa, sb = make_session(base, threads=threads), make_session(other, threads=threads)

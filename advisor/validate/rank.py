@@ -165,7 +165,13 @@ def choose(
     return best, [p for p in eligible if p is not best and tied(p, best)]
 
 
-def citations(kind: str) -> list[Citation]:
+def citations(kind: str, memo: MeasurementMemo | None = None) -> list[Citation]:
+    """The knowledge base's entries behind plan kind `kind`; with a `memo` (a sweep), the
+    knowledge base is read once per kind, not once per plan of every cell."""
+    if memo is not None:
+        if kind not in memo.citations:
+            memo.citations[kind] = citations(kind)
+        return list(memo.citations[kind])
     try:
         from kb import KnowledgeBase
 
@@ -375,7 +381,7 @@ def judge(
             "reasons": reasons,
             "meets_latency": meets_lat,
             "meets_accuracy": meets_acc,
-            "citations": citations(cand.kind),
+            "citations": citations(cand.kind, memo),
         }
     )
 

@@ -145,11 +145,19 @@ def workers(threads: int) -> int:
     return max(1, (os.cpu_count() or 1) // threads)
 
 
-def _prepare(ctx: PlanContext, cand: Candidate, pid: str, ev: EvalSet, threads: int) -> Prepared:
+def _prepare(
+    ctx: PlanContext,
+    cand: Candidate,
+    pid: str,
+    ev: EvalSet,
+    threads: int,
+    memo: MeasurementMemo | None = None,
+) -> Prepared:
     # sessions are dropped: holding every plan's loaded models until timing would add them all
-    # to peak memory; time_all loads each plan's again, one plan at a time
+    # to peak memory; time_all loads each plan's again, one plan at a time (a sweep's memo
+    # keeps one session per distinct artifact for all its cells instead)
     plan_dir = pid.replace("#", "-")
-    return prepare(ctx, cand, plan_dir, ev, ctx.work_dir, threads, keep_sessions=False)
+    return prepare(ctx, cand, plan_dir, ev, ctx.work_dir, threads, keep_sessions=False, memo=memo)
 
 
 def prepare_all(
@@ -159,17 +167,20 @@ def prepare_all(
     threads: int,
     report: Report,
     parallel: bool = True,
+    memo: MeasurementMemo | None = None,
 ) -> tuple[list[tuple[str, Prepared]], list[PlanResult]]:
     """Build and check every candidate on a thread pool (one worker without `parallel`);
     nothing here is timed. The pool is closed (every worker joined) when this returns, so
-    the timing that follows runs alone."""
+    the timing that follows runs alone. A `memo` (a sweep) shares the evaluation runs of
+    artifacts with the same bytes across advise calls."""
     done: list[tuple[str, Prepared]] = []
     failed: list[PlanResult] = []
     with ThreadPoolExecutor(
         max_workers=workers(threads) if parallel else 1, thread_name_prefix="prepare"
     ) as pool:
         futures = [
-            (pid, cand, pool.submit(_prepare, ctx, cand, pid, ev, threads)) for pid, cand in todo
+            (pid, cand, pool.submit(_prepare, ctx, cand, pid, ev, threads, memo))
+            for pid, cand in todo
         ]
         for n, (pid, cand, fut) in enumerate(futures):
             report(f"build and check {pid}", 0.3 + 0.3 * n / max(1, len(futures)))
@@ -203,7 +214,7 @@ def time_all(
         report(f"time {pid}", 0.8 + 0.15 * n / max(1, len(prepared)))
         try:
             prep = replace(prep, sessions=sessions.get(pid, prep.sessions))
-            res = measure(ctx, prep, ev, policy.runs, threads, timer)
+            res = measure(ctx, prep, ev, policy.runs, threads, timer, memo)
             extra = {**res.extra, **({"guard_window": notes[pid]} if pid in notes else {})}
             validated[pid] = (prep.cand, res.model_copy(update={"id": pid, "extra": extra}))
         except Exception as exc:  # noqa: BLE001 - a broken artifact is a rejected plan
@@ -233,13 +244,20 @@ def window_all(
         if any(isinstance(s, Exit) for s in prep.cand.steps):
             continue  # a cascade: its stages are timed one by one (StageTimer)
         env, sessions[pid] = dict(inputs), []
-        for path in prep.artifacts:
-            digest = file_digest(path)  # one session per distinct model: less memory
-            sess = loaded.get(digest) or loaded.setdefault(digest, make_session(path, threads))
+        digests = prep.digests or tuple(file_digest(a) for a in prep.artifacts)
+        for path, digest in zip(prep.artifacts, digests, strict=True):
+            # one session per distinct model: less memory (a memo's: shared across cells)
+            sess = loaded.get(digest) or loaded.setdefault(
+                digest,
+                memo.session(digest, path, threads)[0] if memo else make_session(path, threads),
+            )
             feed = feeds_for_session(sess, env)
-            outs = sess.run(None, feed)  # also the warm-up
+            if memo is not None:  # run once already (the warm-up), outputs kept
+                outs = memo.run(digest, path, threads, feed, sess)[1]
+            else:
+                outs = sess.run(None, feed)  # also the warm-up
             env.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
-            key = StageTimer.key(path, feed)
+            key = StageTimer.key(path, feed, digest)
             stages.setdefault(key, (sess, feed))
             owners.setdefault(key, []).append(pid)
             first.setdefault(pid, key)
@@ -257,7 +275,7 @@ def window_all(
     for pid, pair in pairs.items():
         if pair in known:  # guarded in an earlier advise of this sweep
             pt, notes[pid] = known[pair]
-            remember(base_path, dict(prepared)[pid].artifacts[0], threads, pt)
+            remember(base_path, dict(prepared)[pid].artifacts[0], threads, pt, _pair(prepared, pid))
     pairs = {pid: pair for pid, pair in pairs.items() if pair not in known}
     stages = {
         k: v
@@ -272,7 +290,7 @@ def window_all(
     _prefill(timer, win, owners, policy, threads)
     timer.inherited -= set(win.medians)  # timed again in this window: not reused
     for pid, pt in win.pairs.items():
-        remember(base_path, dict(prepared)[pid].artifacts[0], threads, pt)
+        remember(base_path, dict(prepared)[pid].artifacts[0], threads, pt, _pair(prepared, pid))
         notes[pid] = {
             "rounds": pt.rounds,
             "runs_per_round": pt.runs,
@@ -284,6 +302,13 @@ def window_all(
         if memo is not None:
             memo.windows[pairs[pid]] = (pt, notes[pid])
     return timer, sessions, notes
+
+
+def _pair(prepared: list[tuple[str, Prepared]], pid: str) -> tuple[str, str] | None:
+    """The digests of the FP32 model and plan `pid`'s first artifact, when prepare took them."""
+    by_id = dict(prepared)
+    base, plan = by_id["baseline.device"].digests, by_id[pid].digests
+    return (base[0], plan[0]) if base and plan else None
 
 
 def _prefill(
@@ -326,7 +351,9 @@ def validate_plans(
         else triage(ctx, candidates, request.latency_ms)
     )
     threads = request.threads
-    prepared, failed = prepare_all(ctx, todo, ev, threads, report, parallel=not exhaustive)
+    prepared, failed = prepare_all(
+        ctx, todo, ev, threads, report, parallel=not exhaustive, memo=memo
+    )
     validated, broken = time_all(ctx, prepared, ev, policy, threads, report, memo)
     if exhaustive:  # the former flow: the judge times every guard, then all plans again
         forget_window()
@@ -340,12 +367,14 @@ def validate_plans(
     return validated, [*failed, *broken], unbuilt
 
 
-def with_not_validated(final: list[PlanResult], unbuilt: list[PlanResult]) -> list[PlanResult]:
+def with_not_validated(
+    final: list[PlanResult], unbuilt: list[PlanResult], memo: MeasurementMemo | None = None
+) -> list[PlanResult]:
     """The ranked plans, then those not built (after the rejected, before the skipped)."""
     done = [p for p in final if p.status != "skipped"]
     notes = [
         p.model_copy(
-            update={"rationale": f"{p.title}. {p.reasons[0]}", "citations": citations(p.kind)}
+            update={"rationale": f"{p.title}. {p.reasons[0]}", "citations": citations(p.kind, memo)}
         )
         for p in unbuilt
     ]
