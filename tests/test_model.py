@@ -353,3 +353,26 @@ def test_subnormal_weights_get_a_notice(tmp_path):
     notices = load_model(str(path)).notices
     assert any("15 weight value(s) in 1 tensor(s) (w) are subnormal" in n for n in notices)
     assert not any("subnormal" in n for n in load_model("digits_cnn").notices)
+
+
+def test_nodes_out_of_topological_order_are_sorted_with_a_notice(residual_model):
+    """ORT's float16 converter appends its input Casts last; ORT runs such files, so loading
+    one sorts the nodes (stably) instead of refusing it."""
+    shuffled = onnx.ModelProto()
+    shuffled.CopyFrom(residual_model)
+    nodes = list(shuffled.graph.node)
+    del shuffled.graph.node[:]
+    shuffled.graph.node.extend([*nodes[1:], nodes[0]])  # the first node moved last
+    g = load_model(shuffled)
+    assert [n.op_type for n in g.model.graph.node] == [n.op_type for n in nodes]
+    assert any("topological order" in n for n in g.notices)
+    assert not any("topological order" in n for n in load_model(residual_model).notices)
+
+
+def test_an_fp16_conversion_loads_without_an_fp32_subnormal_notice():
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    fp16 = convert_float_to_float16(load_model("digits_cnn").model, keep_io_types=True)
+    g = load_model(fp16)
+    assert g.precision == "fp16"
+    assert not any("subnormal" in n for n in g.notices)

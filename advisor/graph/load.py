@@ -39,9 +39,11 @@ def load_model(
     """
 
     proto, origin = model_io.read_source(source, example_inputs)
+    unsorted = repair.sort_nodes(proto)
     repair.check_structure(proto)
     repair.name_nodes(proto)
     folded = [
+        *unsorted,
         *repair.weights_out_of_inputs(proto),
         *repair.fold_constants(proto),
         *repair.subgraph_notices(proto),

@@ -42,6 +42,55 @@ def _all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
                 yield from _all_nodes(sub)
 
 
+def _sort_graph(graph: onnx.GraphProto, outer: set[str]) -> bool:
+    """Reorder `graph.node` topologically in place (stable: among nodes that are ready, the
+    file's order first); False when it was sorted already or has a cycle (which the checker
+    then reports)."""
+    import networkx as nx
+
+    known = outer | {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    scope = known | {o for n in graph.node for o in n.output}
+    for node in graph.node:  # subgraphs too: they see every name of this scope
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+                _sort_graph(sub, scope)
+    nodes = list(graph.node)
+    ready = set(known)
+    in_order = True
+    for n in nodes:
+        if not set(n.input) <= ready:
+            in_order = False
+            break
+        ready.update(n.output)
+    if in_order:
+        return False
+    producer = {o: i for i, n in enumerate(nodes) for o in n.output}
+    dag = nx.DiGraph()
+    dag.add_nodes_from(range(len(nodes)))
+    dag.add_edges_from(
+        (producer[x], i) for i, n in enumerate(nodes) for x in n.input if x in producer
+    )
+    try:
+        order = list(nx.lexicographical_topological_sort(dag))
+    except nx.NetworkXUnfeasible:
+        return False  # a cycle: onnx.checker says where
+    del graph.node[:]
+    graph.node.extend(nodes[i] for i in order)
+    return True
+
+
+def sort_nodes(model: onnx.ModelProto) -> list[str]:
+    """Put the nodes in topological order when a converter wrote them out of it (ONNX
+    Runtime's float16 converter appends its input Casts last, for one), as ONNX Runtime
+    itself does when it loads such a file; a notice says so."""
+    if not _sort_graph(model.graph, set()):
+        return []
+    return [
+        "the graph's nodes were not in topological order (as some converters write them); "
+        "they were sorted before anything else read them"
+    ]
+
+
 def check_structure(model: onnx.ModelProto) -> None:
     """Unknown standard-domain ops by name, then onnx.checker for everything else."""
     functions = {(f.domain, f.name) for f in model.functions}
@@ -214,8 +263,8 @@ def subnormal_notices(model: onnx.ModelProto) -> list[str]:
 
     count, names = 0, []
     for init in model.graph.initializer:
-        if init.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
-            continue
+        if init.data_type != onnx.TensorProto.FLOAT:
+            continue  # fp16 weights below fp16's normal range are normal once cast to fp32
         if onnx.external_data_helper.uses_external_data(init):
             continue  # not loaded in memory: nothing to read here
         a = numpy_helper.to_array(init)
