@@ -7,8 +7,9 @@
     threads; then it is measured at 2 threads (ORT_ENABLE_ALL whole-run median).
 (b) Across machines: with `--agent URL` the agent's machine is calibrated through its
     /calibrate route (at 1 thread and its own count), each model is predicted for it at its
-    count from that profile, then profiled there through the agent. Also: the per-node profile measured there, summed and scaled as the
-    advisor plans with it (profile-on-target), against its own whole-run time. Without
+    count from that profile, then profiled there through the agent. Also: the per-node
+    profile measured there, summed and scaled as the advisor plans with it
+    (profile-on-target), against its own whole-run time. Without
     `--agent` the bench starts one on 127.0.0.1 at 2 threads (this machine, another thread
     count) and stops it.
 (recorded) Second machines no agent reaches: every capture in bench/results/devices
