@@ -25,6 +25,7 @@ def load_model(
     example_inputs: Any = None,
     data_shapes: Mapping[str, tuple[int, ...]] | None = None,
     max_memory: int | None = None,
+    ort_check: bool = True,
 ) -> ModelGraph:
     """Load an .onnx path, 'zoo:<id>' / bare zoo id, ModelProto or torch.nn.Module.
 
@@ -32,6 +33,8 @@ def load_model(
     `--data`, by input name) fill the ones still symbolic. Before anything is allocated, the
     inputs, then every tensor of one run, are checked against `max_memory` (bytes; default:
     the memory available now): over it, ModelError says the estimate and the largest tensor.
+    `ort_check=False` skips loading the model in ONNX Runtime when shape inference found
+    every shape (for a model the caller has already loaded in ORT).
 
     >>> g = load_model("zoo:digits_cnn")
     >>> g.inputs[0].shape, g.outputs[0].shape
@@ -51,7 +54,7 @@ def load_model(
         proto, dict(input_shapes or {}), dict(data_shapes or {})
     )
     footprint.check_memory(footprint.input_estimate(proto), max_memory)
-    repair.infer_shapes(proto)
+    repair.infer_shapes(proto, load_check=ort_check)
     graph = build_graph(proto, origin, (*folded, *notices), tuple(batch_inputs))
     footprint.check_memory(footprint.graph_estimate(graph), max_memory)
     if graph.precision == "fp16":

@@ -279,8 +279,10 @@ def _concrete(vi: onnx.ValueInfoProto) -> bool:
     )
 
 
-def infer_shapes(model: onnx.ModelProto) -> None:
-    """Concrete shapes for every tensor: onnx shape inference, then one ORT run for the rest."""
+def infer_shapes(model: onnx.ModelProto, load_check: bool = True) -> None:
+    """Concrete shapes for every tensor: onnx shape inference, then one ORT run for the rest.
+    Without `load_check`, ONNX Runtime is used only when shapes are missing (for a model
+    the caller loads in ORT anyway: a second session would add a copy of its weights)."""
     graph = model.graph
     stale = [vi for vi in graph.value_info if not _concrete(vi)]
     for vi in stale:
@@ -296,7 +298,7 @@ def infer_shapes(model: onnx.ModelProto) -> None:
             f"shape inference failed with these input shapes: {first}; check --input-shape"
         ) from None
     model.CopyFrom(inferred)
-    _check_with_ort(model)
+    _check_with_ort(model, load_check)
 
 
 def _ort_errors() -> tuple[type[BaseException], ...]:
@@ -327,17 +329,18 @@ def _op_from_message(model: onnx.ModelProto, message: str) -> str | None:
     return f"operator {op!r} (domain {domain!r}){where}"
 
 
-def _check_with_ort(model: onnx.ModelProto) -> None:
-    """Create a CPU session (proves ORT knows every op); run once if shapes are missing."""
-    if model.ByteSize() > _ORT_CHECK_MAX_BYTES:
-        return
-    import onnxruntime as ort
-
+def _check_with_ort(model: onnx.ModelProto, load_check: bool = True) -> None:
+    """Create a CPU session (proves ORT knows every op); run once if shapes are missing.
+    Without `load_check` and with no shape missing, nothing is done."""
     from advisor.graph.model import tensor_specs
 
     specs = tensor_specs(model)
     outputs = {o.name for o in model.graph.output}
     missing = [o for n in model.graph.node for o in n.output if o and o not in specs]
+    if (not missing and not load_check) or model.ByteSize() > _ORT_CHECK_MAX_BYTES:
+        return
+    import onnxruntime as ort
+
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     for name in missing:

@@ -42,6 +42,7 @@ from advisor.measure.timing import (
     make_session,
     measure_latency,
     median_p90,
+    session_source,
     stop_reason,
     timed_run,
     uncontended,
@@ -242,9 +243,11 @@ def _timed_runs(
     thread CPU ms) of each timed run, and why an adaptive `rule` stopped ('' without one).
     """
     with tempfile.TemporaryDirectory(prefix="edgedl-prof-") as tmp:
-        prof = make_session(model, threads, "basic", profile_prefix=str(Path(tmp) / "ort"))
-        basic = make_session(model, threads, "basic")
-        full = make_session(model, threads, "all")
+        source = session_source(model)  # serialized once for the three sessions
+        prof = make_session(source, threads, "basic", profile_prefix=str(Path(tmp) / "ort"))
+        basic = make_session(source, threads, "basic")
+        full = make_session(source, threads, "all")
+        del source
         feed = check_inputs(prof, feed_raw)
         times: dict[str, list[tuple[float, float]]] = {"prof": [], "basic": [], "all": []}
         stopped, i = "", -1

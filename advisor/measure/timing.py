@@ -37,6 +37,7 @@ __all__ = [
     "make_session",
     "measure_latency",
     "median_p90",
+    "session_source",
     "stop_reason",
     "timed_run",
     "uncontended",
@@ -89,6 +90,13 @@ def check_counts(runs: int, warmup: int, threads: int) -> None:
         raise RequestError(f"warmup must be 0 or more (got {warmup})")
     if threads < 1:
         raise RequestError(f"threads must be at least 1 (got {threads})")
+
+
+def session_source(model: onnx.ModelProto) -> onnx.ModelProto | bytes:
+    """The model's bytes, serialized once for several sessions of it (each `make_session`
+    of a ModelProto serializes it again: a second copy in memory and ~0.1 s per 100 MB);
+    the proto itself past protobuf's 2 GB limit (make_session writes external data)."""
+    return model if model.ByteSize() > _PROTO_LIMIT else model.SerializeToString()
 
 
 def make_session(

@@ -359,16 +359,22 @@ def predict_ms(
 
 
 def predict_model(
-    model: Any, target: Target, precision: Precision, threads: int | None = None
+    model: Any,
+    target: Target,
+    precision: Precision,
+    threads: int | None = None,
+    *,
+    loaded: bool = False,
 ) -> Prediction:
     """Predict a whole model (an ONNX ModelProto, e.g. a quantized or pruned plan artifact) on
     a non-host `target` from its own nodes: the target profile if it has one, else the
-    catalog priors. Nothing of this host's timing enters the figure."""
+    catalog priors. Nothing of this host's timing enters the figure. `loaded`: the caller
+    has loaded this model in ONNX Runtime already (no second load to check it)."""
     from advisor.graph.load import load_model
 
     if target.id == HOST_ID:
         raise RequestError("the host is measured, not predicted: time the model with ORT")
-    graph = load_model(model)
+    graph = load_model(model, ort_check=not loaded)
     used, note = effective_precision(target, precision)
     notes = [note] if note else []
     nodes = list(graph.nodes)

@@ -10,7 +10,7 @@ from the bytes that actually cross and the link model.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,8 @@ import onnx
 
 from advisor.advice import Fidelity, Latency, PlanResult, Stage
 from advisor.graph.model import ModelGraph
-from advisor.measure.memo import MeasurementMemo, digest_bytes
-from advisor.measure.policy import StageTimer
+from advisor.measure.memo import MeasurementMemo
+from advisor.measure.policy import StageTimer, file_digest
 from advisor.measure.profile import make_session, measure_latency
 from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
 from advisor.targets.catalog import transfer_ms
@@ -86,6 +86,12 @@ class Prepared:
     sessions: list[Any]
     run: EvalRun
     fid: Fidelity
+    # per compute step, its prediction from its own model (a quantized, pruned or converted
+    # model on a non-host target), made before the model was released; None: predicted later
+    own: tuple[_StagePrediction | None, ...] = ()
+
+
+_StagePrediction = tuple[float, str, bool, str, float]
 
 
 def prepare(
@@ -97,21 +103,54 @@ def prepare(
     threads: int,
     keep_sessions: bool = True,
     memo: MeasurementMemo | None = None,
+    release: bool = False,
+    loaded: Callable[[], None] | None = None,
 ) -> Prepared:
     """Everything but timing: write the artifacts, load them, run the evaluation inputs and
     compare with FP32. Safe to run beside other `prepare` calls (it times nothing). Without
-    `keep_sessions` the loaded sessions are dropped (`measure` loads them again)."""
+    `keep_sessions` the loaded sessions are dropped (`measure` loads them again). With
+    `release`, the candidate's ModelProtos are released once written (`release_models`):
+    the artifacts hold them, and what was predicted from them is kept in `own`. `loaded` is
+    called once the sessions are loaded, before the evaluation runs (the peak of memory is
+    behind: a caller bounding concurrent builds by memory lets the next one start)."""
     computes = [s for s in cand.steps if isinstance(s, Compute)]
     artifacts = _build(computes, out_dir / plan_id)
-    sessions = [make_session(a, threads=threads) for a in artifacts]
-    run = _eval_run(cand, sessions, ev, [t.name for t in ctx.graph.outputs], artifacts, memo)
+    # predicted before the sessions load, so their memory and the predictor's do not add up;
+    # ORT loads each artifact next (a model it cannot load rejects the plan there)
+    own = tuple(
+        _model_prediction(ctx, c, loaded=True) if _by_model(ctx, c) else None for c in computes
+    )
+    if release:
+        release_models(cand)
+        computes = [s for s in cand.steps if isinstance(s, Compute)]
+    names = [t.name for t in ctx.graph.outputs]
+    key = _run_key(cand, ev, names, artifacts) if memo is not None else None
+    known = memo.eval_runs.get(key) if memo is not None and key is not None else None
+    # an evaluation run of the same bytes is known (both baselines hold the FP32 model): its
+    # sessions are not loaded again unless they are kept
+    load = known is None or keep_sessions
+    sessions = [make_session(a, threads=threads) for a in artifacts] if load else []
+    if loaded is not None:
+        loaded()
+    run = _eval_run(cand, sessions, ev, names, artifacts, memo)
     fid = fidelity(run.outputs, run.compare)
     # of every tensor the first input produced, only those a transfer sends are read later;
     # the rest (every activation of the model) would stay in memory until timing ends
     sent = {t for s in cand.steps if isinstance(s, Transfer) for t in s.tensors}
     run = replace(run, first_env={k: v for k, v in run.first_env.items() if k in sent})
     kept = sessions if keep_sessions else []
-    return Prepared(cand, plan_id, computes, artifacts, kept, run, fid)
+    return Prepared(cand, plan_id, computes, artifacts, kept, run, fid, own)
+
+
+def release_models(cand: Candidate) -> None:
+    """Replace each compute step's ModelProto by an empty one, in place, so that the
+    candidate (held until the advice is assembled) stops holding its sub-models: for a
+    ResNet-50-class model, every partition and quantized variant is ~25-100 MB. Call it
+    once the artifacts are written; the steps keep everything else (tier, target,
+    precision, nodes)."""
+    for i, step in enumerate(cand.steps):
+        if isinstance(step, Compute):
+            cand.steps[i] = replace(step, model=onnx.ModelProto())
 
 
 def measure(
@@ -124,9 +163,36 @@ def measure(
 ) -> PlanResult:
     """Time a prepared candidate's compute stages (fixed `runs`, or `timer`'s policy)."""
     sessions = prep.sessions or [make_session(a, threads=threads) for a in prep.artifacts]
-    compiled = zip(prep.computes, sessions, prep.artifacts, strict=True)
+    own = prep.own or (None,) * len(prep.computes)
+    compiled = zip(prep.computes, sessions, prep.artifacts, own, strict=True)
     walk = _walk(ctx, prep.cand, ev, prep.run, compiled, runs, threads, timer)
     return _result(ctx, prep.cand, prep.plan_id, walk, prep.run, prep.fid, prep.artifacts)
+
+
+def _run_key(
+    cand: Candidate, ev: EvalSet, names: list[str], artifacts: list[str], digests: tuple = ()
+) -> tuple:
+    """What identifies an evaluation run: the artifacts' bytes (or their `digests`), the
+    exits, the prediction tensor, the outputs and the evaluation set."""
+    return (
+        digests or tuple(file_digest(a) for a in artifacts),
+        tuple((s.tensor, s.threshold) for s in cand.steps if isinstance(s, Exit)),
+        cand.prediction,
+        tuple(names),
+        eval_key(ev),
+    )
+
+
+def seed_reference_run(memo: MeasurementMemo, ctx: PlanContext, ev: EvalSet) -> None:
+    """Record the FP32 reference outputs (`ev.reference`, computed when the model was loaded,
+    with the same session options) as the evaluation run of the model's own bytes, so the
+    baselines, whose artifact is those bytes, do not run the evaluation inputs again. A
+    baseline whose artifact differs (its bytes have another digest) is run as before."""
+    names = [t.name for t in ctx.graph.outputs]
+    ref = Candidate("reference", "FP32 reference", [])
+    key = _run_key(ref, ev, names, [], digests=(ctx.graph.digest,))
+    first = {**ev.inputs[0], **dict(zip(names, ev.reference[0], strict=True))}
+    memo.eval_runs.setdefault(key, EvalRun(list(ev.reference), ev, first, None, None))
 
 
 def _eval_run(
@@ -141,13 +207,7 @@ def _eval_run(
     bytes, exits, outputs and evaluation set)."""
     if memo is None:
         return run_eval(cand, sessions, ev, names)
-    key = (
-        tuple(digest_bytes(Path(a).read_bytes()) for a in artifacts),
-        tuple((s.tensor, s.threshold) for s in cand.steps if isinstance(s, Exit)),
-        cand.prediction,
-        tuple(names),
-        eval_key(ev),
-    )
+    key = _run_key(cand, ev, names, artifacts)
     if key in memo.eval_runs:
         memo.hits += 1
     else:
@@ -172,7 +232,7 @@ def _walk(
     cand: Candidate,
     ev: EvalSet,
     run: EvalRun,
-    compiled: Iterator[tuple[Compute, Any, str]],
+    compiled: Iterator[tuple[Compute, Any, str, _StagePrediction | None]],
     runs: int,
     threads: int,
     timer: StageTimer | None = None,
@@ -186,8 +246,8 @@ def _walk(
         elif isinstance(step, Transfer):
             _transfer_step(ctx.graph, step, run.first_env, walk)
         else:
-            step_c, sess, path = next(compiled)
-            _compute_step(ctx, step_c, sess, path, env0, walk, runs, threads, timer)
+            step_c, sess, path, own = next(compiled)
+            _compute_step(ctx, step_c, sess, path, env0, walk, runs, threads, timer, own)
     return walk
 
 
@@ -241,6 +301,7 @@ def _compute_step(
     runs: int,
     threads: int,
     timer: StageTimer | None = None,
+    own: _StagePrediction | None = None,
 ) -> None:
     feeds = feeds_for_session(sess, env0)
     if timer is None:
@@ -250,7 +311,7 @@ def _compute_step(
         stats, timed = timer.time(path, feeds, session=sess)
     outs = sess.run(None, feeds)
     env0.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
-    pred, method, derived, source, band = _predict_stage(ctx, step_c, stats.median_ms)
+    pred, method, derived, source, band = own or _predict_stage(ctx, step_c, stats.median_ms)
     walk.derived |= derived
     walk.sources.append(source)
     walk.band = max(walk.band, band)
@@ -281,15 +342,20 @@ def _compute_step(
     walk.meas_total += stats.median_ms
 
 
-def _predict_stage(
-    ctx: PlanContext, step_c: Compute, measured_ms: float
-) -> tuple[float, str, bool, str, float]:
+def _by_model(ctx: PlanContext, step_c: Compute) -> bool:
+    """Whether `_predict_stage` predicts this step from its own model (not node by node,
+    not from its measurement on this host)."""
+    tier = "server" if step_c.tier not in ctx.predictions else step_c.tier
+    base = ctx.predictions.get(tier) or ctx.predictions.get(ctx.server_tier or "edge")
+    unchanged = step_c.nodes is not None and step_c.precision == "fp32" and base is not None
+    return not unchanged and step_c.target.id != "host"
+
+
+def _predict_stage(ctx: PlanContext, step_c: Compute, measured_ms: float) -> _StagePrediction:
     """(predicted ms on the step's target, the method, whether it was derived from this very
     measurement, its source, its band). An unchanged FP32 part is the sum of its nodes'
     predictions; a changed model (quantized, pruned, converted) is predicted from its own
     nodes at its own precision with the target's figures for that precision."""
-    from advisor.targets.predict import predict_model
-
     tier = "server" if step_c.tier not in ctx.predictions else step_c.tier
     base = ctx.predictions.get(tier) or ctx.predictions.get(ctx.server_tier or "edge")
     if step_c.nodes is not None and step_c.precision == "fp32" and base is not None:
@@ -308,8 +374,16 @@ def _predict_stage(
             "measured_host",
             0.0,
         )
+    return _model_prediction(ctx, step_c, loaded=True)
+
+
+def _model_prediction(ctx: PlanContext, step_c: Compute, loaded: bool) -> _StagePrediction:
+    """A changed model (quantized, pruned, converted) on a non-host target, predicted from
+    its own nodes at its own precision. `loaded`: ORT loads (or has loaded) its artifact."""
+    from advisor.targets.predict import predict_model
+
     prec = step_c.precision if step_c.precision in ("fp16", "int8") else "fp32"
-    p = predict_model(step_c.model, step_c.target, prec, ctx.target_threads)  # type: ignore[arg-type]
+    p = predict_model(step_c.model, step_c.target, prec, ctx.target_threads, loaded=loaded)  # type: ignore[arg-type]
     method = f"the {step_c.precision} model's own {len(p.nodes)} nodes: {p.method}"
     return p.total_ms + p.run_overhead_ms, method, False, p.source, p.band
 

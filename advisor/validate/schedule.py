@@ -34,12 +34,20 @@ import numpy as np
 
 from advisor.advice import AdviceRequest, Latency, PlanResult
 from advisor.errors import AdvisorError
+from advisor.measure.heap import release_freed
 from advisor.measure.memo import MeasurementMemo
 from advisor.measure.policy import Policy, StageTimer, file_digest, policy_for
 from advisor.measure.timing import LatencyStats, make_session, median_p90
 from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
 from advisor.targets.catalog import transfer_ms
-from advisor.validate.core import Prepared, _predict_stage, measure, prepare
+from advisor.validate.budget import BUILD_MEMORY, COPIES, MemoryGate, build_bytes
+from advisor.validate.core import (
+    Prepared,
+    _predict_stage,
+    measure,
+    prepare,
+    seed_reference_run,
+)
 from advisor.validate.fidelity import EvalSet, feeds_for_session
 from advisor.validate.guard import (
     Window,
@@ -145,11 +153,42 @@ def workers(threads: int) -> int:
     return max(1, (os.cpu_count() or 1) // threads)
 
 
-def _prepare(ctx: PlanContext, cand: Candidate, pid: str, ev: EvalSet, threads: int) -> Prepared:
+def _prepare(
+    ctx: PlanContext,
+    cand: Candidate,
+    pid: str,
+    ev: EvalSet,
+    threads: int,
+    gate: MemoryGate,
+    memo: MeasurementMemo,
+    cost: int,
+) -> Prepared:
     # sessions are dropped: holding every plan's loaded models until timing would add them all
-    # to peak memory; time_all loads each plan's again, one plan at a time
+    # to peak memory; the window loads each distinct model again. The candidate's ModelProtos
+    # are released once written (the artifacts hold them). Its build holds COPIES x its
+    # weights in the gate; once loaded, only the sessions' one copy, while it runs the
+    # evaluation inputs (identical artifacts, e.g. both baselines, run them once: `memo`).
     plan_dir = pid.replace("#", "-")
-    return prepare(ctx, cand, plan_dir, ev, ctx.work_dir, threads, keep_sessions=False)
+    with gate.hold(cost) as held:
+
+        def loaded() -> None:
+            release_freed()
+            held.shrink(cost // COPIES)
+
+        prep = prepare(
+            ctx,
+            cand,
+            plan_dir,
+            ev,
+            ctx.work_dir,
+            threads,
+            keep_sessions=False,
+            memo=memo,
+            release=True,
+            loaded=loaded,
+        )
+    release_freed()
+    return prep
 
 
 def prepare_all(
@@ -159,24 +198,38 @@ def prepare_all(
     threads: int,
     report: Report,
     parallel: bool = True,
+    memory: int = BUILD_MEMORY,
+    memo: MeasurementMemo | None = None,
 ) -> tuple[list[tuple[str, Prepared]], list[PlanResult]]:
     """Build and check every candidate on a thread pool (one worker without `parallel`);
-    nothing here is timed. The pool is closed (every worker joined) when this returns, so
-    the timing that follows runs alone."""
+    nothing here is timed. Builds run together only while their estimated memory
+    (`build_bytes`) fits in `memory` bytes; a larger one runs alone. The pool is closed
+    (every worker joined) when this returns, so the timing that follows runs alone. `memo`
+    (a sweep's) shares evaluation runs of identical artifacts; without one, this call's."""
     done: list[tuple[str, Prepared]] = []
     failed: list[PlanResult] = []
+    gate = MemoryGate(memory)
+    memo = memo if memo is not None else MeasurementMemo()
+    seed_reference_run(memo, ctx, ev)
     with ThreadPoolExecutor(
         max_workers=workers(threads) if parallel else 1, thread_name_prefix="prepare"
     ) as pool:
-        futures = [
-            (pid, cand, pool.submit(_prepare, ctx, cand, pid, ev, threads)) for pid, cand in todo
-        ]
+        # the largest builds first: their sub-models are released soonest, and the small
+        # ones fill the other cores at the end; results stay in the candidates' order
+        cost = {pid: build_bytes(cand) for pid, cand in todo}
+        by_cost = sorted(todo, key=lambda pc: -cost[pc[0]])
+        submitted = {
+            pid: pool.submit(_prepare, ctx, cand, pid, ev, threads, gate, memo, cost[pid])
+            for pid, cand in by_cost
+        }
+        futures = [(pid, cand, submitted[pid]) for pid, cand in todo]
         for n, (pid, cand, fut) in enumerate(futures):
             report(f"build and check {pid}", 0.3 + 0.3 * n / max(1, len(futures)))
             try:
                 done.append((pid, fut.result()))
             except Exception as exc:  # noqa: BLE001 - a broken artifact is a rejected plan
                 failed.append(_failed(pid, cand, exc))
+    release_freed()
     return done, failed
 
 
@@ -326,7 +379,9 @@ def validate_plans(
         else triage(ctx, candidates, request.latency_ms)
     )
     threads = request.threads
-    prepared, failed = prepare_all(ctx, todo, ev, threads, report, parallel=not exhaustive)
+    prepared, failed = prepare_all(
+        ctx, todo, ev, threads, report, parallel=not exhaustive, memory=BUILD_MEMORY, memo=memo
+    )
     validated, broken = time_all(ctx, prepared, ev, policy, threads, report, memo)
     if exhaustive:  # the former flow: the judge times every guard, then all plans again
         forget_window()

@@ -1,0 +1,221 @@
+"""Advice in seconds and in a bounded memory (issue 13): sub-models released once built, no
+ONNX Runtime session outliving advise(), builds bounded by a byte budget, each artifact read
+once for its digest, the baselines' evaluation taken from the FP32 reference, and no heavy
+library imported by `edgedl` where it is not needed."""
+
+from __future__ import annotations
+
+import gc
+import importlib.metadata
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import onnx
+import onnxruntime as ort
+import pytest
+from conftest import make_chain_model
+
+import advisor.validate.schedule as schedule
+from advisor import AdviceRequest, advise
+from advisor.measure import policy
+from advisor.measure.heap import release_freed, rss_bytes
+from advisor.validate.budget import COPIES, MemoryGate, build_bytes, weight_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def chain_file(tmp_path: Path, monkeypatch) -> str:
+    monkeypatch.setenv("EDGEDL_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "chain.onnx"
+    onnx.save(make_chain_model(), path)
+    return str(path)
+
+
+def _request(path: str, tmp_path: Path, **kw) -> AdviceRequest:
+    return AdviceRequest(
+        model=path,
+        device=kw.pop("device", "host"),
+        edge="host",
+        link="wifi",
+        latency_ms=kw.pop("latency_ms", 1000.0),
+        plans=["baseline.device", "baseline.server", "quantize.dynamic_int8"],
+        measurement="quick",
+        out_dir=str(tmp_path / "out"),
+        **kw,
+    )
+
+
+def _spy_prepare(monkeypatch) -> list:
+    """Every Prepared that validation builds, kept for the test to inspect afterwards."""
+    seen: list = []
+    real = schedule.prepare
+
+    def spy(*args, **kwargs):
+        prep = real(*args, **kwargs)
+        seen.append(prep)
+        return prep
+
+    monkeypatch.setattr(schedule, "prepare", spy)
+    return seen
+
+
+# --- sub-models and sessions released --------------------------------------------------------
+
+
+def test_sub_models_are_released_once_built_and_predicted_before(chain_file, tmp_path, monkeypatch):
+    seen = _spy_prepare(monkeypatch)
+    advice = advise(_request(chain_file, tmp_path, device="rpi4", latency_ms=10_000.0))
+    assert {p.plan_id for p in seen} >= {"baseline.device", "quantize.dynamic_int8"}
+    for prep in seen:
+        steps = [s for s in prep.cand.steps if hasattr(s, "model")]
+        assert steps and all(s.model.ByteSize() == 0 for s in steps)  # the protos are gone
+        assert all(Path(a).stat().st_size > 0 for a in prep.artifacts)  # the files hold them
+    q = next(p for p in seen if p.plan_id == "quantize.dynamic_int8")
+    assert q.own[0] is not None  # predicted from its own int8 model before the release
+    stage = advice.plan("quantize.dynamic_int8").stages[0]
+    assert stage.predicted.method == q.own[0][1]
+    assert stage.predicted.method.startswith("the int8 model's own")
+    assert stage.predicted.ms == q.own[0][0]
+
+
+def test_no_session_outlives_advise(chain_file, tmp_path):
+    advise(_request(chain_file, tmp_path))
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, ort.InferenceSession)]
+    assert alive == []
+
+
+def test_both_baselines_take_their_evaluation_from_the_fp32_reference(
+    chain_file, tmp_path, monkeypatch
+):
+    import advisor.validate.core as core
+
+    runs: list = []
+    real = core.run_eval
+    monkeypatch.setattr(core, "run_eval", lambda cand, *a: runs.append(cand.kind) or real(cand, *a))
+    seen = _spy_prepare(monkeypatch)
+    advice = advise(_request(chain_file, tmp_path, validate_all=True))
+    assert "baseline.device" not in runs and "baseline.server" not in runs
+    assert runs == ["quantize.dynamic_int8"]
+    base = next(p for p in seen if p.plan_id == "baseline.device")
+    assert base.fid.max_abs_error == 0.0  # the reference against itself
+    assert advice.plan("baseline.server").fidelity.max_abs_error == 0.0
+
+
+# --- the memory bound ------------------------------------------------------------------------
+
+
+def test_a_gate_lets_builds_that_fit_run_together_and_a_larger_one_alone():
+    gate = MemoryGate(100)
+    order: list[str] = []
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def first():
+        with gate.hold(60):
+            order.append("first in")
+            inside.set()
+            leave.wait(5)
+            order.append("first out")
+
+    def second():
+        inside.wait(5)
+        with gate.hold(60):  # 60 + 60 > 100: waits for the first to leave
+            order.append("second in")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    inside.wait(5)
+    time.sleep(0.05)
+    assert order == ["first in"] and gate.used == 60
+    leave.set()
+    for t in threads:
+        t.join(5)
+    assert order == ["first in", "first out", "second in"] and gate.peak == 60
+    with gate.hold(40), gate.hold(40):  # fits: held together
+        assert gate.used == 80
+    with gate.hold(150):  # larger than the budget: runs alone, never forever blocked
+        assert gate.used == 150
+    assert gate.used == 0 and gate.peak == 150
+
+
+def test_build_bytes_count_each_model_once():
+    model = make_chain_model()
+    w = weight_bytes(model)
+    assert w == sum(onnx.numpy_helper.to_array(t).nbytes for t in model.graph.initializer)
+
+    from advisor.plans import Candidate, Compute
+
+    target = object()
+    twice = [Compute("a", "device", target, model), Compute("b", "edge", target, model)]  # type: ignore[arg-type]
+    assert build_bytes(Candidate("k", "t", list(twice))) == COPIES * w
+
+
+def test_builds_are_bounded_by_the_memory_budget(chain_file, tmp_path, monkeypatch):
+    gates: list[MemoryGate] = []
+
+    class Recording(MemoryGate):
+        def __init__(self, budget: int):
+            super().__init__(budget)
+            gates.append(self)
+
+    monkeypatch.setattr(schedule, "MemoryGate", Recording)
+    monkeypatch.setattr(schedule, "BUILD_MEMORY", 1)  # every build is over it: one at a time
+    advise(_request(chain_file, tmp_path, validate_all=True))
+    biggest = COPIES * weight_bytes(make_chain_model())
+    assert gates and gates[0].budget == 1
+    assert gates[0].peak == biggest  # never two builds at once
+    monkeypatch.setattr(schedule, "BUILD_MEMORY", 10 * biggest)
+    advise(_request(chain_file, tmp_path, validate_all=True))
+    assert gates[1].peak <= 10 * biggest
+
+
+def test_freed_heap_goes_back_and_rss_is_read():
+    assert release_freed() in (True, False)
+    assert rss_bytes() > 10 * 2**20
+
+
+# --- each artifact read once for its digest ----------------------------------------------------
+
+
+def test_file_digest_reads_a_file_once_per_version(tmp_path, monkeypatch):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"one")
+    reads: list[str] = []
+    real = policy.hashlib.file_digest
+    monkeypatch.setattr(policy.hashlib, "file_digest", lambda f, h: reads.append(h) or real(f, h))
+    first = policy.file_digest(path)
+    assert policy.file_digest(str(path)) == first and len(reads) == 1
+    path.write_bytes(b"two, longer")  # a new version: read again, a new digest
+    assert policy.file_digest(path) != first and len(reads) == 2
+
+
+# --- the process start -------------------------------------------------------------------------
+
+
+HEAVY = ("torch", "streamlit", "sklearn", "ray", "fastapi", "uvicorn", "altair", "torch_pruning")
+
+
+def test_the_cli_and_the_advise_path_import_no_heavy_library():
+    code = (
+        "import sys; from app.cli import cli; import app.commands.advise, advisor.pipeline; "
+        "import advisor.validate.schedule; "
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
+
+
+def test_ml_dtypes_is_a_release_that_imports_fast():
+    major, minor = (int(x) for x in importlib.metadata.version("ml_dtypes").split(".")[:2])
+    assert (major, minor) < (0, 7)  # 0.7.0 spends ~0.6 s in its import (pyproject.toml)
