@@ -23,7 +23,14 @@ import advisor.validate.schedule as schedule
 from advisor import AdviceRequest, advise
 from advisor.measure import policy
 from advisor.measure.heap import release_freed, rss_bytes
-from advisor.validate.budget import COPIES, MemoryGate, build_bytes, weight_bytes
+from advisor.validate.budget import (
+    COPIES,
+    PREDICT_COPIES,
+    MemoryGate,
+    build_bytes,
+    loaded_bytes,
+    weight_bytes,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,16 +152,23 @@ def test_a_gate_lets_builds_that_fit_run_together_and_a_larger_one_alone():
     assert gate.used == 0 and gate.peak == 150
 
 
-def test_build_bytes_count_each_model_once():
+def test_build_bytes_count_each_model_once_and_the_predictor_of_a_changed_model():
+    from advisor.plans import Candidate, Compute
+    from advisor.targets.catalog import get_target, load_catalog
+
     model = make_chain_model()
     w = weight_bytes(model)
     assert w == sum(onnx.numpy_helper.to_array(t).nbytes for t in model.graph.initializer)
-
-    from advisor.plans import Candidate, Compute
-
-    target = object()
-    twice = [Compute("a", "device", target, model), Compute("b", "edge", target, model)]  # type: ignore[arg-type]
+    host, rpi4 = (get_target(t, load_catalog()) for t in ("host", "rpi4"))
+    twice = [Compute("a", "device", host, model), Compute("b", "edge", host, model)]
     assert build_bytes(Candidate("k", "t", list(twice))) == COPIES * w
+    assert loaded_bytes(Candidate("k", "t", list(twice))) == w
+    # a changed model on a target is loaded by the predictor too (as float)
+    on_target = Candidate("k", "t", [Compute("a", "device", rpi4, model, precision="int8")])
+    assert build_bytes(on_target) == COPIES * w + PREDICT_COPIES * weight_bytes(model, True)
+    nodes = frozenset(n.name for n in model.graph.node)  # an unchanged FP32 part: node by node
+    fp32 = Candidate("k", "t", [Compute("a", "device", rpi4, model, nodes=nodes)])
+    assert build_bytes(fp32) == COPIES * w
 
 
 def test_builds_are_bounded_by_the_memory_budget(chain_file, tmp_path, monkeypatch):

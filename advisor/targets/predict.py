@@ -374,7 +374,7 @@ def predict_model(
 
     if target.id == HOST_ID:
         raise RequestError("the host is measured, not predicted: time the model with ORT")
-    graph = load_model(model, ort_check=not loaded)
+    graph = load_model(model, ort_check=not loaded, compact=False)  # read once, then dropped
     used, note = effective_precision(target, precision)
     notes = [note] if note else []
     nodes = list(graph.nodes)

@@ -40,7 +40,7 @@ from advisor.measure.policy import Policy, StageTimer, file_digest, policy_for
 from advisor.measure.timing import LatencyStats, make_session, median_p90
 from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
 from advisor.targets.catalog import transfer_ms
-from advisor.validate.budget import BUILD_MEMORY, COPIES, MemoryGate, build_bytes
+from advisor.validate.budget import BUILD_MEMORY, MemoryGate, build_bytes, loaded_bytes
 from advisor.validate.core import (
     Prepared,
     _predict_stage,
@@ -161,19 +161,20 @@ def _prepare(
     threads: int,
     gate: MemoryGate,
     memo: MeasurementMemo,
-    cost: int,
+    cost: tuple[int, int],
 ) -> Prepared:
     # sessions are dropped: holding every plan's loaded models until timing would add them all
     # to peak memory; the window loads each distinct model again. The candidate's ModelProtos
-    # are released once written (the artifacts hold them). Its build holds COPIES x its
-    # weights in the gate; once loaded, only the sessions' one copy, while it runs the
-    # evaluation inputs (identical artifacts, e.g. both baselines, run them once: `memo`).
+    # are released once written (the artifacts hold them). Its build holds its peak estimate
+    # in the gate; once loaded, only the sessions' one copy, while it runs the evaluation
+    # inputs (identical artifacts, e.g. both baselines, run them once: `memo`).
     plan_dir = pid.replace("#", "-")
-    with gate.hold(cost) as held:
+    peak, sessions = cost
+    with gate.hold(peak) as held:
 
         def loaded() -> None:
             release_freed()
-            held.shrink(cost // COPIES)
+            held.shrink(sessions)
 
         prep = prepare(
             ctx,
@@ -216,8 +217,8 @@ def prepare_all(
     ) as pool:
         # the largest builds first: their sub-models are released soonest, and the small
         # ones fill the other cores at the end; results stay in the candidates' order
-        cost = {pid: build_bytes(cand) for pid, cand in todo}
-        by_cost = sorted(todo, key=lambda pc: -cost[pc[0]])
+        cost = {pid: (build_bytes(cand), loaded_bytes(cand)) for pid, cand in todo}
+        by_cost = sorted(todo, key=lambda pc: -cost[pc[0]][1])
         submitted = {
             pid: pool.submit(_prepare, ctx, cand, pid, ev, threads, gate, memo, cost[pid])
             for pid, cand in by_cost
@@ -281,14 +282,13 @@ def window_all(
     owners: dict[str, list[str]] = {}
     first: dict[str, str] = {}
     sessions: dict[str, list[Any]] = {}
-    loaded: dict[str, Any] = {}
+    loaded = _load_distinct(prepared, threads)
     for pid, prep in prepared:
         if any(isinstance(s, Exit) for s in prep.cand.steps):
             continue  # a cascade: its stages are timed one by one (StageTimer)
         env, sessions[pid] = dict(inputs), []
         for path in prep.artifacts:
-            digest = file_digest(path)  # one session per distinct model: less memory
-            sess = loaded.get(digest) or loaded.setdefault(digest, make_session(path, threads))
+            sess = loaded[file_digest(path)]
             feed = feeds_for_session(sess, env)
             outs = sess.run(None, feed)  # also the warm-up
             env.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
@@ -337,6 +337,22 @@ def window_all(
         if memo is not None:
             memo.windows[pairs[pid]] = (pt, notes[pid])
     return timer, sessions, notes
+
+
+def _load_distinct(prepared: list[tuple[str, Prepared]], threads: int) -> dict[str, Any]:
+    """One session per distinct model (by file digest) of every non-cascade plan, the
+    largest file first: each load briefly holds the file's bytes and ORT's parse besides
+    the sessions already loaded, so the small ones coming last keep that peak low. What a
+    load parsed and dropped goes back to the system before the next."""
+    paths: dict[str, str] = {}
+    for _, prep in prepared:
+        if not any(isinstance(s, Exit) for s in prep.cand.steps):
+            paths.update((file_digest(a), a) for a in prep.artifacts)
+    loaded: dict[str, Any] = {}
+    for digest, path in sorted(paths.items(), key=lambda kv: -os.path.getsize(kv[1])):
+        loaded[digest] = make_session(path, threads)
+        release_freed()
+    return loaded
 
 
 def _prefill(
