@@ -44,9 +44,9 @@ __all__ = [
 BUILD_MEMORY = 256 * 2**20
 #: copies of a model's weights one build holds at its peak (see the module docstring)
 COPIES = 3
-#: copies of a changed model's weights, as float, the predictor holds at its peak (measured:
-#: ~480 MB for the 24 MB int8 ResNet-50-class model)
-PREDICT_COPIES = 5
+#: copies of a changed model's weights, as float, the predictor holds at its peak (its graph
+#: with int8 weights folded back to float, and that graph serialized once for its digest)
+PREDICT_COPIES = 3
 
 
 def weight_bytes(model: onnx.ModelProto, as_float: bool = False) -> int:

@@ -204,12 +204,16 @@ def prepare_all(
 ) -> tuple[list[tuple[str, Prepared]], list[PlanResult]]:
     """Build and check every candidate on a thread pool (one worker without `parallel`);
     nothing here is timed. Builds run together only while their estimated memory
-    (`build_bytes`) fits in `memory` bytes; a larger one runs alone. The pool is closed
+    (`build_bytes`, then `loaded_bytes` while a plan runs its evaluation inputs) fits in
+    `memory` bytes; a larger build runs beside one other plan's loaded sessions at most (the
+    budget is raised to the largest build plus the largest sessions). The pool is closed
     (every worker joined) when this returns, so the timing that follows runs alone. `memo`
     (a sweep's) shares evaluation runs of identical artifacts; without one, this call's."""
     done: list[tuple[str, Prepared]] = []
     failed: list[PlanResult] = []
-    gate = MemoryGate(memory)
+    cost = {pid: (build_bytes(cand), loaded_bytes(cand)) for pid, cand in todo}
+    sessions = max((s for _, s in cost.values()), default=0)
+    gate = MemoryGate(max([memory, *(peak + sessions for peak, _ in cost.values())]))
     memo = memo if memo is not None else MeasurementMemo()
     seed_reference_run(memo, ctx, ev)
     with ThreadPoolExecutor(
@@ -217,7 +221,6 @@ def prepare_all(
     ) as pool:
         # the largest builds first: their sub-models are released soonest, and the small
         # ones fill the other cores at the end; results stay in the candidates' order
-        cost = {pid: (build_bytes(cand), loaded_bytes(cand)) for pid, cand in todo}
         by_cost = sorted(todo, key=lambda pc: -cost[pc[0]][1])
         submitted = {
             pid: pool.submit(_prepare, ctx, cand, pid, ev, threads, gate, memo, cost[pid])
