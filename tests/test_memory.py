@@ -214,13 +214,16 @@ def test_file_digest_reads_a_file_once_per_version(tmp_path, monkeypatch):
 # --- the process start -------------------------------------------------------------------------
 
 
-HEAVY = ("torch", "streamlit", "sklearn", "ray", "fastapi", "uvicorn", "altair", "torch_pruning")
+HEAVY = (
+    "torch", "streamlit", "sklearn", "ray", "fastapi", "uvicorn", "altair", "torch_pruning",
+    "pandas",
+)  # fmt: skip
 
 
 def test_the_cli_and_the_advise_path_import_no_heavy_library():
     code = (
         "import sys; from app.cli import cli; import app.commands.advise, advisor.pipeline; "
-        "import advisor.validate.schedule; "
+        "import advisor.validate.schedule, advisor.runs; "
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -229,6 +232,20 @@ def test_the_cli_and_the_advise_path_import_no_heavy_library():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_the_run_store_works_without_importing_pandas(tmp_path):
+    code = (
+        "import sys; from advisor.runs import RunStore, sqlite_utils; "
+        f"db = sqlite_utils.Database({str(tmp_path / 'r.sqlite')!r}); "
+        "db['t'].insert({'a': 1}); print(db['t'].count, 'pandas' in sys.modules); "
+        "import pandas; print(pandas.__name__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "False", "pandas"]  # and pandas imports later as usual
 
 
 def test_ml_dtypes_is_a_release_that_imports_fast():

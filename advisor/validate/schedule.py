@@ -7,7 +7,11 @@ timing runs alone.
    that figure, not built and timed; `baseline.device` (the guard's FP32 reference) always is.
 2. `prepare_all`: build, load, run the evaluation inputs and check fidelity for every plan —
    no timing — on a pool of worker threads, one per core (ONNX Runtime and numpy release the
-   GIL, so the cores really are shared out).
+   GIL, so the cores really are shared out), as many builds at once as a byte budget allows
+   (`advisor.validate.budget`: a 100 MB model's builds go one at a time, each beside one
+   other plan's evaluation run), the largest first. Each plan's sub-models are released once
+   written, what the predictor reads from them taken first; both baselines take their
+   evaluation from the FP32 reference outputs.
 3. `window_all`: only after the pool has closed (every worker joined), one shared window on
    this thread, with nothing else of ours running (so the timings see the same quiet machine
    the fixed-count flow saw), times every distinct stage model once — shuffled rounds, each
