@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -48,7 +49,10 @@ def _sqlite_utils() -> ModuleType:
     return sqlite_utils
 
 
-sqlite_utils = _sqlite_utils()
+if TYPE_CHECKING:
+    import sqlite_utils
+else:
+    sqlite_utils = _sqlite_utils()
 
 __all__ = ["RunStore", "RunSummary", "DB_NAME"]
 
