@@ -93,7 +93,7 @@ def test_sub_models_are_released_once_built_and_predicted_before(chain_file, tmp
 def test_no_session_outlives_advise(chain_file, tmp_path):
     advise(_request(chain_file, tmp_path))
     gc.collect()
-    alive = [o for o in gc.get_objects() if isinstance(o, ort.InferenceSession)]
+    alive = [o for o in gc.get_objects() if type(o) is ort.InferenceSession]
     assert alive == []
 
 
