@@ -270,3 +270,15 @@ def test_shape_inference_leaves_large_weights_out_and_infers_the_same_shapes():
     full = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     assert ours.SerializeToString() == full.SerializeToString()  # the very same model
     assert repair._weightless(make_chain_model()) is None  # nothing large: the model itself
+
+
+def test_a_model_is_serialized_once_and_past_the_limit_loaded_from_external_data(monkeypatch):
+    from advisor.measure import timing
+
+    model = make_chain_model()
+    assert timing.serialized(model) == model.SerializeToString()
+    assert timing.session_source(model) == model.SerializeToString()
+    monkeypatch.setattr(timing, "_PROTO_LIMIT", 16)  # as if past protobuf's 2 GB
+    assert timing.serialized(model) is None and timing.session_source(model) is model
+    sess = timing.make_session(model)  # through a file with external data
+    assert sess._edgedl_tmp is not None and [o.name for o in sess.get_outputs()] == ["y"]
