@@ -282,3 +282,30 @@ def test_a_model_is_serialized_once_and_past_the_limit_loaded_from_external_data
     assert timing.serialized(model) is None and timing.session_source(model) is model
     sess = timing.make_session(model)  # through a file with external data
     assert sess._edgedl_tmp is not None and [o.name for o in sess.get_outputs()] == ["y"]
+
+
+def test_walking_the_plans_after_the_window_runs_no_stage_again(chain_file, tmp_path, monkeypatch):
+    import advisor.validate.core as core
+
+    during: list[int] = []
+    real_measure, real_run = core.measure, ort.InferenceSession.run
+
+    def measure(*a, **k):
+        during.append(0)
+        try:
+            return real_measure(*a, **k)
+        finally:
+            during.pop()
+
+    calls: list[str] = []
+
+    def run(self, *a, **k):
+        if during:
+            calls.append("run")
+        return real_run(self, *a, **k)
+
+    monkeypatch.setattr(schedule, "measure", measure)
+    monkeypatch.setattr(ort.InferenceSession, "run", run)
+    advice = advise(_request(chain_file, tmp_path, validate_all=True))
+    assert calls == []  # every stage's outputs came from the window's warm-up run
+    assert all(p.measured_host is not None for p in advice.plans if p.status != "skipped")

@@ -123,6 +123,9 @@ class StageTimer:
     seen: dict[str, tuple[LatencyStats, str, str]] = field(default_factory=dict)
     # keys whose figure an earlier advise of this process measured (a sweep's memo)
     inherited: set[str] = field(default_factory=set)
+    # the outputs of one run of the model on its inputs, by key (the shared window's warm-up
+    # run), so that walking a plan's stages after the window does not run each stage again
+    outputs: dict[str, list[Any]] = field(default_factory=dict)
 
     @staticmethod
     def key(path: str, feeds: Mapping[str, Any]) -> str:

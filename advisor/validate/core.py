@@ -309,7 +309,9 @@ def _compute_step(
         timed = f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s), median of {runs} runs"
     else:
         stats, timed = timer.time(path, feeds, session=sess)
-    outs = sess.run(None, feeds)
+    # the same model on the same inputs already ran in the shared window: its outputs
+    known = timer.outputs.get(StageTimer.key(path, feeds)) if timer is not None else None
+    outs = known if known is not None else sess.run(None, feeds)
     env0.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
     pred, method, derived, source, band = own or _predict_stage(ctx, step_c, stats.median_ms)
     walk.derived |= derived

@@ -300,6 +300,7 @@ def window_all(
             outs = sess.run(None, feed)  # also the warm-up
             env.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
             key = StageTimer.key(path, feed)
+            timer.outputs.setdefault(key, outs)
             stages.setdefault(key, (sess, feed))
             owners.setdefault(key, []).append(pid)
             first.setdefault(pid, key)
