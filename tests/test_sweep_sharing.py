@@ -106,9 +106,10 @@ def test_each_distinct_artifact_gets_one_session_and_one_evaluation_run(runs):
     # every artifact any cell wrote (one per plan here) got one session and one run on the
     # evaluation set, whichever cell built it first
     assert memo.sessions_made == len(built)
-    assert calls["run_eval"] == memo.misses == len(built)
-    # on its own, every cell runs every plan it built
-    assert alone_calls["run_eval"] == memo.hits + memo.misses
+    # ...except the FP32 model's, whose outputs are its reference (seed_reference_run)
+    assert calls["run_eval"] == memo.misses == len(built) - 1
+    # on its own, every cell runs every plan it built but the FP32 model (its reference)
+    assert alone_calls["run_eval"] == memo.hits + memo.misses - len(CELLS)
     assert memo.hits >= len(built) * (len(CELLS) - 1) - len(built)
 
 
@@ -179,14 +180,12 @@ def test_the_sweep_task_records_what_it_did_once(tmp_path, monkeypatch):
     assert last["evaluation_runs_reused"] > 0
 
 
-def test_a_memo_keeps_sessions_only_within_its_byte_budget(tmp_path, monkeypatch):
-    """Sessions are kept (and their outputs reused) up to MAX_SESSION_BYTES of artifacts;
+def test_a_memo_keeps_sessions_only_within_its_byte_budget(tmp_path):
+    """Sessions are kept (and their outputs reused) up to the memo's session budget;
     past it each call loads its own, as without a memo, with the same outputs."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper
-
-    import advisor.measure.memo as memo_module
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
@@ -199,8 +198,7 @@ def test_a_memo_keeps_sessions_only_within_its_byte_budget(tmp_path, monkeypatch
     kept = MeasurementMemo()
     outs = [kept.run("relu", str(path), 1, feeds)[1][0] for _ in range(3)]
     assert kept.sessions_made == 1 and kept.session_bytes == path.stat().st_size
-    monkeypatch.setattr(memo_module, "MAX_SESSION_BYTES", 0)
-    over = MeasurementMemo()
+    over = MeasurementMemo(session_budget=0)  # one advise call's own memo keeps none
     outs += [over.run("relu", str(path), 1, feeds)[1][0] for _ in range(3)]
     assert over.sessions_made == 3 and not over.sessions and over.session_bytes == 0
     for out in outs:

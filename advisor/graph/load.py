@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+import onnx
+from google.protobuf.message import EncodeError
+
 from advisor.graph import footprint, repair
 from advisor.graph import io as model_io
 from advisor.graph.model import ModelGraph, build_graph
@@ -25,6 +28,8 @@ def load_model(
     example_inputs: Any = None,
     data_shapes: Mapping[str, tuple[int, ...]] | None = None,
     max_memory: int | None = None,
+    ort_check: bool = True,
+    compact: bool = True,
 ) -> ModelGraph:
     """Load an .onnx path, 'zoo:<id>' / bare zoo id, ModelProto or torch.nn.Module.
 
@@ -32,6 +37,9 @@ def load_model(
     `--data`, by input name) fill the ones still symbolic. Before anything is allocated, the
     inputs, then every tensor of one run, are checked against `max_memory` (bytes; default:
     the memory available now): over it, ModelError says the estimate and the largest tensor.
+    `ort_check=False` skips loading the model in ONNX Runtime when shape inference found
+    every shape (for a model the caller has already loaded in ORT). `compact=False` keeps the
+    repaired proto as it is (for a graph read once and dropped; see `_compact`).
 
     >>> g = load_model("zoo:digits_cnn")
     >>> g.inputs[0].shape, g.outputs[0].shape
@@ -53,7 +61,8 @@ def load_model(
         proto, dict(input_shapes or {}), dict(data_shapes or {})
     )
     footprint.check_memory(footprint.input_estimate(proto), max_memory)
-    repair.infer_shapes(proto)
+    repair.infer_shapes(proto, load_check=ort_check)
+    proto = _compact(proto) if compact else proto
     graph = build_graph(proto, origin, (*folded, *notices), tuple(batch_inputs))
     footprint.check_memory(footprint.graph_estimate(graph), max_memory)
     if graph.precision == "fp16":
@@ -63,3 +72,16 @@ def load_model(
         )
         graph = replace(graph, notices=(*graph.notices, note))
     return graph
+
+
+def _compact(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model parsed afresh from its bytes. Protobuf (upb) keeps every byte a message
+    ever held until the message itself is freed: a model repaired in place (nodes named,
+    weights folded, inferred shapes copied over) holds its weights about twice — on a
+    ResNet-50-class model ~200 MB for 100 MB of weights, for the whole advice. A fresh parse
+    holds them once. A model past protobuf's 2 GB limit is kept as it is."""
+    try:
+        data = model.SerializeToString()
+    except (ValueError, EncodeError):
+        return model
+    return onnx.ModelProto.FromString(data)

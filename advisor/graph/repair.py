@@ -328,8 +328,10 @@ def _concrete(vi: onnx.ValueInfoProto) -> bool:
     )
 
 
-def infer_shapes(model: onnx.ModelProto) -> None:
-    """Concrete shapes for every tensor: onnx shape inference, then one ORT run for the rest."""
+def infer_shapes(model: onnx.ModelProto, load_check: bool = True) -> None:
+    """Concrete shapes for every tensor: onnx shape inference, then one ORT run for the rest.
+    Without `load_check`, ONNX Runtime is used only when shapes are missing (for a model
+    the caller loads in ORT anyway: a second session would add a copy of its weights)."""
     graph = model.graph
     stale = [vi for vi in graph.value_info if not _concrete(vi)]
     for vi in stale:
@@ -337,15 +339,71 @@ def infer_shapes(model: onnx.ModelProto) -> None:
     for out in graph.output:  # symbolic output dims are re-inferred from the concrete inputs
         if out.type.HasField("tensor_type") and not _concrete(out):
             out.type.tensor_type.ClearField("shape")
+    shell = _weightless(model)
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(
+            shell or model, strict_mode=True, data_prop=True
+        )
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise ShapeError(
             f"shape inference failed with these input shapes: {first}; check --input-shape"
         ) from None
-    model.CopyFrom(inferred)
-    _check_with_ort(model)
+    if shell is None:
+        model.CopyFrom(inferred)
+    else:  # what inference adds: the shapes of values and outputs
+        del graph.value_info[:]
+        graph.value_info.extend(inferred.graph.value_info)
+        for out, got in zip(graph.output, inferred.graph.output, strict=True):
+            out.CopyFrom(got)
+    _check_with_ort(model, load_check)
+
+
+_SHELL_MIN_BYTES = 1 << 20  # initializers this large enter shape inference without their bytes
+
+
+def _weightless(model: onnx.ModelProto) -> onnx.ModelProto | None:
+    """The model with each large initializer (1 MB or more: weights, never the small
+    tensors a shape is computed from) reduced to its name, type and dims, for shape
+    inference, which reads no weight's values: handing it the model itself serializes and
+    parses every weight four times (~0.4 s and ~400 MB transient on a 100 MB model). None
+    (infer on the model itself) when there is nothing to leave out, or when nodes hold
+    subgraphs (inference writes their shapes inside them)."""
+    g = model.graph
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+           for n in g.node for a in n.attribute):  # fmt: skip
+        return None
+    big = {t.name for t in g.initializer if _nbytes(t) >= _SHELL_MIN_BYTES}
+    if not big:
+        return None
+    shell = onnx.ModelProto()
+    for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version"):
+        setattr(shell, field, getattr(model, field))
+    shell.opset_import.extend(model.opset_import)
+    shell.functions.extend(model.functions)
+    sg = shell.graph
+    sg.name = g.name
+    sg.node.extend(g.node)
+    sg.input.extend(g.input)
+    sg.output.extend(g.output)
+    sg.value_info.extend(g.value_info)
+    for t in g.initializer:
+        if t.name in big:
+            sg.initializer.append(
+                onnx.TensorProto(name=t.name, data_type=t.data_type, dims=list(t.dims))
+            )
+        else:
+            sg.initializer.append(t)
+    return shell
+
+
+def _nbytes(t: onnx.TensorProto) -> int:
+    """A tensor's size from its dims and type, without reading its data."""
+    try:
+        size = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    except (KeyError, TypeError, ValueError):
+        return 0
+    return int(np.prod(t.dims, dtype=np.int64)) * size
 
 
 def _ort_errors() -> tuple[type[BaseException], ...]:
@@ -376,17 +434,18 @@ def _op_from_message(model: onnx.ModelProto, message: str) -> str | None:
     return f"operator {op!r} (domain {domain!r}){where}"
 
 
-def _check_with_ort(model: onnx.ModelProto) -> None:
-    """Create a CPU session (proves ORT knows every op); run once if shapes are missing."""
-    if model.ByteSize() > _ORT_CHECK_MAX_BYTES:
-        return
-    import onnxruntime as ort
-
+def _check_with_ort(model: onnx.ModelProto, load_check: bool = True) -> None:
+    """Create a CPU session (proves ORT knows every op); run once if shapes are missing.
+    Without `load_check` and with no shape missing, nothing is done."""
     from advisor.graph.model import tensor_specs
 
     specs = tensor_specs(model)
     outputs = {o.name for o in model.graph.output}
     missing = [o for n in model.graph.node for o in n.output if o and o not in specs]
+    if (not missing and not load_check) or model.ByteSize() > _ORT_CHECK_MAX_BYTES:
+        return
+    import onnxruntime as ort
+
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     for name in missing:

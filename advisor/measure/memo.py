@@ -70,6 +70,9 @@ class MeasurementMemo:
     # what planners built that depends only on its content key (advisor.plans.PlanContext.once)
     planning: dict[tuple, Any] = field(default_factory=dict)
     citations: dict[str, list[Any]] = field(default_factory=dict)  # plan kind -> KB entries
+    # artifact bytes of the sessions this memo may keep: a sweep's shares them across cells;
+    # one advise call's own memo keeps none (they would add to its peak memory)
+    session_budget: int = MAX_SESSION_BYTES
     hits: int = 0  # evaluation runs found in the memo
     misses: int = 0  # evaluation runs measured
     loads: int = 0  # models loaded (with their data and FP32 reference)
@@ -103,7 +106,7 @@ class MeasurementMemo:
         got: tuple[Any, dict] = (make_session(path, threads=threads), {})
         self.sessions_made += 1
         size = Path(path).stat().st_size
-        if len(self.sessions) < MAX_SESSIONS and self.session_bytes + size <= MAX_SESSION_BYTES:
+        if len(self.sessions) < MAX_SESSIONS and self.session_bytes + size <= self.session_budget:
             self.sessions[key] = got
             self.session_bytes += size
         return got

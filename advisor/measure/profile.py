@@ -42,6 +42,7 @@ from advisor.measure.timing import (
     make_session,
     measure_latency,
     median_p90,
+    session_source,
     stop_reason,
     timed_run,
     uncontended,
@@ -242,13 +243,15 @@ def _timed_runs(
     thread CPU ms) of each timed run, and why an adaptive `rule` stopped ('' without one).
     """
     with tempfile.TemporaryDirectory(prefix="edgedl-prof-") as tmp:
+        source = session_source(model)  # serialized once for the three sessions
         # only the ALL session (the deployment's figure) spins its idle workers: the other
         # two would otherwise spin on the cores the ALL run needs (make_session)
         prof = make_session(
-            model, threads, "basic", profile_prefix=str(Path(tmp) / "ort"), spinning=False
+            source, threads, "basic", profile_prefix=str(Path(tmp) / "ort"), spinning=False
         )
-        basic = make_session(model, threads, "basic", spinning=False)
-        full = make_session(model, threads, "all")
+        basic = make_session(source, threads, "basic", spinning=False)
+        full = make_session(source, threads, "all")
+        del source
         feed = check_inputs(prof, feed_raw)
         times: dict[str, list[tuple[float, float]]] = {"prof": [], "basic": [], "all": []}
         stopped, i = "", -1

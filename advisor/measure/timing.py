@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import onnx
 import onnxruntime as ort
+from google.protobuf.message import EncodeError
 from pydantic import BaseModel, ConfigDict
 
 from advisor.errors import InputDataError, ModelError, RequestError, ort_message
@@ -37,6 +38,8 @@ __all__ = [
     "make_session",
     "measure_latency",
     "median_p90",
+    "serialized",
+    "session_source",
     "stop_reason",
     "timed_run",
     "uncontended",
@@ -91,6 +94,24 @@ def check_counts(runs: int, warmup: int, threads: int) -> None:
         raise RequestError(f"threads must be at least 1 (got {threads})")
 
 
+def serialized(model: onnx.ModelProto) -> bytes | None:
+    """The model's bytes, or None past `_PROTO_LIMIT` (protobuf cannot serialize past 2 GB).
+    One pass: asking `ByteSize()` first costs as much as serializing (~0.1 s per 100 MB)."""
+    try:
+        data = model.SerializeToString()
+    except (ValueError, EncodeError):  # past 2 GB
+        return None
+    return data if len(data) <= _PROTO_LIMIT else None
+
+
+def session_source(model: onnx.ModelProto) -> onnx.ModelProto | bytes:
+    """The model's bytes, serialized once for several sessions of it (each `make_session`
+    of a ModelProto serializes it again: a second copy in memory and ~0.1 s per 100 MB);
+    the proto itself past protobuf's 2 GB limit (make_session writes external data)."""
+    data = serialized(model)
+    return model if data is None else data
+
+
 def make_session(
     model: onnx.ModelProto | bytes | str | Path,
     threads: int = 1,
@@ -125,14 +146,15 @@ def make_session(
         so.profile_file_prefix = profile_prefix
     keep: tempfile.TemporaryDirectory[str] | None = None
     if isinstance(model, onnx.ModelProto):
-        if model.ByteSize() > _PROTO_LIMIT:
+        data = serialized(model)
+        if data is None:
             # protobuf cannot serialize past 2 GB: hand ORT a file with external data
             keep = tempfile.TemporaryDirectory(prefix="edgedl-model-")
             path = Path(keep.name) / "model.onnx"
             onnx.save_model(model, path, save_as_external_data=True, location="model.data")
             source: bytes | str = str(path)
         else:
-            source = model.SerializeToString()
+            source = data
     elif isinstance(model, bytes):
         source = model
     else:

@@ -115,19 +115,19 @@ def _at_least_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
         ) from None
 
 
-_PROTO_LIMIT = 1_800_000_000  # a larger model cannot be serialized to bytes: not cached
-
-
 def _cached(kind: str, model: onnx.ModelProto, extra: list[bytes], build) -> onnx.ModelProto:
     """`build()`, or the model an earlier run built from the same bytes (advisor.cache,
     namespace 'quantized', keyed by the source model's bytes, `extra` and ORT's version)."""
     import onnxruntime as ort
 
     from advisor import cache
+    from advisor.measure.timing import serialized
 
-    if model.ByteSize() > _PROTO_LIMIT:
+    data = serialized(model)  # None past protobuf's limit: a model that large is not cached
+    if data is None:
         return build()
-    key = cache.content_key(kind, ort.__version__, model.SerializeToString(), *extra)
+    key = cache.content_key(kind, ort.__version__, data, *extra)
+    del data
     hit = cache.read_model("quantized", key)
     if hit is not None:
         return hit

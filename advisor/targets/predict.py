@@ -378,16 +378,20 @@ def predict_model(
     threads: int | None = None,
     *,
     graph: Any = None,
+    loaded: bool = False,
 ) -> Prediction:
     """Predict a whole model (an ONNX ModelProto, e.g. a quantized or pruned plan artifact) on
     a non-host `target` from its own nodes: the target profile if it has one, else the
     catalog priors. Nothing of this host's timing enters the figure. `graph`: the model
-    already loaded (`advisor.graph.load.load_model(model)`), when the caller has it."""
+    already loaded (`advisor.graph.load.load_model(model)`), when the caller has it;
+    `loaded`: the caller has loaded this model in ONNX Runtime already (no second load to
+    check it)."""
     from advisor.graph.load import load_model
 
     if target.id == HOST_ID:
         raise RequestError("the host is measured, not predicted: time the model with ORT")
-    graph = graph if graph is not None else load_model(model)
+    if graph is None:
+        graph = load_model(model, ort_check=not loaded, compact=False)  # read once, dropped
     used, note = effective_precision(target, precision)
     notes = [note] if note else []
     nodes = list(graph.nodes)

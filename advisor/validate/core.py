@@ -10,7 +10,7 @@ from the bytes that actually cross and the link model.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,8 @@ import onnx
 
 from advisor.advice import Fidelity, Latency, PlanResult, Stage
 from advisor.graph.model import ModelGraph
-from advisor.measure.memo import MeasurementMemo, digest_bytes
-from advisor.measure.policy import StageTimer
+from advisor.measure.memo import MeasurementMemo
+from advisor.measure.policy import StageTimer, file_digest
 from advisor.measure.profile import make_session, measure_latency
 from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
 from advisor.targets.catalog import transfer_ms
@@ -33,16 +33,14 @@ from advisor.validate.fidelity import (
     fidelity,
     run_eval,
 )
+from advisor.validate.stage_predict import (
+    StagePrediction,
+    by_model,
+    model_prediction,
+    predict_stage,
+)
 
 LINK_METHOD = "link model: RTT/2 + bytes / nominal bandwidth"
-
-
-def _tier_ms(ctx: PlanContext, tier: str) -> dict[str, float]:
-    return {
-        "device": ctx.device_ms,
-        "edge": ctx.edge_ms or ctx.server_ms,
-        "cloud": ctx.cloud_ms or ctx.server_ms,
-    }.get(tier, ctx.server_ms)
 
 
 @dataclass
@@ -86,6 +84,9 @@ class Prepared:
     sessions: list[Any]
     run: EvalRun
     fid: Fidelity
+    # per compute step, its prediction from its own model (a quantized, pruned or converted
+    # model on a non-host target), made before the model was released; None: predicted later
+    own: tuple[StagePrediction | None, ...] = ()
     digests: tuple[str, ...] = ()  # SHA-256 of each artifact's bytes, in step order
 
 
@@ -98,27 +99,63 @@ def prepare(
     threads: int,
     keep_sessions: bool = True,
     memo: MeasurementMemo | None = None,
+    release: bool = False,
+    loaded: Callable[[], None] | None = None,
 ) -> Prepared:
     """Everything but timing: write the artifacts, load them, run the evaluation inputs and
     compare with FP32. Safe to run beside other `prepare` calls (it times nothing). Without
-    `keep_sessions` the loaded sessions are dropped (`measure` loads them again). With a
-    `memo`, artifacts whose bytes an earlier call already ran share that run and its
-    sessions."""
+    `keep_sessions` the loaded sessions are dropped (`measure` loads them again). With
+    `release`, the candidate's ModelProtos are released once written (`release_models`):
+    the artifacts hold them, and what was predicted from them is kept in `own`. `loaded` is
+    called once the sessions are loaded, before the evaluation runs (the peak of memory is
+    behind: a caller bounding concurrent builds by memory lets the next one start). With a
+    `memo`, artifacts whose bytes an earlier call already ran share that run, their
+    predictions and (a sweep's memo) their sessions."""
     computes = [s for s in cand.steps if isinstance(s, Compute)]
     artifacts = _build(computes, out_dir / plan_id)
-    digests = tuple(digest_bytes(Path(a).read_bytes()) for a in artifacts)
+    digests = tuple(file_digest(a) for a in artifacts)
     if memo is not None:
         memo.file_digests.update(zip(artifacts, digests, strict=True))
+    # predicted before the sessions load, so their memory and the predictor's do not add up;
+    # ORT loads each artifact next (a model it cannot load rejects the plan there)
+    own = tuple(
+        model_prediction(ctx, c, True, (d, memo)) if by_model(ctx, c) else None
+        for c, d in zip(computes, digests, strict=True)
+    )
+    if release:
+        release_models(cand)
+        computes = [s for s in cand.steps if isinstance(s, Compute)]
     names = [t.name for t in ctx.graph.outputs]
-    run, fid, sessions = _eval_run(cand, artifacts, digests, ev, names, threads, memo)
+    key = _run_key(cand, ev, names, artifacts, digests) if memo is not None else None
+    known = memo.eval_runs.get(key) if memo is not None and key is not None else None
+    # an evaluation run of the same bytes is known (both baselines hold the FP32 model): its
+    # sessions are not loaded again unless they are kept
+    load = known is None or keep_sessions
+    sessions = (
+        [_session(a, d, threads, memo) for a, d in zip(artifacts, digests, strict=True)]
+        if load
+        else []
+    )
+    if loaded is not None:
+        loaded()
+    run, fid = _eval_run(cand, sessions, ev, names, key, memo)
     # of every tensor the first input produced, only those a transfer sends are read later;
     # the rest (every activation of the model) would stay in memory until timing ends
     sent = {t for s in cand.steps if isinstance(s, Transfer) for t in s.tensors}
     run = replace(run, first_env={k: v for k, v in run.first_env.items() if k in sent})
-    if keep_sessions and sessions is None:
-        sessions = [_session(a, d, threads, memo) for a, d in zip(artifacts, digests, strict=True)]
-    kept = (sessions or []) if keep_sessions else []
-    return Prepared(cand, plan_id, computes, artifacts, kept, run, fid, digests)
+    kept = sessions if keep_sessions else []
+    return Prepared(cand, plan_id, computes, artifacts, kept, run, fid, own, digests)
+
+
+def release_models(cand: Candidate) -> None:
+    """Replace each compute step's ModelProto by an empty one, in place, so that the
+    candidate (held until the advice is assembled) stops holding its sub-models: for a
+    ResNet-50-class model, every partition and quantized variant is ~25-100 MB. Call it
+    once the artifacts are written; the steps keep everything else (tier, target,
+    precision, nodes)."""
+    for i, step in enumerate(cand.steps):
+        if isinstance(step, Compute):
+            cand.steps[i] = replace(step, model=onnx.ModelProto())
 
 
 def measure(
@@ -132,11 +169,12 @@ def measure(
 ) -> PlanResult:
     """Time a prepared candidate's compute stages (fixed `runs`, or `timer`'s policy). With
     a `memo`, outputs and predictions of artifacts seen earlier are reused."""
-    digests = prep.digests or tuple(digest_bytes(Path(a).read_bytes()) for a in prep.artifacts)
+    digests = prep.digests or tuple(file_digest(a) for a in prep.artifacts)
     sessions = prep.sessions or [
         _session(a, d, threads, memo) for a, d in zip(prep.artifacts, digests, strict=True)
     ]
-    compiled = zip(prep.computes, sessions, prep.artifacts, digests, strict=True)
+    own = prep.own or (None,) * len(prep.computes)
+    compiled = zip(prep.computes, sessions, prep.artifacts, digests, own, strict=True)
     walk = _walk(ctx, prep.cand, ev, prep.run, compiled, runs, threads, timer, memo)
     return _result(ctx, prep.cand, prep.plan_id, walk, prep.run, prep.fid, prep.artifacts)
 
@@ -148,39 +186,53 @@ def _session(path: str, digest: str, threads: int, memo: MeasurementMemo | None)
     return memo.session(digest, path, threads)[0]
 
 
-def _eval_run(
-    cand: Candidate,
-    artifacts: list[str],
-    digests: tuple[str, ...],
-    ev: EvalSet,
-    names: list[str],
-    threads: int,
-    memo: MeasurementMemo | None,
-) -> tuple[EvalRun, Fidelity, list[Any] | None]:
-    """(the plan run on every evaluation input, its fidelity, the sessions it loaded or None),
-    or the same run from the memo (same artifact bytes, exits, outputs and evaluation set),
-    which loads nothing."""
-    if memo is None:
-        sessions = [make_session(a, threads=threads) for a in artifacts]
-        run = run_eval(cand, sessions, ev, names)
-        return run, fidelity(run.outputs, run.compare), sessions
-    key = (
-        digests,
+def _run_key(
+    cand: Candidate, ev: EvalSet, names: list[str], artifacts: list[str], digests: tuple = ()
+) -> tuple:
+    """What identifies an evaluation run: the artifacts' bytes (or their `digests`), the
+    exits, the prediction tensor, the outputs and the evaluation set."""
+    return (
+        digests or tuple(file_digest(a) for a in artifacts),
         tuple((s.tensor, s.threshold) for s in cand.steps if isinstance(s, Exit)),
         cand.prediction,
         tuple(names),
         eval_key(ev),
     )
+
+
+def seed_reference_run(memo: MeasurementMemo, ctx: PlanContext, ev: EvalSet) -> None:
+    """Record the FP32 reference outputs (`ev.reference`, computed when the model was loaded,
+    with the same session options) as the evaluation run of the model's own bytes, so the
+    baselines, whose artifact is those bytes, do not run the evaluation inputs again. A
+    baseline whose artifact differs (its bytes have another digest) is run as before."""
+    names = [t.name for t in ctx.graph.outputs]
+    ref = Candidate("reference", "FP32 reference", [])
+    key = _run_key(ref, ev, names, [], digests=(ctx.graph.digest,))
+    first = {**ev.inputs[0], **dict(zip(names, ev.reference[0], strict=True))}
+    run = EvalRun(list(ev.reference), ev, first, None, None)
+    memo.eval_runs.setdefault(key, (run, fidelity(run.outputs, run.compare)))
+
+
+def _eval_run(
+    cand: Candidate,
+    sessions: list[Any],
+    ev: EvalSet,
+    names: list[str],
+    key: tuple | None,
+    memo: MeasurementMemo | None,
+) -> tuple[EvalRun, Fidelity]:
+    """(the plan run on every evaluation input, its fidelity), or the same pair from the memo
+    (`key`: same artifact bytes, exits, outputs and evaluation set)."""
+    if memo is None or key is None:
+        run = run_eval(cand, sessions, ev, names)
+        return run, fidelity(run.outputs, run.compare)
     if key in memo.eval_runs:
         memo.hits += 1
-        run, fid = memo.eval_runs[key]
-        return run, fid, None
-    memo.misses += 1
-    sessions = [_session(a, d, threads, memo) for a, d in zip(artifacts, digests, strict=True)]
-    run = run_eval(cand, sessions, ev, names)
-    fid = fidelity(run.outputs, run.compare)
-    memo.eval_runs[key] = (run, fid)
-    return run, fid, sessions
+    else:
+        memo.misses += 1
+        run = run_eval(cand, sessions, ev, names)
+        memo.eval_runs[key] = (run, fidelity(run.outputs, run.compare))
+    return memo.eval_runs[key]  # type: ignore[no-any-return]
 
 
 def _build(computes: list[Compute], plan_dir: Path) -> list[str]:
@@ -199,7 +251,7 @@ def _walk(
     cand: Candidate,
     ev: EvalSet,
     run: EvalRun,
-    compiled: Iterator[tuple[Compute, Any, str, str]],
+    compiled: Iterator[tuple[Compute, Any, str, str, StagePrediction | None]],
     runs: int,
     threads: int,
     timer: StageTimer | None = None,
@@ -214,9 +266,9 @@ def _walk(
         elif isinstance(step, Transfer):
             _transfer_step(ctx.graph, step, run.first_env, walk)
         else:
-            step_c, sess, path, digest = next(compiled)
+            step_c, sess, path, digest, own = next(compiled)
             at = _At(sess, path, digest, memo)
-            _compute_step(ctx, step_c, at, env0, walk, runs, threads, timer)
+            _compute_step(ctx, step_c, at, env0, walk, runs, threads, timer, own)
     return walk
 
 
@@ -279,6 +331,7 @@ def _compute_step(
     runs: int,
     threads: int,
     timer: StageTimer | None = None,
+    own: StagePrediction | None = None,
 ) -> None:
     sess, path = at.sess, at.path
     feeds = feeds_for_session(sess, env0)
@@ -287,12 +340,16 @@ def _compute_step(
         timed = f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s), median of {runs} runs"
     else:
         stats, timed = timer.time(path, feeds, session=sess, digest=at.digest)
-    if at.memo is not None:
+    # the same model on the same inputs already ran in the shared window: its outputs
+    known = timer.outputs.get(StageTimer.key(path, feeds)) if timer is not None else None
+    if known is not None:
+        outs = known
+    elif at.memo is not None:
         outs = at.memo.run(at.digest, path, threads, feeds, sess)[1]
     else:
         outs = sess.run(None, feeds)
     env0.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
-    pred, method, derived, source, band = _predict_stage(
+    pred, method, derived, source, band = own or predict_stage(
         ctx, step_c, stats.median_ms, (at.digest, at.memo)
     )
     walk.derived |= derived
@@ -323,67 +380,6 @@ def _compute_step(
     )
     walk.pred_total += pred
     walk.meas_total += stats.median_ms
-
-
-def _predict_stage(
-    ctx: PlanContext,
-    step_c: Compute,
-    measured_ms: float,
-    shared: tuple[str, MeasurementMemo | None] = ("", None),
-) -> tuple[float, str, bool, str, float]:
-    """(predicted ms on the step's target, the method, whether it was derived from this very
-    measurement, its source, its band). An unchanged FP32 part is the sum of its nodes'
-    predictions; a changed model (quantized, pruned, converted) is predicted from its own
-    nodes at its own precision with the target's figures for that precision; `shared` (the
-    artifact's digest, a memo) reuses that figure for the same bytes, target and threads."""
-
-    tier = "server" if step_c.tier not in ctx.predictions else step_c.tier
-    base = ctx.predictions.get(tier) or ctx.predictions.get(ctx.server_tier or "edge")
-    if step_c.nodes is not None and step_c.precision == "fp32" and base is not None:
-        per_node = _tier_ms(ctx, step_c.tier)
-        overhead = ctx.overhead(step_c.tier)
-        pred = sum(per_node[n] for n in step_c.nodes) + overhead
-        method = f"sum of per-node predictions ({len(step_c.nodes)} nodes; {base.method})" + (
-            f" + {overhead:.3g} ms per inference call" if overhead else ""
-        )
-        return pred, method, False, base.source, base.band
-    if step_c.target.id == "host":
-        return (
-            measured_ms,
-            f"this {step_c.precision} model measured on this host (the target)",
-            True,
-            "measured_host",
-            0.0,
-        )
-    prec = step_c.precision if step_c.precision in ("fp16", "int8") else "fp32"
-    p = _predict_model(step_c, prec, ctx.target_threads, *shared)
-    method = f"the {step_c.precision} model's own {len(p.nodes)} nodes: {p.method}"
-    return p.total_ms + p.run_overhead_ms, method, False, p.source, p.band
-
-
-def _predict_model(
-    step_c: Compute, prec: str, threads: int | None, digest: str, memo: MeasurementMemo | None
-) -> Any:
-    """predict_model of the step's model, or the memo's figure for the same artifact bytes
-    on the same target (its full definition) at the same precision and threads."""
-    from advisor.targets.predict import predict_model
-
-    if memo is None or not digest:
-        return predict_model(step_c.model, step_c.target, prec, threads)  # type: ignore[arg-type]
-    key = (digest, step_c.target.model_dump_json(), prec, threads)
-    if key not in memo.predictions:
-        if digest not in memo.graphs:
-            from advisor.graph.load import load_model
-
-            memo.graphs[digest] = load_model(step_c.model)
-        memo.predictions[key] = predict_model(
-            step_c.model,
-            step_c.target,
-            prec,  # type: ignore[arg-type]
-            threads,
-            graph=memo.graphs[digest],
-        )
-    return memo.predictions[key]
 
 
 _TRUST = ("measured_host", "measured_target", "target_profile", "catalog_priors")

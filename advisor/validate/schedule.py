@@ -7,7 +7,11 @@ timing runs alone.
    that figure, not built and timed; `baseline.device` (the guard's FP32 reference) always is.
 2. `prepare_all`: build, load, run the evaluation inputs and check fidelity for every plan —
    no timing — on a pool of worker threads, one per core (ONNX Runtime and numpy release the
-   GIL, so the cores really are shared out).
+   GIL, so the cores really are shared out), as many builds at once as a byte budget allows
+   (`advisor.validate.budget`: a 100 MB model's builds go one at a time, each beside one
+   other plan's evaluation run), the largest first. Each plan's sub-models are released once
+   written, what the predictor reads from them taken first; both baselines take their
+   evaluation from the FP32 reference outputs.
 3. `window_all`: only after the pool has closed (every worker joined), one shared window on
    this thread, with nothing else of ours running (so the timings see the same quiet machine
    the fixed-count flow saw), times every distinct stage model once — shuffled rounds, each
@@ -34,12 +38,19 @@ import numpy as np
 
 from advisor.advice import AdviceRequest, Latency, PlanResult
 from advisor.errors import AdvisorError
+from advisor.measure.heap import release_freed
 from advisor.measure.memo import MeasurementMemo
 from advisor.measure.policy import Policy, StageTimer, file_digest, policy_for
 from advisor.measure.timing import LatencyStats, make_session, median_p90
 from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
 from advisor.targets.catalog import transfer_ms
-from advisor.validate.core import Prepared, _predict_stage, measure, prepare
+from advisor.validate.budget import BUILD_MEMORY, MemoryGate, build_bytes, loaded_bytes
+from advisor.validate.core import (
+    Prepared,
+    measure,
+    prepare,
+    seed_reference_run,
+)
 from advisor.validate.fidelity import EvalSet, feeds_for_session
 from advisor.validate.guard import (
     Window,
@@ -49,6 +60,7 @@ from advisor.validate.guard import (
     shared_window,
 )
 from advisor.validate.rank import citations
+from advisor.validate.stage_predict import predict_stage
 
 __all__ = [
     "PREDICTION_BAND",
@@ -86,7 +98,7 @@ def lower_bound_ms(ctx: PlanContext, cand: Candidate) -> float | None:
                     pass  # a tensor the plan adds (a compressed boundary): counted as 0 bytes
             total += transfer_ms(nbytes, step.link, "up" if step.direction == "up" else "down")
         elif isinstance(step, Compute) and step.nodes is not None and step.precision == "fp32":
-            total += _predict_stage(ctx, step, 0.0)[0]  # compressed compute: 0 (lower bound)
+            total += predict_stage(ctx, step, 0.0)[0]  # compressed compute: 0 (lower bound)
     return total
 
 
@@ -151,13 +163,37 @@ def _prepare(
     pid: str,
     ev: EvalSet,
     threads: int,
-    memo: MeasurementMemo | None = None,
+    gate: MemoryGate,
+    memo: MeasurementMemo,
+    cost: tuple[int, int],
 ) -> Prepared:
     # sessions are dropped: holding every plan's loaded models until timing would add them all
-    # to peak memory; time_all loads each plan's again, one plan at a time (a sweep's memo
-    # keeps one session per distinct artifact for all its cells instead)
+    # to peak memory; the window loads each distinct model again. The candidate's ModelProtos
+    # are released once written (the artifacts hold them). Its build holds its peak estimate
+    # in the gate; once loaded, only the sessions' one copy, while it runs the evaluation
+    # inputs (identical artifacts, e.g. both baselines, run them once: `memo`).
     plan_dir = pid.replace("#", "-")
-    return prepare(ctx, cand, plan_dir, ev, ctx.work_dir, threads, keep_sessions=False, memo=memo)
+    peak, sessions = cost
+    with gate.hold(peak) as held:
+
+        def loaded() -> None:
+            release_freed()
+            held.shrink(sessions)
+
+        prep = prepare(
+            ctx,
+            cand,
+            plan_dir,
+            ev,
+            ctx.work_dir,
+            threads,
+            keep_sessions=False,
+            memo=memo,
+            release=True,
+            loaded=loaded,
+        )
+    release_freed()
+    return prep
 
 
 def prepare_all(
@@ -167,27 +203,42 @@ def prepare_all(
     threads: int,
     report: Report,
     parallel: bool = True,
+    memory: int = BUILD_MEMORY,
     memo: MeasurementMemo | None = None,
 ) -> tuple[list[tuple[str, Prepared]], list[PlanResult]]:
     """Build and check every candidate on a thread pool (one worker without `parallel`);
-    nothing here is timed. The pool is closed (every worker joined) when this returns, so
-    the timing that follows runs alone. A `memo` (a sweep) shares the evaluation runs of
-    artifacts with the same bytes across advise calls."""
+    nothing here is timed. Builds run together only while their estimated memory
+    (`build_bytes`, then `loaded_bytes` while a plan runs its evaluation inputs) fits in
+    `memory` bytes; a larger build runs beside one other plan's loaded sessions at most (the
+    budget is raised to the largest build plus the largest sessions). The pool is closed
+    (every worker joined) when this returns, so the timing that follows runs alone. `memo`
+    (a sweep's) shares evaluation runs of identical artifacts; without one, this call's."""
     done: list[tuple[str, Prepared]] = []
     failed: list[PlanResult] = []
+    cost = {pid: (build_bytes(cand), loaded_bytes(cand)) for pid, cand in todo}
+    sessions = max((s for _, s in cost.values()), default=0)
+    gate = MemoryGate(max([memory, *(peak + sessions for peak, _ in cost.values())]))
+    # without a sweep's memo, this call's: shared evaluation runs, no kept sessions
+    memo = memo if memo is not None else MeasurementMemo(session_budget=0)
+    seed_reference_run(memo, ctx, ev)
     with ThreadPoolExecutor(
         max_workers=workers(threads) if parallel else 1, thread_name_prefix="prepare"
     ) as pool:
-        futures = [
-            (pid, cand, pool.submit(_prepare, ctx, cand, pid, ev, threads, memo))
-            for pid, cand in todo
-        ]
+        # the largest builds first: their sub-models are released soonest, and the small
+        # ones fill the other cores at the end; results stay in the candidates' order
+        by_cost = sorted(todo, key=lambda pc: -cost[pc[0]][1])
+        submitted = {
+            pid: pool.submit(_prepare, ctx, cand, pid, ev, threads, gate, memo, cost[pid])
+            for pid, cand in by_cost
+        }
+        futures = [(pid, cand, submitted[pid]) for pid, cand in todo]
         for n, (pid, cand, fut) in enumerate(futures):
             report(f"build and check {pid}", 0.3 + 0.3 * n / max(1, len(futures)))
             try:
                 done.append((pid, fut.result()))
             except Exception as exc:  # noqa: BLE001 - a broken artifact is a rejected plan
                 failed.append(_failed(pid, cand, exc))
+    release_freed()
     return done, failed
 
 
@@ -239,18 +290,14 @@ def window_all(
     owners: dict[str, list[str]] = {}
     first: dict[str, str] = {}
     sessions: dict[str, list[Any]] = {}
-    loaded: dict[str, Any] = {}
+    loaded = _load_distinct(prepared, threads, memo)
     for pid, prep in prepared:
         if any(isinstance(s, Exit) for s in prep.cand.steps):
             continue  # a cascade: its stages are timed one by one (StageTimer)
         env, sessions[pid] = dict(inputs), []
         digests = prep.digests or tuple(file_digest(a) for a in prep.artifacts)
         for path, digest in zip(prep.artifacts, digests, strict=True):
-            # one session per distinct model: less memory (a memo's: shared across cells)
-            sess = loaded.get(digest) or loaded.setdefault(
-                digest,
-                memo.session(digest, path, threads)[0] if memo else make_session(path, threads),
-            )
+            sess = loaded[digest]
             feed = feeds_for_session(sess, env)
             if memo is not None:  # run once already (the warm-up), outputs kept
                 outs = memo.run(digest, path, threads, feed, sess)[1]
@@ -258,6 +305,7 @@ def window_all(
                 outs = sess.run(None, feed)  # also the warm-up
             env.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
             key = StageTimer.key(path, feed, digest)
+            timer.outputs.setdefault(key, outs)
             stages.setdefault(key, (sess, feed))
             owners.setdefault(key, []).append(pid)
             first.setdefault(pid, key)
@@ -311,6 +359,29 @@ def _pair(prepared: list[tuple[str, Prepared]], pid: str) -> tuple[str, str] | N
     return (base[0], plan[0]) if base and plan else None
 
 
+def _load_distinct(
+    prepared: list[tuple[str, Prepared]], threads: int, memo: MeasurementMemo | None = None
+) -> dict[str, Any]:
+    """One session per distinct model (by file digest) of every non-cascade plan, the
+    largest file first: each load briefly holds the file's bytes and ORT's parse besides
+    the sessions already loaded, so the small ones coming last keep that peak low. What a
+    load parsed and dropped goes back to the system before the next. A sweep's `memo`
+    lends the sessions it keeps (shared across cells)."""
+    paths: dict[str, str] = {}
+    for _, prep in prepared:
+        if not any(isinstance(s, Exit) for s in prep.cand.steps):
+            digests = prep.digests or tuple(file_digest(a) for a in prep.artifacts)
+            paths.update(zip(digests, prep.artifacts, strict=True))
+    loaded: dict[str, Any] = {}
+    for digest, path in sorted(paths.items(), key=lambda kv: -os.path.getsize(kv[1])):
+        if memo is not None:
+            loaded[digest] = memo.session(digest, path, threads)[0]
+        else:
+            loaded[digest] = make_session(path, threads)
+        release_freed()
+    return loaded
+
+
 def _prefill(
     timer: StageTimer, win: Window, owners: dict[str, list[str]], policy: Policy, threads: int
 ) -> None:
@@ -352,7 +423,7 @@ def validate_plans(
     )
     threads = request.threads
     prepared, failed = prepare_all(
-        ctx, todo, ev, threads, report, parallel=not exhaustive, memo=memo
+        ctx, todo, ev, threads, report, parallel=not exhaustive, memory=BUILD_MEMORY, memo=memo
     )
     validated, broken = time_all(ctx, prepared, ev, policy, threads, report, memo)
     if exhaustive:  # the former flow: the judge times every guard, then all plans again
