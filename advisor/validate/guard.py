@@ -59,13 +59,8 @@ def _burst(sess: Any, feeds: dict[str, np.ndarray], runs: int) -> float:
 
 
 def _summary(a_ms: list[float], b_ms: list[float], runs: int, stopped: str) -> PairedTiming:
-    ratios = np.array(b_ms) / np.array(a_ms)
-    q1, q3 = np.percentile(ratios, [25, 75])
-    med = float(np.median(ratios))
-    spread = float((q3 - q1) / 2 / med)
-    return PairedTiming(
-        float(np.median(a_ms)), float(np.median(b_ms)), med, spread, len(a_ms), runs, stopped
-    )
+    """Paired figures of rounds in which both models ran `runs` inferences."""
+    return _paired(a_ms, b_ms, list(np.array(b_ms) / np.array(a_ms)), runs, stopped)
 
 
 def guard_window(
@@ -252,34 +247,15 @@ def paired_timing(
         if hit is not None:
             return hit
     sa, sb = make_session(base, threads=threads), make_session(other, threads=threads)
-
-    def burst(sess, feeds) -> float:
-        times = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            sess.run(None, feeds)
-            times.append(time.perf_counter() - t)
-        return float(np.median(times)) * 1e3
-
-    burst(sa, base_feeds)
-    burst(sb, other_feeds)  # warm-up
+    _burst(sa, base_feeds, runs)
+    _burst(sb, other_feeds, runs)  # warm-up
     a_ms, b_ms = [], []
     for r in range(rounds):
         first_a = r % 2 == 0
-        x = burst(sa, base_feeds) if first_a else None
-        b_ms.append(burst(sb, other_feeds))
-        a_ms.append(x if x is not None else burst(sa, base_feeds))
-    ratios = np.array(b_ms) / np.array(a_ms)
-    q1, q3 = np.percentile(ratios, [25, 75])
-    med = float(np.median(ratios))
-    return PairedTiming(
-        float(np.median(a_ms)),
-        float(np.median(b_ms)),
-        med,
-        float((q3 - q1) / 2 / med),
-        rounds,
-        runs,
-    )
+        x = _burst(sa, base_feeds, runs) if first_a else None
+        b_ms.append(_burst(sb, other_feeds, runs))
+        a_ms.append(x if x is not None else _burst(sa, base_feeds, runs))
+    return _summary(a_ms, b_ms, runs, "")
 
 
 def _stage_sessions(
