@@ -149,20 +149,24 @@ def _wide_chain(tmp_path: Path, repeat: int) -> str:
 
 
 def test_shared_window_retires_settled_stages_and_pairs_each_plan_with_fp32(tmp_path: Path):
-    base, slow = _wide_chain(tmp_path, 1), _wide_chain(tmp_path, 30)
+    base, slow = _wide_chain(tmp_path, 1), _wide_chain(tmp_path, 60)
     stages = {}
     for name, path in (("fp32", base), ("slow", slow)):
         sess = make_session(path)
         stages[name] = (sess, {"x": _feed()["x"]})
     rule = Rule(floor=3, cap=6, precision=0.5)  # loose: settles at the floor
-    win = shared_window(stages, {"plan": ("fp32", "slow")}, rule, Rule(floor=3, cap=8), per_round=3)
+    win = shared_window(stages, {"plan": ("fp32", "slow")}, rule, Rule(floor=3, cap=8), per_round=7)
     pt = win.pairs["plan"]
     assert pt.ratio > GUARD_THRESHOLD and pt.stopped == "95% CI above 1.05"
-    assert pt.rounds == 3  # the ratio is settled at the floor: no more paired rounds
-    # the slower model leaves with its verdict; FP32 stays until its own figure is settled
-    assert len(win.medians["slow"]) == 3 and win.reasons["slow"].startswith("guard settled")
-    assert 3 <= len(win.medians["fp32"]) <= 6
-    assert len(win.samples["fp32"]) <= 3 * len(win.medians["fp32"])
+    # a ~10x gap settles before the guard's cap (at the floor of 3 on a quiet machine; a
+    # round hit by this VM's wake-up stalls can widen the interval for a round or two)
+    assert 3 <= pt.rounds < 8
+    # the slower model leaves with its verdict, in the very round that settled it; FP32
+    # stays until its own figure is settled
+    assert len(win.medians["slow"]) == pt.rounds
+    assert not win.reasons["slow"].startswith("cap")  # its own figure or the guard's verdict
+    assert 3 <= len(win.medians["fp32"]) <= max(6, pt.rounds)  # its cap, or the pair's rounds
+    assert len(win.samples["fp32"]) <= 7 * len(win.medians["fp32"])
     assert set(win.reasons) == {"fp32", "slow"} and all(win.reasons.values())
 
 
