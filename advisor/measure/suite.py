@@ -107,15 +107,43 @@ class MeasuredProfile(_Frozen):
             return None
         return interpolate(points, work)
 
-    def class_rate(self, op_class: str, threads: int) -> float | None:
-        """The class's rate at `threads` whatever the size: the geometric mean over its
-        probes, less the smallest where there are three (too small for threads to help, and
-        the noisiest). What thread-count scaling is read from (`targets.methods`)."""
-        points = sorted(self.at(threads).rates.get(op_class) or [], key=lambda p: p.work)
-        if not points:
+    def thread_step(self, op_class: str, threads: int) -> tuple[float, float] | None:
+        """How a node of `op_class` changes from 1 thread to `threads`: (speed-up, fork-join
+        ms), for `node_ms(threads) = node_ms(1) / speed-up + fork-join`; None if the class
+        was not measured at both counts. What thread-count steps are read from
+        (`advisor.targets.methods`).
+
+        A node that runs in parallel pays a fixed cost to hand its work to the pool and join
+        it, whatever its size: the smallest probe's time at `threads` beyond what the
+        speed-up leaves of its 1-thread time. The speed-up is the best of the larger probes
+        once that cost is taken off, and never more than `threads`: a probe scales worse than
+        its class for reasons outside its arithmetic (a shape that splits badly, noise),
+        rarely better.
+
+        >>> p = MeasuredProfile(cpu_model=None, fingerprint_key="k", ort_version="x",
+        ...     date="d", by_threads={t: ThreadRates(threads=t, dispatch_us=0, call_ms=0,
+        ...     rates={"conv": [RatePoint(work=w, rate=w / m / 1e6, ms=m) for w, m in pts]})
+        ...     for t, pts in {1: [(1e5, .010), (1e6, .100), (1e7, 1.0)],
+        ...                    2: [(1e5, .010), (1e6, .055), (1e7, .505)]}.items()})
+        >>> speedup, fork_join = p.thread_step("conv", 2)   # probes: half, plus 5 µs a node
+        >>> round(speedup, 2), round(fork_join * 1e3, 1)
+        (2.0, 5.0)
+        """
+        if self.at(threads).threads == self.at(1).threads:
+            return (1.0, 0.0) if self.at(1).rates.get(op_class) else None
+        one = sorted(self.at(1).rates.get(op_class) or [], key=lambda p: p.work)
+        many = sorted(self.at(threads).rates.get(op_class) or [], key=lambda p: p.work)
+        if not one or len(one) != len(many):
             return None
-        used = points[1:] if len(points) >= 3 else points
-        return math.exp(sum(math.log(p.rate) for p in used) / len(used))
+        t1 = [p.work / p.rate / 1e6 for p in one]  # ms per node (RatePoint.ms is rounded)
+        tn = [p.work / p.rate / 1e6 for p in many]
+        if len(one) == 1:
+            return t1[0] / tn[0], 0.0
+        pairs = list(zip(t1[1:], tn[1:], strict=True))
+        raw = max(a / b for a, b in pairs)
+        fork_join = max(0.0, tn[0] - t1[0] / raw)
+        speedup = max(a / max(b - fork_join, 1e-9) for a, b in pairs)
+        return min(speedup, float(self.at(threads).threads)), fork_join
 
     def source(self) -> str:
         return (

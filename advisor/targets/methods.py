@@ -65,14 +65,18 @@ def ratio_node_ms(
 ) -> float:
     """One node on a profiled target from its time measured here: the host time less its
     dispatch cost, times (host rate / target rate) for the node's class and size at the
-    target's thread count nearest the host's, times the target's class-level speed-up from
-    that count to `threads`, plus the target's dispatch cost. What the roofline ratio did
-    with datasheet peaks, with both machines' measured rates instead.
+    target's thread count nearest the host's, stepped from that count to `threads` by the
+    target's class-level speed-up and fork-join cost (`MeasuredProfile.thread_step`), plus
+    the target's dispatch cost. What the roofline ratio did with datasheet peaks, with both
+    machines' measured rates instead.
 
-    The thread step uses the class's rate over its larger probes (`class_rate`), not the
-    per-size one: on a 16-core machine (capture of 2026-12-04, bench_target) the per-size ratios
-    put the small probes' poor scaling on every small node and predicted nine models a
-    median 48% too slow at 2 to 16 threads; the class-level step, 13%."""
+    Why this step (bench_target, 2026-12-04; nine models, the whole run timed alone): a
+    per-size rate ratio put the smallest probes' poor scaling on every small node and
+    predicted a 16-core machine's 2-16 threads a median 48% too slow; a speed-up alone (the
+    mean over the larger probes) left every model on this 2-core host 1-35% too fast at 2
+    threads (median 14%), short by a few µs per node, the hand-off to the thread pool that a
+    small node pays whatever its size. Speed-up plus that cost: 5% here, 13% on the
+    16-core machine's own 1-thread profile stepped to 2-16 threads (was 16%)."""
     h_dispatch = host.at(host_threads).dispatch_us / 1e3
     t_dispatch = target.at(threads).dispatch_us / 1e3
     if node.op_type in FREE_OPS:
@@ -88,15 +92,13 @@ def ratio_node_ms(
     r_target = target.rate(cls, work, near)
     if not r_host or not r_target:
         return profile_node_ms(node, target, threads)
-    step = 1.0
-    if near != threads:
-        c_near, c_t = target.class_rate(cls, near), target.class_rate(cls, threads)
-        step = (
-            c_near / c_t
-            if c_near and c_t
-            else r_target / (target.rate(cls, work, threads) or r_target)
-        )
-    return max(host_ms - h_dispatch, 0.0) * r_host / r_target * step + t_dispatch
+    at_near = max(host_ms - h_dispatch, 0.0) * r_host / r_target
+    if near == threads:
+        return at_near + t_dispatch
+    from_, to = target.thread_step(cls, near), target.thread_step(cls, threads)
+    if from_ is None or to is None:  # not measured at both counts: the per-size rates
+        return at_near * r_target / (target.rate(cls, work, threads) or r_target) + t_dispatch
+    return max(at_near - from_[1], 0.0) * from_[0] / to[0] + to[1] + t_dispatch
 
 
 def priors_node_ms(
