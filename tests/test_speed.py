@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -170,6 +171,25 @@ def test_shared_window_retires_settled_stages_and_pairs_each_plan_with_fp32(tmp_
     assert set(win.reasons) == {"fp32", "slow"} and all(win.reasons.values())
 
 
+def test_a_slow_stage_runs_fewer_times_a_round(tmp_path: Path, monkeypatch):
+    """A round gives each stage up to `per_round` runs or ROUND_MS, whichever comes first
+    (at least one run): here every stage counts as slow, so each round runs it once."""
+    import advisor.validate.guard as guard
+
+    monkeypatch.setattr(guard, "ROUND_MS", 0.0)
+    base, slow = _wide_chain(tmp_path, 1), _wide_chain(tmp_path, 60)
+    stages = {
+        name: (make_session(path), _feed()) for name, path in (("fp32", base), ("slow", slow))
+    }
+    rule = Rule(floor=3, cap=4, precision=0.5)
+    win = guard.shared_window(
+        stages, {"plan": ("fp32", "slow")}, rule, Rule(floor=3, cap=4), per_round=5
+    )
+    for key in ("fp32", "slow"):
+        assert len(win.samples[key]) <= len(win.medians[key])  # one run (or none kept) a round
+    assert win.pairs["plan"].ratio > GUARD_THRESHOLD
+
+
 # --- skip what cannot win, end to end ----------------------------------------------------------
 
 
@@ -205,6 +225,20 @@ def test_plans_that_cannot_win_are_reported_not_validated(chain_file, tmp_path, 
     )
     assert all(p.status != "not_validated" for p in every.plans)
     assert every.plan("baseline.server").measured_host is not None
+
+
+def test_the_fp32_model_is_written_once_and_linked_for_the_other_baseline(
+    chain_file, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("EDGEDL_CACHE_DIR", str(tmp_path / "cache"))
+    advice = advise(
+        _request(chain_file, tmp_path, latency_ms=1000.0, measurement="quick", validate_all=True)
+    )
+    device = advice.plan("baseline.device").artifacts
+    server = advice.plan("baseline.server").artifacts
+    assert len(device) == 1 and len(server) == 1 and device[0] != server[0]
+    assert os.path.samefile(device[0], server[0])  # one file, two names: no second write
+    assert onnx.load(server[0]).graph.node  # a whole model, as written
 
 
 def test_exhaustive_and_default_agree_on_a_small_model(chain_file, tmp_path, monkeypatch):

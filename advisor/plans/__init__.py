@@ -149,6 +149,9 @@ class PlanContext:
     # what `once` built, by key, shared by the advise calls of one process that pass the same
     # dict (a sweep's cells: advisor.measure.memo.MeasurementMemo.planning); None: not shared
     shared: dict[tuple, Any] | None = None
+    # the file the FP32 model (graph.model) was first written to as an artifact in this run;
+    # plans holding it again link that file instead of serializing it once more
+    fp32_file: list[str] = field(default_factory=list)
 
     def once(self, key: tuple, build: Callable[[], T]) -> T:
         """`build()`, or what an earlier advise call built for the same `key`. The key must

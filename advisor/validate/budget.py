@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import onnx
 
@@ -33,11 +34,14 @@ __all__ = [
     "BUILD_MEMORY",
     "COPIES",
     "PREDICT_COPIES",
+    "Held",
     "MemoryGate",
     "build_bytes",
     "loaded_bytes",
     "weight_bytes",
 ]
+
+T = TypeVar("T")
 
 #: bytes of concurrent builds (estimates): a ResNet-50-class model's builds run one at a
 #: time, a few-MB model's on every core
@@ -101,17 +105,46 @@ class MemoryGate:
         self._cond = threading.Condition()
 
     @contextmanager
-    def hold(self, n: int) -> Iterator[_Held]:
+    def hold(self, n: int) -> Iterator[Held]:
         """Wait until `n` bytes fit, hold them for the block (`shrink` gives part back)."""
         with self._cond:
             self._cond.wait_for(lambda: self.used == 0 or self.used + n <= self.budget)
             self.used += n
             self.peak = max(self.peak, self.used)
-        held = _Held(self, n)
+        held = Held(self, n)
         try:
             yield held
         finally:
             held.shrink(0)
+
+    def take_first(self, queue: list[T], cost: Callable[[T], int]) -> tuple[T, Held] | None:
+        """Remove from `queue` the first item whose `cost` fits now and hold its bytes,
+        waiting while none fits; None once `queue` is empty. Workers that share one queue
+        this way never idle behind a large build while a smaller one would fit beside the
+        builds running (a FIFO `hold` would).
+
+        >>> gate, queue = MemoryGate(100), ["big", "mid", "small"]
+        >>> sizes = {"big": 60, "mid": 60, "small": 20}
+        >>> gate.take_first(queue, sizes.__getitem__)[0]
+        'big'
+        >>> gate.take_first(queue, sizes.__getitem__)[0], queue  # 'mid' waits; 'small' fits
+        ('small', ['mid'])
+        """
+        with self._cond:
+
+            def fits(x: T) -> bool:
+                return self.used == 0 or self.used + cost(x) <= self.budget
+
+            self._cond.wait_for(lambda: not queue or any(fits(x) for x in queue))
+            if not queue:
+                return None
+            item = next(x for x in queue if fits(x))
+            queue.remove(item)
+            n = cost(item)
+            self.used += n
+            self.peak = max(self.peak, self.used)
+            self._cond.notify_all()  # the queue changed: a waiter may now see it empty
+        return item, Held(self, n)
 
     def _give_back(self, n: int) -> None:
         with self._cond:
@@ -119,7 +152,7 @@ class MemoryGate:
             self._cond.notify_all()
 
 
-class _Held:
+class Held:
     """Bytes held in a MemoryGate by one block."""
 
     def __init__(self, gate: MemoryGate, n: int):

@@ -25,6 +25,7 @@ from advisor.measure.policy import StageTimer, file_digest
 from advisor.measure.profile import make_session, measure_latency
 from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
 from advisor.targets.catalog import transfer_ms
+from advisor.validate.artifacts import write_artifacts
 from advisor.validate.fidelity import (
     EvalRun,
     EvalSet,
@@ -112,7 +113,7 @@ def prepare(
     `memo`, artifacts whose bytes an earlier call already ran share that run, their
     predictions and (a sweep's memo) their sessions."""
     computes = [s for s in cand.steps if isinstance(s, Compute)]
-    artifacts = _build(computes, out_dir / plan_id)
+    artifacts = write_artifacts(computes, out_dir / plan_id, ctx)
     digests = tuple(file_digest(a) for a in artifacts)
     if memo is not None:
         memo.file_digests.update(zip(artifacts, digests, strict=True))
@@ -233,17 +234,6 @@ def _eval_run(
         run = run_eval(cand, sessions, ev, names)
         memo.eval_runs[key] = (run, fidelity(run.outputs, run.compare))
     return memo.eval_runs[key]  # type: ignore[no-any-return]
-
-
-def _build(computes: list[Compute], plan_dir: Path) -> list[str]:
-    """Write each compute step's model: the plan's artifacts, in step order."""
-    plan_dir.mkdir(parents=True, exist_ok=True)
-    artifacts = []
-    for i, comp in enumerate(computes):
-        file = plan_dir / f"{i}_{comp.tier}_{comp.precision}.onnx"
-        onnx.save(comp.model, file)
-        artifacts.append(str(file))
-    return artifacts
 
 
 def _walk(

@@ -27,6 +27,11 @@ from advisor.measure.timing import Rule, make_session, stop_reason
 from advisor.validate.fidelity import feeds_for_session
 
 GUARD_THRESHOLD = 1.05  # plan/FP32 ratio the guard tests (advisor.validate.rank.NOISE_FLOOR)
+#: a stage's share of one shared-window round: after its first run, runs stop at `per_round`
+#: or once they took this long. Rounds of equal counts spent most of a ResNet-50 window on
+#: its slowest stages (a dynamic INT8 model 5x slower than FP32 took half of each round),
+#: while one run of a 70 ms model is already a steady figure.
+ROUND_MS = 100.0
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,8 @@ def shared_window(
     seed: int = 0,
 ) -> Window:
     """Time every stage in `stages` (key -> warmed-up session and feed) in shuffled rounds of
-    `per_round` runs, and read each guarded plan's ratio to FP32 (`pairs`: plan id -> (FP32
+    `per_round` runs (fewer for a slow stage: as many as fit in ROUND_MS, at least one), and
+    read each guarded plan's ratio to FP32 (`pairs`: plan id -> (FP32
     stage key, plan stage key)) from the same rounds: one window serves the stage figures,
     their comparison across plans and the speed guard. Stops after a round in which every
     stage's 95% interval of its round medians is within `stage_rule`'s precision (or at its
@@ -161,7 +167,9 @@ def shared_window(
         rng.shuffle(order)
         for k in order:
             sess, feed = stages[k]
-            times = [timed_run(sess, feed) for _ in range(per_round)]
+            times = [timed_run(sess, feed)]
+            while len(times) < per_round and sum(t[0] for t in times) < ROUND_MS:
+                times.append(timed_run(sess, feed))
             kept = [times[i][0] for i in uncontended(times, threads)]
             medians[k].append(float(np.median(kept)))
             samples[k].extend(kept)

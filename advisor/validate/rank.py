@@ -347,8 +347,8 @@ def _speed_verdict(
     return res, [
         f"measured {pt.ratio:.1f}× slower than FP32 on this host ({pt.other_ms:.3g} ms "
         f"vs {pt.base_ms:.3g} ms, medians of {pt.rounds} alternating rounds of "
-        f"{pt.runs} runs; noise allowance {allowance * 100:.0f}%): not recommended "
-        "for speed"
+        f"{'up to ' if pt.stopped else ''}{pt.runs} runs; noise allowance "
+        f"{allowance * 100:.0f}%): not recommended for speed"
     ]
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -44,7 +44,7 @@ from advisor.measure.policy import Policy, StageTimer, file_digest, policy_for
 from advisor.measure.timing import LatencyStats, make_session, median_p90
 from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
 from advisor.targets.catalog import transfer_ms
-from advisor.validate.budget import BUILD_MEMORY, MemoryGate, build_bytes, loaded_bytes
+from advisor.validate.budget import BUILD_MEMORY, Held, MemoryGate, build_bytes, loaded_bytes
 from advisor.validate.core import (
     Prepared,
     measure,
@@ -53,6 +53,7 @@ from advisor.validate.core import (
 )
 from advisor.validate.fidelity import EvalSet, feeds_for_session
 from advisor.validate.guard import (
+    ROUND_MS,
     Window,
     forget_window,
     remeasure_interleaved,
@@ -163,23 +164,23 @@ def _prepare(
     pid: str,
     ev: EvalSet,
     threads: int,
-    gate: MemoryGate,
+    held: Held,
     memo: MeasurementMemo,
-    cost: tuple[int, int],
+    sessions: int,
 ) -> Prepared:
     # sessions are dropped: holding every plan's loaded models until timing would add them all
     # to peak memory; the window loads each distinct model again. The candidate's ModelProtos
     # are released once written (the artifacts hold them). Its build holds its peak estimate
-    # in the gate; once loaded, only the sessions' one copy, while it runs the evaluation
-    # inputs (identical artifacts, e.g. both baselines, run them once: `memo`).
+    # in the gate (`held`); once loaded, only the sessions' one copy (`sessions` bytes), while
+    # it runs the evaluation inputs (identical artifacts, e.g. both baselines, run them once:
+    # `memo`).
     plan_dir = pid.replace("#", "-")
-    peak, sessions = cost
-    with gate.hold(peak) as held:
 
-        def loaded() -> None:
-            release_freed()
-            held.shrink(sessions)
+    def loaded() -> None:
+        release_freed()
+        held.shrink(sessions)
 
+    try:
         prep = prepare(
             ctx,
             cand,
@@ -192,6 +193,8 @@ def _prepare(
             release=True,
             loaded=loaded,
         )
+    finally:
+        held.shrink(0)
     release_freed()
     return prep
 
@@ -210,7 +213,9 @@ def prepare_all(
     nothing here is timed. Builds run together only while their estimated memory
     (`build_bytes`, then `loaded_bytes` while a plan runs its evaluation inputs) fits in
     `memory` bytes; a larger build runs beside one other plan's loaded sessions at most (the
-    budget is raised to the largest build plus the largest sessions). The pool is closed
+    budget is raised to the largest build plus the largest sessions). A free worker takes
+    the first plan, largest first, that fits beside the builds running (`take_first`), so it
+    does not idle behind a large build while a small one would fit. The pool is closed
     (every worker joined) when this returns, so the timing that follows runs alone. `memo`
     (a sweep's) shares evaluation runs of identical artifacts; without one, this call's."""
     done: list[tuple[str, Prepared]] = []
@@ -221,23 +226,33 @@ def prepare_all(
     # without a sweep's memo, this call's: shared evaluation runs, no kept sessions
     memo = memo if memo is not None else MeasurementMemo(session_budget=0)
     seed_reference_run(memo, ctx, ev)
-    with ThreadPoolExecutor(
-        max_workers=workers(threads) if parallel else 1, thread_name_prefix="prepare"
-    ) as pool:
-        # the largest builds first: their sub-models are released soonest, and the small
-        # ones fill the other cores at the end; results stay in the candidates' order
-        by_cost = sorted(todo, key=lambda pc: -cost[pc[0]][1])
-        submitted = {
-            pid: pool.submit(_prepare, ctx, cand, pid, ev, threads, gate, memo, cost[pid])
-            for pid, cand in by_cost
-        }
-        futures = [(pid, cand, submitted[pid]) for pid, cand in todo]
-        for n, (pid, cand, fut) in enumerate(futures):
-            report(f"build and check {pid}", 0.3 + 0.3 * n / max(1, len(futures)))
+    cands = dict(todo)
+    # the largest builds first: their sub-models are released soonest, and the small ones
+    # fill the other cores; results stay in the candidates' order
+    queue = sorted(cands, key=lambda pid: -cost[pid][1])
+    results: dict[str, Future[Prepared]] = {pid: Future() for pid in cands}
+
+    def work() -> None:
+        while (got := gate.take_first(queue, lambda pid: cost[pid][0])) is not None:
+            pid, held = got
             try:
-                done.append((pid, fut.result()))
+                results[pid].set_result(
+                    _prepare(ctx, cands[pid], pid, ev, threads, held, memo, cost[pid][1])
+                )
+            except Exception as exc:  # noqa: BLE001 - a broken artifact is a rejected plan
+                results[pid].set_exception(exc)
+
+    n_workers = min(len(todo), workers(threads) if parallel else 1)
+    with ThreadPoolExecutor(max_workers=max(1, n_workers), thread_name_prefix="prepare") as pool:
+        loops = [pool.submit(work) for _ in range(n_workers)]
+        for n, (pid, cand) in enumerate(todo):
+            report(f"build and check {pid}", 0.3 + 0.3 * n / max(1, len(todo)))
+            try:
+                done.append((pid, results[pid].result()))
             except Exception as exc:  # noqa: BLE001 - a broken artifact is a rejected plan
                 failed.append(_failed(pid, cand, exc))
+        for loop in loops:
+            loop.result()  # a worker's own failure (not a plan's) surfaces here
     release_freed()
     return done, failed
 
@@ -343,8 +358,9 @@ def window_all(
             "rounds": pt.rounds,
             "runs_per_round": pt.runs,
             "stopped": pt.stopped,
-            "method": "FP32 and every plan's stages in one window of shuffled rounds of "
-            f"{pt.runs} runs; {policy.label(pt.stopped, pt.rounds, 'rounds')}",
+            "method": "FP32 and every plan's stages in one window of shuffled rounds of up "
+            f"to {pt.runs} runs (as many as fit in {ROUND_MS:.0f} ms); "
+            f"{policy.label(pt.stopped, pt.rounds, 'rounds')}",
             "kind": "measured_host",
         }
         if memo is not None:
@@ -396,7 +412,8 @@ def _prefill(
         )
         method = (
             f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s): median of {len(meds)} round "
-            f"medians of {win.per_round} runs, round-robin with every other plan's stages "
+            f"medians ({len(win.samples[key])} runs: up to {win.per_round} a round, as many "
+            f"as fit in {ROUND_MS:.0f} ms), round-robin with every other plan's stages "
             f"({policy.mode}: stopped, {win.reasons[key]})"
             + ("; identical models timed once" if len(owners[key]) > 1 else "")
         )
