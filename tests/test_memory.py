@@ -258,10 +258,11 @@ def test_ml_dtypes_is_a_release_that_imports_fast():
 
 def test_shape_inference_leaves_large_weights_out_and_infers_the_same_shapes():
     from advisor.graph import repair
+    from advisor.graph.shell import weightless
 
     model = make_chain_model(channels=2048)  # fc.w: 10 x 32768 floats, 1.3 MB
-    assert repair._weightless(model) is not None  # the large weight goes in as dims only
-    shell = repair._weightless(model)
+    assert weightless(model) is not None  # the large weight goes in as dims only
+    shell = weightless(model)
     assert all(len(t.raw_data) + len(t.float_data) == 0 for t in shell.graph.initializer
                if t.name == "fc.w")  # fmt: skip
     ours = onnx.ModelProto()
@@ -269,7 +270,24 @@ def test_shape_inference_leaves_large_weights_out_and_infers_the_same_shapes():
     repair.infer_shapes(ours)
     full = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     assert ours.SerializeToString() == full.SerializeToString()  # the very same model
-    assert repair._weightless(make_chain_model()) is None  # nothing large: the model itself
+    assert weightless(make_chain_model()) is None  # nothing large: the model itself
+
+
+def test_extracted_models_are_checked_without_their_weights_and_still_refused_when_broken():
+    from advisor.graph.shell import check_extracted
+
+    model = make_chain_model(channels=2048)  # a 1.3 MB weight: checked as an empty tensor
+    check_extracted(model)
+    for breakage in ("op", "input"):
+        bad = onnx.ModelProto()
+        bad.CopyFrom(model)
+        if breakage == "op":
+            bad.graph.node[1].op_type = "Frobnicate"
+        else:
+            bad.graph.node[1].input[0] = "nowhere"
+        with pytest.raises(onnx.checker.ValidationError):
+            check_extracted(bad)
+    assert len(model.graph.initializer[2].raw_data) > 1_000_000  # the model itself untouched
 
 
 def test_a_model_is_serialized_once_and_past_the_limit_loaded_from_external_data(monkeypatch):

@@ -27,6 +27,7 @@ import onnx.utils
 import onnx.version_converter
 
 from advisor.errors import ModelError
+from advisor.graph.shell import check_extracted
 
 if TYPE_CHECKING:
     from advisor.graph.model import ModelGraph
@@ -281,7 +282,7 @@ def int8_boundary(
         tail.graph.node.extend(nodes)
         sent += [q, scale, zp]
     for m in (head, tail):
-        onnx.checker.check_model(m)
+        check_extracted(m)
     return head, tail, tuple(sent)
 
 
@@ -359,7 +360,7 @@ def split_model(
         model = extractor.extract_model(ins, outs)
         model.graph.name = f"{graph.name}.{part}"
         try:
-            onnx.checker.check_model(model)
+            check_extracted(model)
         except onnx.checker.ValidationError as exc:
             first = str(exc).strip().splitlines()[0]
             raise ModelError(f"the extracted {part} model is invalid: {first}") from None

@@ -37,6 +37,7 @@ import onnx.utils
 from advisor.errors import ModelError
 from advisor.graph.model import ModelGraph
 from advisor.graph.segments import segment_io
+from advisor.graph.shell import check_extracted
 
 __all__ = [
     "EXITS_KEY",
@@ -153,7 +154,7 @@ def exit_submodel(graph: ModelGraph, exit_name: str) -> onnx.ModelProto:
     for p in graph.model.metadata_props:  # keep provenance, drop the exit declaration
         if p.key != EXITS_KEY:
             model.metadata_props.add(key=p.key, value=p.value)
-    onnx.checker.check_model(model)
+    check_extracted(model)
     return model
 
 
@@ -193,7 +194,7 @@ def cascade_stages(graph: ModelGraph, exits: Sequence[str] | None = None) -> lis
         outs = [e, *[o for o in outs if o != e]]
         model = onnx.utils.Extractor(graph.model).extract_model(ins, outs)
         model.graph.name = f"{graph.name}.stage.{e}"
-        onnx.checker.check_model(model)
+        check_extracted(model)
         stages.append(CascadeStage(e, nodes, tuple(ins), tuple(outs), model))
         done |= need
     return stages

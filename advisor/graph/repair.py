@@ -18,6 +18,7 @@ import onnx.shape_inference
 
 from advisor.errors import ModelError, ShapeError, ort_message
 from advisor.graph.input_shapes import fix_input_shapes
+from advisor.graph.shell import weightless
 
 __all__ = [
     "check_structure", "name_nodes", "fold_constants", "weights_out_of_inputs",
@@ -339,7 +340,7 @@ def infer_shapes(model: onnx.ModelProto, load_check: bool = True) -> None:
     for out in graph.output:  # symbolic output dims are re-inferred from the concrete inputs
         if out.type.HasField("tensor_type") and not _concrete(out):
             out.type.tensor_type.ClearField("shape")
-    shell = _weightless(model)
+    shell = weightless(model)
     try:
         inferred = onnx.shape_inference.infer_shapes(
             shell or model, strict_mode=True, data_prop=True
@@ -357,53 +358,6 @@ def infer_shapes(model: onnx.ModelProto, load_check: bool = True) -> None:
         for out, got in zip(graph.output, inferred.graph.output, strict=True):
             out.CopyFrom(got)
     _check_with_ort(model, load_check)
-
-
-_SHELL_MIN_BYTES = 1 << 20  # initializers this large enter shape inference without their bytes
-
-
-def _weightless(model: onnx.ModelProto) -> onnx.ModelProto | None:
-    """The model with each large initializer (1 MB or more: weights, never the small
-    tensors a shape is computed from) reduced to its name, type and dims, for shape
-    inference, which reads no weight's values: handing it the model itself serializes and
-    parses every weight four times (~0.4 s and ~400 MB transient on a 100 MB model). None
-    (infer on the model itself) when there is nothing to leave out, or when nodes hold
-    subgraphs (inference writes their shapes inside them)."""
-    g = model.graph
-    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-           for n in g.node for a in n.attribute):  # fmt: skip
-        return None
-    big = {t.name for t in g.initializer if _nbytes(t) >= _SHELL_MIN_BYTES}
-    if not big:
-        return None
-    shell = onnx.ModelProto()
-    for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version"):
-        setattr(shell, field, getattr(model, field))
-    shell.opset_import.extend(model.opset_import)
-    shell.functions.extend(model.functions)
-    sg = shell.graph
-    sg.name = g.name
-    sg.node.extend(g.node)
-    sg.input.extend(g.input)
-    sg.output.extend(g.output)
-    sg.value_info.extend(g.value_info)
-    for t in g.initializer:
-        if t.name in big:
-            sg.initializer.append(
-                onnx.TensorProto(name=t.name, data_type=t.data_type, dims=list(t.dims))
-            )
-        else:
-            sg.initializer.append(t)
-    return shell
-
-
-def _nbytes(t: onnx.TensorProto) -> int:
-    """A tensor's size from its dims and type, without reading its data."""
-    try:
-        size = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
-    except (KeyError, TypeError, ValueError):
-        return 0
-    return int(np.prod(t.dims, dtype=np.int64)) * size
 
 
 def _ort_errors() -> tuple[type[BaseException], ...]:

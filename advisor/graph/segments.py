@@ -13,6 +13,7 @@ import onnx
 import onnx.utils
 
 from advisor.graph.model import ModelGraph
+from advisor.graph.shell import check_extracted
 
 
 def segment_io(graph: ModelGraph, nodes: Collection[str]) -> tuple[list[str], list[str]]:
@@ -42,5 +43,5 @@ def segment_io(graph: ModelGraph, nodes: Collection[str]) -> tuple[list[str], li
 def extract_segment(graph: ModelGraph, nodes: Collection[str]) -> onnx.ModelProto:
     ins, outs = segment_io(graph, nodes)
     model = onnx.utils.Extractor(graph.model).extract_model(ins, outs)
-    onnx.checker.check_model(model)
+    check_extracted(model)
     return model
