@@ -73,10 +73,11 @@ def ratio_node_ms(
     Why this step (bench_target, 2026-12-04; nine models, the whole run timed alone): a
     per-size rate ratio put the smallest probes' poor scaling on every small node and
     predicted a 16-core machine's 2-16 threads a median 48% too slow; a speed-up alone (the
-    mean over the larger probes) left every model on this 2-core host 1-35% too fast at 2
-    threads (median 14%), short by a few µs per node, the hand-off to the thread pool that a
-    small node pays whatever its size. Speed-up plus that cost: 5% here, 13% on the
-    16-core machine's own 1-thread profile stepped to 2-16 threads (was 16%)."""
+    mean over the larger probes) left models on this 2-core host up to 35% too fast at 2
+    threads (median 14%), short by a few µs per node: the hand-off to the thread pool that a
+    node pays whatever its size. Speed-up plus that cost: 5% here, 13% on the 16-core
+    machine's own 1-thread profile stepped to 2-16 threads (was 16%). Eight variants were
+    compared on those same data; bench_target scores the one kept on every run."""
     h_dispatch = host.at(host_threads).dispatch_us / 1e3
     t_dispatch = target.at(threads).dispatch_us / 1e3
     if node.op_type in FREE_OPS:
