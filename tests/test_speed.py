@@ -241,6 +241,27 @@ def test_the_fp32_model_is_written_once_and_linked_for_the_other_baseline(
     assert onnx.load(server[0]).graph.node  # a whole model, as written
 
 
+def test_evaluation_inputs_run_on_every_core_in_their_order():
+    import threading
+    import time
+
+    from advisor.validate.fidelity import per_input
+
+    names: set[str] = set()
+
+    def run(x: int) -> int:
+        names.add(threading.current_thread().name)
+        time.sleep(0.02)  # long enough for the pool to hand out every worker
+        return x * 2
+
+    assert per_input(run, list(range(8))) == [x * 2 for x in range(8)]
+    assert len(names) == min(8, os.cpu_count() or 1)
+    names.clear()
+    # sessions with as many intra-op threads as cores: one input at a time, on this thread
+    assert per_input(run, [1, 2], threads=os.cpu_count() or 1) == [2, 4]
+    assert names == {threading.current_thread().name}
+
+
 def test_exhaustive_and_default_agree_on_a_small_model(chain_file, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEDL_CACHE_DIR", str(tmp_path / "cache"))
     new = advise(_request(chain_file, tmp_path, latency_ms=1000.0))

@@ -8,8 +8,12 @@ agreement, task accuracy when labelled).
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import TypeVar
 
 import numpy as np
 
@@ -19,6 +23,9 @@ from advisor.graph.model import ModelGraph
 from advisor.measure.memo import MeasurementMemo, feeds_key
 from advisor.measure.timing import make_session
 from advisor.plans import Candidate, Compute, Exit
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,27 @@ def run_cascade(
     return env, (exit_index if exit_index >= 0 else None)
 
 
+def per_input(run: Callable[[T], R], inputs: Sequence[T], threads: int = 1) -> list[R]:
+    """`run` on every input, in order, on as many Python threads as this machine has cores
+    for sessions of `threads` intra-op threads each (ONNX Runtime's `run` is thread-safe and
+    releases the GIL). Nothing that calls this is timed: evaluation inputs are run while
+    other plans build, and a core one worker leaves idle (a build waiting for memory, the
+    last plan's evaluation) runs the next input instead of waiting."""
+    n = min(len(inputs), max(1, (os.cpu_count() or 1) // max(1, threads)))
+    if n <= 1:
+        return [run(x) for x in inputs]
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="eval") as pool:
+        return list(pool.map(run, inputs))
+
+
+def _threads(sessions) -> int:
+    """The intra-op threads of the sessions (1 when unknown)."""
+    for sess in sessions:
+        got = sess.get_session_options().intra_op_num_threads
+        return max(1, int(got))
+    return 1
+
+
 def reference_outputs(
     graph: ModelGraph,
     inputs: list[dict[str, np.ndarray]],
@@ -84,7 +112,7 @@ def reference_outputs(
         if key in memo.references:
             return memo.references[key]  # type: ignore[no-any-return]
     sess = make_session(graph.model, threads=threads)
-    out = [sess.run(None, x) for x in inputs]
+    out = per_input(lambda x: sess.run(None, x), inputs, threads)
     if key is not None and memo is not None:
         memo.references[key] = out
     return out
@@ -168,8 +196,15 @@ def run_eval(cand: Candidate, sessions, ev: EvalSet, names: list[str]) -> EvalRu
     single = cand.prediction is not None or bool(exits)
     taken = np.zeros(len(exits), dtype=np.int64) if exits else None
     outputs, first_env, err = [], None, None
-    for i, x in enumerate(ev.inputs):
-        env, k = run_cascade(cand.steps, sessions, x)
+    # of every input but the first, only the tensors compared below are kept
+    wanted = {*names, *(e.tensor for e in exits), *([cand.prediction] if cand.prediction else [])}
+
+    def one(ix: tuple[int, dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], int | None]:
+        env, k = run_cascade(cand.steps, sessions, ix[1])
+        return (env if ix[0] == 0 else {t: v for t, v in env.items() if t in wanted}), k
+
+    runs = per_input(one, list(enumerate(ev.inputs)), _threads(sessions))
+    for i, (env, k) in enumerate(runs):
         first_env = first_env or env
         if not single:
             outputs.append([env[n] for n in names])
