@@ -151,7 +151,7 @@ class PlanContext:
     shared: dict[tuple, Any] | None = None
     # the file the FP32 model (graph.model) was first written to as an artifact in this run;
     # plans holding it again link that file instead of serializing it once more
-    fp32_file: list[str] = field(default_factory=list)
+    fp32_file: str | None = None
 
     def once(self, key: tuple, build: Callable[[], T]) -> T:
         """`build()`, or what an earlier advise call built for the same `key`. The key must

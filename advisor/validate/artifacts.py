@@ -26,11 +26,11 @@ def write_artifacts(computes: list[Compute], plan_dir: Path, ctx: PlanContext) -
         file = plan_dir / f"{i}_{comp.tier}_{comp.precision}.onnx"
         if comp.model is ctx.graph.model:
             with _WRITE_LOCK:
-                if ctx.fp32_file and Path(ctx.fp32_file[0]).exists():
-                    _link(Path(ctx.fp32_file[0]), file)
+                if ctx.fp32_file and Path(ctx.fp32_file).exists():
+                    _link(Path(ctx.fp32_file), file)
                 else:
                     onnx.save(comp.model, file)
-                    ctx.fp32_file[:] = [str(file)]
+                    ctx.fp32_file = str(file)
         else:
             onnx.save(comp.model, file)
         artifacts.append(str(file))

@@ -21,6 +21,7 @@ larger one alone; once a build's sessions are loaded it holds only their one cop
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ __all__ = [
     "build_bytes",
     "loaded_bytes",
     "weight_bytes",
+    "workers",
 ]
 
 T = TypeVar("T")
@@ -51,6 +53,12 @@ COPIES = 3
 #: copies of a changed model's weights, as float, the predictor holds at its peak (its graph
 #: with int8 weights folded back to float, and that graph serialized once for its digest)
 PREDICT_COPIES = 3
+
+
+def workers(threads: int) -> int:
+    """One worker per `threads` cores of this machine, at least one: how many builds, or
+    evaluation inputs, run at once."""
+    return max(1, (os.cpu_count() or 1) // max(1, threads))
 
 
 def weight_bytes(model: onnx.ModelProto, as_float: bool = False) -> int:

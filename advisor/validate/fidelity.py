@@ -8,7 +8,6 @@ agreement, task accuracy when labelled).
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -23,6 +22,7 @@ from advisor.graph.model import ModelGraph
 from advisor.measure.memo import MeasurementMemo, feeds_key
 from advisor.measure.timing import make_session
 from advisor.plans import Candidate, Compute, Exit
+from advisor.validate.budget import workers
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -80,7 +80,7 @@ def per_input(run: Callable[[T], R], inputs: Sequence[T], threads: int = 1) -> l
     releases the GIL). Nothing that calls this is timed: evaluation inputs are run while
     other plans build, and a core one worker leaves idle (a build waiting for memory, the
     last plan's evaluation) runs the next input instead of waiting."""
-    n = min(len(inputs), max(1, (os.cpu_count() or 1) // max(1, threads)))
+    n = min(len(inputs), workers(threads))
     if n <= 1:
         return [run(x) for x in inputs]
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="eval") as pool:
@@ -89,10 +89,7 @@ def per_input(run: Callable[[T], R], inputs: Sequence[T], threads: int = 1) -> l
 
 def _threads(sessions) -> int:
     """The intra-op threads of the sessions (1 when unknown)."""
-    for sess in sessions:
-        got = sess.get_session_options().intra_op_num_threads
-        return max(1, int(got))
-    return 1
+    return max(1, int(sessions[0].get_session_options().intra_op_num_threads)) if sessions else 1
 
 
 def reference_outputs(

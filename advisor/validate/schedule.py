@@ -44,7 +44,14 @@ from advisor.measure.policy import Policy, StageTimer, file_digest, policy_for
 from advisor.measure.timing import LatencyStats, make_session, median_p90
 from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
 from advisor.targets.catalog import transfer_ms
-from advisor.validate.budget import BUILD_MEMORY, Held, MemoryGate, build_bytes, loaded_bytes
+from advisor.validate.budget import (
+    BUILD_MEMORY,
+    Held,
+    MemoryGate,
+    build_bytes,
+    loaded_bytes,
+    workers,
+)
 from advisor.validate.core import (
     Prepared,
     measure,
@@ -151,11 +158,6 @@ def _failed(pid: str, cand: Candidate, exc: BaseException) -> PlanResult:
         status="rejected",
         reasons=[f"validation failed: {type(exc).__name__}: {exc}"],
     )
-
-
-def workers(threads: int) -> int:
-    """One worker per `threads` cores of this machine, at least one."""
-    return max(1, (os.cpu_count() or 1) // threads)
 
 
 def _prepare(
