@@ -104,8 +104,13 @@ def _regret(pred_ms: float, true_ms: float, graph) -> float:
 
 def _predicted(g, target: MeasuredProfile, threads: int) -> float:
     """The advisor's figure for the whole model on a calibrated target at `threads`: its
-    per-node profile here at 1 thread, scaled node by node to the target's profile."""
-    prof = profile_model(g, sample_inputs(g), runs=RUNS, threads=1)
+    per-node profile here at 1 thread, scaled node by node to the target's profile.
+
+    The profile is taken afresh (cache=False), just before the truth it is scored against:
+    a profile cached by an earlier bench in the same `make bench`, minutes before and in
+    another spell of this VM's speed, put the host's drift into the predictor's error (one
+    run: digits_cnn +64% from a cached profile, +8-18% from fresh ones)."""
+    prof = profile_model(g, sample_inputs(g), runs=RUNS, threads=1, cache=False)
     scale = opt_level_scale(prof, calibrate(threads=1))
     return predict_at(g, prof, scale, host_profile(1), target, threads)
 

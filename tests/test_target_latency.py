@@ -157,3 +157,29 @@ def test_shipped_priors_are_what_the_fit_produces_and_hold_on_held_out_rows(tmp_
     assert fresh.held_out == shipped.held_out
     assert len(fitted) >= 40 and len(held) >= 15
     assert shipped.held_out["median_abs_error"] <= 0.35 and shipped.held_out["in_band"] >= 0.8
+
+
+def test_suite_times_each_probe_at_every_count_back_to_back_so_drift_cancels(monkeypatch):
+    """A machine that slows down steadily while the suite runs: probes timed count after
+    count (1, 2, 2, 1) average the drift away, so the 1 -> 2 speed-up read from the suite is
+    the machine's (here exactly 2x), not inflated by whichever count ran later."""
+    from advisor.measure import suite
+
+    calls: list[int] = []
+
+    def fake_time(probe, threads, budget_s):
+        calls.append(threads)
+        drift = 1.0 + 0.05 * len(calls)  # 5% slower on every timing
+        model, _feeds, work = probe
+        nodes = len(model.graph.node)
+        return drift * nodes * max(work, 1e6) / 1e9 / threads, max(work, 1.0)
+
+    monkeypatch.setattr(suite, "_time", fake_time)
+    prof = suite.run_suite((1, 2), quick=True)
+    assert calls[:4] == [1, 2, 2, 1]
+    assert len(calls) % 4 == 0 and all(
+        calls[i : i + 4] == [1, 2, 2, 1] for i in range(0, len(calls), 4)
+    )
+    for cls, points in prof.at(1).rates.items():
+        for one, two in zip(points, prof.at(2).rates[cls], strict=True):
+            assert two.rate / one.rate == pytest.approx(2.0, rel=1e-6), cls

@@ -51,7 +51,7 @@ __all__ = [
     "SUITE_CLASSES",
 ]
 
-SUITE_VERSION = 3
+SUITE_VERSION = 4
 _CHAIN = 64  # trivial nodes in the dispatch probe
 _REPEAT = 8  # copies of a shape-keeping probe node run back to back (see _repeat)
 
@@ -367,25 +367,52 @@ def _repeat(probe: _Probe, copies: int) -> tuple[_Probe, int]:
     return (model, feeds, work), copies
 
 
-def _at(threads: int, budget_s: float) -> ThreadRates:
-    call_ms, _ = _time(_chain(1), threads, budget_s)
-    chain_ms, _ = _time(_chain(_CHAIN), threads, budget_s)
-    dispatch_ms = max(chain_ms - call_ms, 0.0) / (_CHAIN - 1)
-    rates: dict[str, list[RatePoint]] = {}
+def _interleaved(
+    probe: _Probe, counts: list[int], budget_s: float
+) -> tuple[dict[int, float], float]:
+    """The probe's median ms at each thread count, timed in the order counts, then counts
+    reversed, half the budget each, and the two medians averaged: a drift in the machine's
+    speed while the suite runs (this VM's moves by up to 1.5x within minutes) then falls on
+    every count alike instead of on whichever was timed last, and the 1 -> T steps read from
+    these figures (`MeasuredProfile.thread_step`) stay the machine's, not the drift's."""
+    order = counts if len(counts) == 1 else counts + counts[::-1]
+    half = budget_s if len(counts) == 1 else budget_s / 2
+    got: dict[int, list[float]] = {t: [] for t in counts}
+    work = 0.0
+    for t in order:
+        ms, work = _time(probe, t, half)
+        got[t].append(ms)
+    return {t: float(np.mean(v)) for t, v in got.items()}, work
+
+
+def _measure(counts: list[int], budget_s: float) -> dict[int, ThreadRates]:
+    """Every probe at every thread count, each probe's counts timed back to back
+    (`_interleaved`)."""
+    call, _ = _interleaved(_chain(1), counts, budget_s)
+    chain, _ = _interleaved(_chain(_CHAIN), counts, budget_s)
+    dispatch = {t: max(chain[t] - call[t], 0.0) / (_CHAIN - 1) for t in counts}
+    rates: dict[int, dict[str, list[RatePoint]]] = {t: {} for t in counts}
     for cls, probes in SUITE_CLASSES.items():
-        points = []
+        points: dict[int, list[RatePoint]] = {t: [] for t in counts}
         for make in probes:
             probe, copies = _repeat(make(), _REPEAT)
             try:
-                ms, work = _time(probe, threads, budget_s)
+                by_count, work = _interleaved(probe, counts, budget_s)
             except Exception:  # noqa: BLE001 - a runtime without this kernel: class unmeasured
                 break
-            # one node: the chain less the call and the dispatch between its nodes
-            node_ms = max(ms - call_ms - (copies - 1) * dispatch_ms, 1e-4 * copies) / copies
-            points.append(RatePoint(work=work, rate=work / node_ms / 1e6, ms=round(node_ms, 5)))
-        if points:
-            rates[cls] = points
-    return ThreadRates(threads=threads, rates=rates, dispatch_us=dispatch_ms * 1e3, call_ms=call_ms)
+            for t, ms in by_count.items():
+                # one node: the chain less the call and the dispatch between its nodes
+                node_ms = max(ms - call[t] - (copies - 1) * dispatch[t], 1e-4 * copies) / copies
+                points[t].append(
+                    RatePoint(work=work, rate=work / node_ms / 1e6, ms=round(node_ms, 5))
+                )
+        for t in counts:
+            if points[t]:
+                rates[t][cls] = points[t]
+    return {
+        t: ThreadRates(threads=t, rates=rates[t], dispatch_us=dispatch[t] * 1e3, call_ms=call[t])
+        for t in counts
+    }
 
 
 def auto_threads(cores: int | None = None) -> list[int]:
@@ -424,7 +451,7 @@ def run_suite(threads: Sequence[int] = (1,), *, quick: bool = False) -> Measured
         raise RequestError(f"thread counts must be 1 or more (got {list(threads)})")
     budget = 0.1 if quick else 0.3
     t0 = time.perf_counter()
-    by_threads = {t: _at(t, budget) for t in counts}
+    by_threads = _measure(counts, budget)
     fp = fingerprint(counts[0])
     return MeasuredProfile(
         cpu_model=fp.cpu_model,
