@@ -296,3 +296,22 @@ def test_cli_profile_bad_input_exits_2_with_one_line(tmp_path: Path, args, messa
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
+
+
+def test_adaptive_warm_up_stops_once_every_session_has_run_and_time_is_spent(graph, monkeypatch):
+    """With a rule, warm-up rounds stop after the first once WARMUP_S have passed (a large
+    model's round alone exceeds it); node times still come from the timed rounds only, so
+    every node is attributed. Fixed counts (the exhaustive mode) keep their warm-up."""
+    import advisor.measure.profile as profile_mod
+    from advisor.measure.timing import Rule
+
+    monkeypatch.setattr(profile_mod, "WARMUP_S", 0.0)
+    feeds = sample_inputs(graph)
+    rule = Rule(floor=3, cap=4, precision=0.5)
+    quick = profile_model(graph, feeds, runs=4, warmup=3, rule=rule, cache=False)
+    fixed = profile_model(graph, feeds, runs=4, warmup=3, cache=False)
+    assert (quick.warmup, fixed.warmup) == (1, 3)
+    assert 3 <= quick.runs <= 4 and fixed.runs == 4
+    for prof in (quick, fixed):
+        assert set(prof.nodes) == {n.name for n in graph.nodes}
+        assert all(t.median_ms > 0 for t in prof.nodes.values())

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +61,8 @@ __all__ = [
     "profiler_overhead_us",
 ]
 
+#: an adaptive profile's warm-up stops after this many seconds, once a round has run
+WARMUP_S = 0.25
 _OVERHEAD_CHAIN = 64  # trivial nodes in the profiler-overhead probe
 
 
@@ -166,7 +169,7 @@ def profile_model(
 
     load = _load_avg()
     overhead = profiler_overhead_us(threads)  # cached per fingerprint even when cache=False
-    events, times, stopped = _timed_runs(model, feed_raw, runs, warmup, threads, rule)
+    events, times, stopped, warmup = _timed_runs(model, feed_raw, runs, warmup, threads, rule)
     runs = len(times["prof"])
     keep = {k: uncontended(v, threads) for k, v in times.items()}
     raw = _node_stats(events, model, ops, runs, warmup, 0.0, keep["prof"])
@@ -231,7 +234,7 @@ def _timed_runs(
     warmup: int,
     threads: int,
     rule: Rule | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, list[tuple[float, float]]], str]:
+) -> tuple[list[dict[str, Any]], dict[str, list[tuple[float, float]]], str, int]:
     """Interleave the profiled BASIC, plain BASIC and ALL sessions, one timed run each per
     round, so the ALL/BASIC ratio the predictor scales by is measured in the same moments:
     this host's speed moves by tens of percent from one second to the next, and two
@@ -239,8 +242,14 @@ def _timed_runs(
     an untimed one, so it finds its weights in cache as deployment (and validation, which
     runs each stage several times in a row) does.
 
+    With a `rule`, warm-up takes up to `warmup` rounds, and no more once a round has run and
+    WARMUP_S have passed: every session has then run the model at least once, which is what the
+    warm-up is for, and a large model's rounds (about 0.4 s each for a ResNet-50 here) would
+    otherwise spend a second on it.
+
     Returns the profiler's events, per session ('prof', 'basic', 'all') the (wall ms,
-    thread CPU ms) of each timed run, and why an adaptive `rule` stopped ('' without one).
+    thread CPU ms) of each timed run, why an adaptive `rule` stopped ('' without one), and
+    the warm-up rounds run.
     """
     with tempfile.TemporaryDirectory(prefix="edgedl-prof-") as tmp:
         source = session_source(model)  # serialized once for the three sessions
@@ -254,16 +263,18 @@ def _timed_runs(
         del source
         feed = check_inputs(prof, feed_raw)
         times: dict[str, list[tuple[float, float]]] = {"prof": [], "basic": [], "all": []}
-        stopped, i = "", -1
+        stopped, i, warmed, start = "", -1, warmup, time.perf_counter()
         while not stopped:
             i += 1
+            if rule is not None and 0 < i < warmed and time.perf_counter() - start >= WARMUP_S:
+                warmed = i  # warm enough: this round is the first timed one
             timed_run(full, feed)  # the cache warm-up for the timed ALL run below
             round_ = {
                 "all": timed_run(full, feed),
                 "prof": timed_run(prof, feed),
                 "basic": timed_run(basic, feed),
             }
-            if i >= warmup:
+            if i >= warmed:
                 for k, v in round_.items():
                     times[k].append(v)
             done = len(times["prof"])
@@ -274,7 +285,7 @@ def _timed_runs(
         trace = Path(prof.end_profiling())
         events = json.loads(trace.read_text(encoding="utf-8"))
         del prof  # the trace file and the session go with the temp dir
-    return events, times, "" if rule is None else stopped
+    return events, times, "" if rule is None else stopped, warmed
 
 
 def _node_stats(
@@ -388,7 +399,7 @@ def profiler_overhead_us(threads: int = 1, cache: bool = True) -> float:
     )
     model = onnx.helper.make_model(chain, opset_imports=[onnx.helper.make_opsetid("", 17)])
     model.ir_version = 8  # opset 17's IR; helper's default (newest) is refused by older ORT
-    events, times, _ = _timed_runs(model, {"t0": np.ones(1, np.float32)}, 40, 5, threads)
+    events, times, _, _ = _timed_runs(model, {"t0": np.ones(1, np.float32)}, 40, 5, threads)
     kernels = [ms for run in kernel_ms_per_run(events)[5:] for ms in run.values()]
     plain = [times["basic"][i][0] for i in uncontended(times["basic"], threads)]
     overhead = max(0.0, float(np.median(kernels)) * 1e3 - float(np.median(plain)) * 1e3 / k)
