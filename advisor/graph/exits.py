@@ -121,9 +121,7 @@ def declare_exits(graph: ModelGraph, names: Sequence[str]) -> ModelGraph:
     proto = onnx.ModelProto()
     proto.CopyFrom(graph.model)
     set_exit_metadata(proto, names)
-    import hashlib
-
-    return replace(graph, model=proto, digest=hashlib.sha256(proto.SerializeToString()).hexdigest())
+    return replace(graph, model=proto, _digest=None)  # digest: of the new proto, on first use
 
 
 # --- extraction ---------------------------------------------------------------------------------

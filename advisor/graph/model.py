@@ -82,13 +82,25 @@ class ModelGraph:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     nodes: tuple[NodeInfo, ...]
-    digest: str
     notices: tuple[str, ...] = ()
     #: initializer names (weights); every other tensor is an activation or graph input
     initializers: frozenset[str] = frozenset()
     #: inputs whose first dimension was symbolic (batch-like) in the source model
     symbolic_batch: tuple[str, ...] = ()
     _tensors: Mapping[str, TensorSpec] = field(default_factory=dict, repr=False)
+    #: the digest, once computed (`digest`); a `replace` with a new model passes None
+    _digest: str | None = field(default=None, repr=False)
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the model's bytes (as loaded and repaired), computed on first use: a
+        graph read only to predict a plan's quantized model never needs it, and on a
+        ResNet-50-class model it costs about 0.3 s (serializing, then hashing)."""
+        digest = self._digest
+        if digest is None:
+            digest = hashlib.sha256(self.model.SerializeToString()).hexdigest()
+            object.__setattr__(self, "_digest", digest)  # frozen: set once, as cuts() does
+        return digest
 
     def tensor(self, name: str) -> TensorSpec:
         try:
@@ -265,7 +277,6 @@ def build_graph(
         inputs=tuple(specs[i.name] for i in graph_inputs),
         outputs=tuple(specs[o.name] for o in model.graph.output),
         nodes=tuple(nodes),
-        digest=hashlib.sha256(model.SerializeToString()).hexdigest(),
         notices=notices,
         initializers=inits,
         symbolic_batch=batch,
