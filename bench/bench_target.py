@@ -107,9 +107,9 @@ def _predicted(g, target: MeasuredProfile, threads: int) -> float:
     per-node profile here at 1 thread, scaled node by node to the target's profile.
 
     The profile is taken afresh (cache=False), just before the truth it is scored against:
-    a profile cached by an earlier bench in the same `make bench`, minutes before and in
-    another spell of this VM's speed, put the host's drift into the predictor's error (one
-    run: digits_cnn +64% from a cached profile, +8-18% from fresh ones)."""
+    one cached by an earlier bench of the same `make bench` was measured minutes before,
+    possibly in another spell of this VM's speed, and that drift would count as the
+    predictor's error."""
     prof = profile_model(g, sample_inputs(g), runs=RUNS, threads=1, cache=False)
     scale = opt_level_scale(prof, calibrate(threads=1))
     return predict_at(g, prof, scale, host_profile(1), target, threads)
