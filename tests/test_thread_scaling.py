@@ -113,6 +113,28 @@ def test_thread_step_is_not_a_ratio_of_the_small_probe_and_never_beats_the_threa
     assert at_4 == pytest.approx(0.25 + fork_join)  # not 1.0 x 2 (the small probe's ratio)
 
 
+def test_memory_bound_nodes_step_by_their_size_small_ones_not_at_all():
+    """ORT runs a small element-wise kernel inline and splits a large one: the element-wise
+    step is read at the node's size (bytes), between 1 and the thread count, with no
+    fork-join cost; a conv node keeps its class-level step."""
+    # probes of 1e5, 1e7, 1e9 bytes: as fast at 4 threads, 2x, 5x (a cache effect)
+    at_4 = {"elementwise": [0.011, 0.05, 0.2], "conv": [0.01, 0.05, 0.5]}
+    target = _profile({1: {"elementwise": ONE, "conv": ONE}, 4: at_4})
+    small, _ = target.thread_step("elementwise", 4, 1e5)
+    mid, mid_fj = target.thread_step("elementwise", 4, 1e7)
+    between, _ = target.thread_step("elementwise", 4, 1e6)
+    large, _ = target.thread_step("elementwise", 4, 1e10)
+    assert small == 1.0 and mid == pytest.approx(2.0) and mid_fj == 0.0
+    assert 1.0 < between < 2.0 and large == 4.0
+    assert target.thread_step("elementwise", 4) == target.thread_step("elementwise", 4, None)
+    assert target.thread_step("conv", 4, 1e5) == target.thread_step("conv", 4)
+    host = _profile({1: {"elementwise": ONE}})
+    add = NodeInfo(name="a", op_type="Add", layer="a", inputs=("x", "y"), outputs=("z",),
+                   macs=0, flops=25_000, param_bytes=0, input_bytes=66_666,
+                   output_bytes=33_334, op_class="elementwise")  # fmt: skip
+    assert ratio_node_ms(add, 0.01, host, 1, target, 4) == pytest.approx(0.01)  # not split
+
+
 def test_the_recorded_second_machine_parses_and_its_own_thread_step_is_scored():
     """The shipped capture (bench/results/devices) holds a suite, per-node profiles and the
     alone-timed truth per thread count; stepping its own 1-thread profile to more threads

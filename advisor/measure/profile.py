@@ -243,9 +243,9 @@ def _timed_runs(
     runs each stage several times in a row) does.
 
     With a `rule`, warm-up takes up to `warmup` rounds, and no more once a round has run and
-    WARMUP_S have passed: every session has then run the model at least once, which is what the
-    warm-up is for, and a large model's rounds (about 0.3 s each for a ResNet-50-class model here) would
-    otherwise spend a second on it.
+    WARMUP_S have passed: every session has then run the model at least once, which is what
+    the warm-up is for, and a large model's rounds (about 0.3 s each for a ResNet-50-class
+    model here) would otherwise spend a second on it.
 
     Returns the profiler's events, per session ('prof', 'basic', 'all') the (wall ms,
     thread CPU ms) of each timed run, why an adaptive `rule` stopped ('' without one), and

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from advisor.graph.model import NodeInfo
 from advisor.graph.opclass import COMPUTE_CLASSES
-from advisor.measure.suite import MeasuredProfile
+from advisor.measure.suite import MEMORY_CLASSES, MeasuredProfile
 from advisor.targets.catalog import Precision, Target
 from advisor.targets.priors import WIDTH, Priors, thread_factor, unit_of
 
@@ -50,7 +50,7 @@ def profile_node_ms(
         if rate:
             return node.flops / (rate * 1e6) + dispatch
     work = _bytes(node, precision)
-    kind = cls if cls in ("elementwise", "norm", "pool") else "elementwise"
+    kind = cls if cls in MEMORY_CLASSES else "elementwise"
     rate = profile.rate(kind, max(work, 1.0), threads) or profile.rate("elementwise", work, threads)
     return (work / (rate * 1e6) if rate else 0.0) + dispatch
 
@@ -66,8 +66,9 @@ def ratio_node_ms(
     """One node on a profiled target from its time measured here: the host time less its
     dispatch cost, times (host rate / target rate) for the node's class and size at the
     target's thread count nearest the host's, stepped from that count to `threads` by the
-    target's class-level speed-up and fork-join cost (`MeasuredProfile.thread_step`), plus
-    the target's dispatch cost. What the roofline ratio did with datasheet peaks, with both
+    target's class-level speed-up and fork-join cost (for memory-bound classes a speed-up
+    read at the node's size; `MeasuredProfile.thread_step`), plus the target's dispatch
+    cost. What the roofline ratio did with datasheet peaks, with both
     machines' measured rates instead.
 
     Why this step (bench_target, 2026-12-04; nine models, the whole run timed alone): a
@@ -76,8 +77,10 @@ def ratio_node_ms(
     mean over the larger probes) left models on this 2-core host up to 35% too fast at 2
     threads (median 14%), short by a few µs per node: the hand-off to the thread pool that a
     node pays whatever its size. Speed-up plus that cost: 5% here, 13% on the 16-core
-    machine's own 1-thread profile stepped to 2-16 threads (was 16%). Eight variants were
-    compared on those same data; bench_target scores the one kept on every run."""
+    machine's own 1-thread profile stepped to 2-16 threads (was 16%). Memory-bound nodes
+    stepped by size instead (ORT runs a small one inline): 4.6% here, 11.9% there, and 11.3%
+    from here to there (was 11.9%). Ten variants were compared on those same data;
+    bench_target scores the one kept on every run."""
     h_dispatch = host.at(host_threads).dispatch_us / 1e3
     t_dispatch = target.at(threads).dispatch_us / 1e3
     if node.op_type in FREE_OPS:
@@ -87,7 +90,7 @@ def ratio_node_ms(
         work = max(node.flops, 1.0)
     else:
         work = max(float(node.input_bytes + node.output_bytes + node.param_bytes), 1.0)
-        cls = cls if cls in ("elementwise", "norm", "pool") else "elementwise"
+        cls = cls if cls in MEMORY_CLASSES else "elementwise"
     near = target.at(host_threads).threads
     r_host = host.rate(cls, work, host_threads)
     r_target = target.rate(cls, work, near)
@@ -96,7 +99,7 @@ def ratio_node_ms(
     at_near = max(host_ms - h_dispatch, 0.0) * r_host / r_target
     if near == threads:
         return at_near + t_dispatch
-    from_, to = target.thread_step(cls, near), target.thread_step(cls, threads)
+    from_, to = target.thread_step(cls, near, work), target.thread_step(cls, threads, work)
     if from_ is None or to is None:  # not measured at both counts: the per-size rates
         return at_near * r_target / (target.rate(cls, work, threads) or r_target) + t_dispatch
     return max(at_near - from_[1], 0.0) * from_[0] / to[0] + to[1] + t_dispatch
