@@ -190,6 +190,20 @@ def test_a_slow_stage_runs_fewer_times_a_round(tmp_path: Path, monkeypatch):
     assert win.pairs["plan"].ratio > GUARD_THRESHOLD
 
 
+def test_a_stage_no_tier_reads_leaves_at_the_floor_and_says_why(tmp_path: Path):
+    """A stage whose tier's target is not this host (`informative`) is settled at the
+    floor of rounds, with the reason in its label; one a host tier reads runs until its own
+    rule settles it (here an unreachable precision: its cap)."""
+    from advisor.validate.guard import INFORMATIVE_MARK
+
+    a, b = _wide_chain(tmp_path, 1), _wide_chain(tmp_path, 2)
+    stages = {name: (make_session(path), _feed()) for name, path in (("read", a), ("shown", b))}
+    strict = Rule(floor=3, cap=5, precision=1e-9)
+    win = shared_window(stages, {}, strict, Rule(floor=3, cap=5), informative=frozenset({"shown"}))
+    assert len(win.medians["shown"]) == 3 and INFORMATIVE_MARK in win.reasons["shown"]
+    assert len(win.medians["read"]) == 5 and win.reasons["read"].startswith("cap of 5")
+
+
 # --- skip what cannot win, end to end ----------------------------------------------------------
 
 

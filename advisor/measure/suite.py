@@ -119,15 +119,10 @@ class MeasuredProfile(_Frozen):
         (`advisor.targets.methods`).
 
         A memory-bound node (MEMORY_CLASSES) with its `work` (bytes) given steps by size:
-        ONNX Runtime splits such a kernel only when its cost passes a threshold, so a small
-        one runs inline on one thread, as fast as at 1 thread, and a large one splits. Its
-        speed-up is the probes' own 1-thread / `threads` ratio, log-log interpolated at
-        `work`, between 1 (never slower) and `threads`, with no fork-join cost. (Measured
-        here: an Add on 64 KB ran 0.99x as fast at 2 threads, on 3 MB 1.77x; with this
-        step a Transformer encoder, whose element-wise and normalisation nodes are small,
-        went from 32% to 24% too fast at 2 threads here and from 35% to 12% at 16 threads
-        on a 16-core machine, and the median over nine models at 2-16 threads there from
-        13.0% to 11.9%.)
+        ONNX Runtime splits such a kernel only past a cost threshold (here an Add on 64 KB
+        ran 0.99x as fast at 2 threads, on 3 MB 1.77x), so its speed-up is the probes' own
+        1 -> `threads` ratio interpolated at `work`, between 1 and `threads`, with no
+        fork-join cost (evidence: `advisor.targets.methods.ratio_node_ms`).
 
         A node that runs in parallel pays a fixed cost to hand its work to the pool and join
         it, whatever its size: the smallest probe's time at `threads` beyond what the

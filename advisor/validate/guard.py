@@ -127,6 +127,13 @@ class Window:
     reasons: dict[str, str]  # per stage key, why its rounds stopped
 
 
+#: why a stage on a tier that is not this host left the window at the floor of rounds
+INFORMATIVE_MARK = "its tier's target is not this host"
+INFORMATIVE_STOP = (
+    "{n} rounds: " + INFORMATIVE_MARK + ", so no latency of the advice is read from it"
+)
+
+
 def shared_window(
     stages: dict[str, tuple[Any, dict[str, np.ndarray]]],
     pairs: dict[str, tuple[str, str]],
@@ -136,6 +143,7 @@ def shared_window(
     per_round: int = 4,
     threads: int = 1,
     seed: int = 0,
+    informative: frozenset[str] = frozenset(),
 ) -> Window:
     """Time every stage in `stages` (key -> warmed-up session and feed) in shuffled rounds of
     `per_round` runs (fewer for a slow stage: as many as fit in ROUND_MS, at least one), and
@@ -144,7 +152,12 @@ def shared_window(
     their comparison across plans and the speed guard. Stops after a round in which every
     stage's 95% interval of its round medians is within `stage_rule`'s precision (or at its
     cap) and every ratio is settled against GUARD_THRESHOLD (or at `guard_rule`'s cap); a
-    stage whose figure and ratios are settled leaves the later rounds."""
+    stage whose figure and ratios are settled leaves the later rounds.
+
+    A stage in `informative` runs on a tier whose target is not this host: its host figure
+    is shown, labelled as measured here, but no latency of the advice is read from it (that
+    tier's figures are predictions), so its figure is settled at `stage_rule`'s floor of
+    rounds (INFORMATIVE_STOP); its guard ratios still settle by `guard_rule`."""
     from advisor.measure.timing import timed_run, uncontended
 
     medians: dict[str, list[float]] = {k: [] for k in stages}
@@ -183,6 +196,8 @@ def shared_window(
                 settled[o] = f"guard settled it slower than FP32 after {len(ratios[pid])} rounds"
         for k in order:
             settled[k] = settled.get(k) or stop_reason(medians[k], stage_rule, None)
+            if not settled[k] and k in informative and len(medians[k]) >= stage_rule.floor:
+                settled[k] = INFORMATIVE_STOP.format(n=len(medians[k]))
         settled = {k: v for k, v in settled.items() if v}
     why = sorted({v for k, v in settled.items() if k in stages} or {"no stage"})
     stopped = "; ".join(why) if len(why) <= 2 else f"{why[0]}; ...; {why[-1]}"

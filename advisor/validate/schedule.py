@@ -28,20 +28,16 @@ guard in 7 alternating rounds, then every plan again interleaved.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
-
 from advisor.advice import AdviceRequest, Latency, PlanResult
 from advisor.errors import AdvisorError
 from advisor.measure.heap import release_freed
 from advisor.measure.memo import MeasurementMemo
-from advisor.measure.policy import Policy, StageTimer, file_digest, policy_for
-from advisor.measure.timing import LatencyStats, make_session, median_p90
+from advisor.measure.policy import Policy, StageTimer, policy_for
 from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
 from advisor.targets.catalog import transfer_ms
 from advisor.validate.budget import (
@@ -58,21 +54,17 @@ from advisor.validate.core import (
     prepare,
     seed_reference_run,
 )
-from advisor.validate.fidelity import EvalSet, feeds_for_session
+from advisor.validate.fidelity import EvalSet
 from advisor.validate.guard import (
-    ROUND_MS,
-    Window,
     forget_window,
     remeasure_interleaved,
-    remember,
-    shared_window,
 )
 from advisor.validate.rank import citations
 from advisor.validate.stage_predict import predict_stage
+from advisor.validate.window import window_all
 
 __all__ = [
     "PREDICTION_BAND",
-    "window_all",
     "lower_bound_ms",
     "prepare_all",
     "time_all",
@@ -288,140 +280,6 @@ def time_all(
         except Exception as exc:  # noqa: BLE001 - a broken artifact is a rejected plan
             failed.append(_failed(pid, prep.cand, exc))
     return validated, failed
-
-
-def window_all(
-    prepared: list[tuple[str, Prepared]],
-    inputs: dict[str, np.ndarray],
-    policy: Policy,
-    threads: int,
-    memo: MeasurementMemo | None = None,
-) -> tuple[StageTimer, dict[str, list[Any]], dict[str, dict[str, object]]]:
-    """One shared window for every stage of every plan (cascades aside) and the speed guard:
-    (a timer holding its figures, each plan's loaded sessions, each guarded plan's note).
-    With a `memo` (a sweep), stages and guard pairs an earlier advise of the same process
-    already timed keep those figures, and only the rest enter the window."""
-    timer = StageTimer(policy, threads, seen=memo.timings) if memo else StageTimer(policy, threads)
-    timer.inherited = set(timer.seen)  # measured by an earlier advise of this process
-    stages: dict[str, tuple[Any, dict[str, np.ndarray]]] = {}
-    owners: dict[str, list[str]] = {}
-    first: dict[str, str] = {}
-    sessions: dict[str, list[Any]] = {}
-    loaded = _load_distinct(prepared, threads, memo)
-    for pid, prep in prepared:
-        if any(isinstance(s, Exit) for s in prep.cand.steps):
-            continue  # a cascade: its stages are timed one by one (StageTimer)
-        env, sessions[pid] = dict(inputs), []
-        digests = prep.digests or tuple(file_digest(a) for a in prep.artifacts)
-        for path, digest in zip(prep.artifacts, digests, strict=True):
-            sess = loaded[digest]
-            feed = feeds_for_session(sess, env)
-            key = StageTimer.key(path, feed, digest)
-            if key in timer.outputs:  # the same model on the same inputs, run already
-                outs = timer.outputs[key]
-            elif memo is not None:  # run once already (the warm-up), outputs kept
-                outs = memo.run(digest, path, threads, feed, sess)[1]
-            else:
-                outs = sess.run(None, feed)  # also the warm-up
-            env.update({o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)})
-            timer.outputs.setdefault(key, outs)
-            stages.setdefault(key, (sess, feed))
-            owners.setdefault(key, []).append(pid)
-            first.setdefault(pid, key)
-            sessions[pid].append(sess)
-    if not stages or policy.stage is None or policy.interleave is None or policy.guard is None:
-        return timer, sessions, {}
-    pairs = {
-        pid: (first["baseline.device"], first[pid])
-        for pid, prep in prepared
-        if prep.cand.speed_claim and pid in first and "baseline.device" in first
-    }
-    notes: dict[str, dict[str, object]] = {}
-    base_path = dict(prepared)["baseline.device"].artifacts[0] if pairs else ""
-    known = memo.windows if memo is not None else {}
-    for pid, pair in pairs.items():
-        if pair in known:  # guarded in an earlier advise of this sweep
-            pt, notes[pid] = known[pair]
-            remember(base_path, dict(prepared)[pid].artifacts[0], threads, pt, _pair(prepared, pid))
-    pairs = {pid: pair for pid, pair in pairs.items() if pair not in known}
-    stages = {
-        k: v
-        for k, v in stages.items()
-        if k not in timer.seen or any(k in pair for pair in pairs.values())
-    }
-    if not stages:
-        return timer, sessions, notes
-    win = shared_window(
-        stages, pairs, policy.interleave, policy.guard, per_round=policy.guard_runs, threads=threads
-    )
-    _prefill(timer, win, owners, policy, threads)
-    timer.inherited -= set(win.medians)  # timed again in this window: not reused
-    for pid, pt in win.pairs.items():
-        remember(base_path, dict(prepared)[pid].artifacts[0], threads, pt, _pair(prepared, pid))
-        notes[pid] = {
-            "rounds": pt.rounds,
-            "runs_per_round": pt.runs,
-            "stopped": pt.stopped,
-            "method": "FP32 and every plan's stages in one window of shuffled rounds of up "
-            f"to {pt.runs} runs (as many as fit in {ROUND_MS:.0f} ms); "
-            f"{policy.label(pt.stopped, pt.rounds, 'rounds')}",
-            "kind": "measured_host",
-        }
-        if memo is not None:
-            memo.windows[pairs[pid]] = (pt, notes[pid])
-    return timer, sessions, notes
-
-
-def _pair(prepared: list[tuple[str, Prepared]], pid: str) -> tuple[str, str] | None:
-    """The digests of the FP32 model and plan `pid`'s first artifact, when prepare took them."""
-    by_id = dict(prepared)
-    base, plan = by_id["baseline.device"].digests, by_id[pid].digests
-    return (base[0], plan[0]) if base and plan else None
-
-
-def _load_distinct(
-    prepared: list[tuple[str, Prepared]], threads: int, memo: MeasurementMemo | None = None
-) -> dict[str, Any]:
-    """One session per distinct model (by file digest) of every non-cascade plan, the
-    largest file first: each load briefly holds the file's bytes and ORT's parse besides
-    the sessions already loaded, so the small ones coming last keep that peak low. What a
-    load parsed and dropped goes back to the system before the next. A sweep's `memo`
-    lends the sessions it keeps (shared across cells)."""
-    paths: dict[str, str] = {}
-    for _, prep in prepared:
-        if not any(isinstance(s, Exit) for s in prep.cand.steps):
-            digests = prep.digests or tuple(file_digest(a) for a in prep.artifacts)
-            paths.update(zip(digests, prep.artifacts, strict=True))
-    loaded: dict[str, Any] = {}
-    for digest, path in sorted(paths.items(), key=lambda kv: -os.path.getsize(kv[1])):
-        if memo is not None:
-            loaded[digest] = memo.session(digest, path, threads)[0]
-        else:
-            loaded[digest] = make_session(path, threads)
-        release_freed()
-    return loaded
-
-
-def _prefill(
-    timer: StageTimer, win: Window, owners: dict[str, list[str]], policy: Policy, threads: int
-) -> None:
-    for key, meds in win.medians.items():
-        _, p90 = median_p90(win.samples[key])
-        stats = LatencyStats(
-            median_ms=float(np.median(meds)),
-            p90_ms=p90,
-            runs=len(win.samples[key]),
-            threads=threads,
-            stopped=win.reasons[key],
-        )
-        method = (
-            f"ORT CPU, ORT_ENABLE_ALL, {threads} thread(s): median of {len(meds)} round "
-            f"medians ({len(win.samples[key])} runs: up to {win.per_round} a round, as many "
-            f"as fit in {ROUND_MS:.0f} ms), round-robin with every other plan's stages "
-            f"({policy.mode}: stopped, {win.reasons[key]})"
-            + ("; identical models timed once" if len(owners[key]) > 1 else "")
-        )
-        timer.prefill(key, stats, method)
 
 
 def validate_plans(
