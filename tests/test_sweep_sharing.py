@@ -203,3 +203,26 @@ def test_a_memo_keeps_sessions_only_within_its_byte_budget(tmp_path):
     assert over.sessions_made == 3 and not over.sessions and over.session_bytes == 0
     for out in outs:
         np.testing.assert_array_equal(out, want)
+
+
+def test_a_host_cell_re_times_what_a_cell_on_another_target_settled_at_the_floor(tmp_path):
+    """The shared window settles a stage whose tier is another machine at the floor of
+    rounds; a later cell of the same sweep whose device is this host reads that stage's
+    figure, so it times it again by the full rule, not reusing the floor figure."""
+    from advisor.validate.guard import INFORMATIVE_MARK
+
+    def request(device: str) -> AdviceRequest:
+        return AdviceRequest(model="digits_cnn", device=device, edge="edge_t4", link="wifi",
+                             latency_ms=50.0, plans=["baseline.device"],
+                             out_dir=str(tmp_path / device))  # fmt: skip
+
+    memo = MeasurementMemo()
+    elsewhere = advise(request("rpi4"), memo=memo)
+    here = advise(request("host"), memo=memo)
+
+    def method(advice) -> str:
+        plan = next(p for p in advice.plans if p.id == "baseline.device")
+        return plan.stages[0].measured_host.method
+
+    assert INFORMATIVE_MARK in method(elsewhere)
+    assert INFORMATIVE_MARK not in method(here)
