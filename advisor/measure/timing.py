@@ -104,6 +104,17 @@ def serialized(model: onnx.ModelProto) -> bytes | None:
     return data if len(data) <= _PROTO_LIMIT else None
 
 
+def save_model(model: onnx.ModelProto, path: str | Path) -> None:
+    """Write the model to `path`: `onnx.save` less its size check, which asks `ByteSize()`
+    first (on a 100 MB model 0.25 s, as long as serializing: a 0.6 s write became 0.35 s).
+    Past protobuf's limit `onnx.save` itself runs (and says why it cannot)."""
+    data = serialized(model)
+    if data is None:
+        onnx.save(model, str(path))
+        return
+    Path(path).write_bytes(data)
+
+
 def session_source(model: onnx.ModelProto) -> onnx.ModelProto | bytes:
     """The model's bytes, serialized once for several sessions of it (each `make_session`
     of a ModelProto serializes it again: a second copy in memory and ~0.1 s per 100 MB);

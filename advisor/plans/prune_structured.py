@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from advisor.measure.timing import save_model
 from advisor.plans import Candidate, Compute, PlanContext, Skip, planner
 
 DEFAULT_RATIO = 0.5
@@ -113,7 +114,7 @@ def _store(key: str, model: onnx.ModelProto, before: int, after: int) -> None:
     path = cache.cache_path("pruned", key).with_suffix(".onnx")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".onnx.tmp")
-    onnx.save(model, tmp)
+    save_model(model, tmp)
     tmp.replace(path)  # the model first: the JSON is what marks the entry complete
     cache.write_json("pruned", key, {"params_before": before, "params_after": after})
 

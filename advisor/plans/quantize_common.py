@@ -20,6 +20,7 @@ from onnxruntime.quantization import (
 )
 
 from advisor.errors import ModelError
+from advisor.measure.timing import save_model
 
 
 @contextlib.contextmanager
@@ -164,7 +165,7 @@ def _static_int8(
     model = _at_least_opset(model, QDQ_OPSET)
     with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():
         src = Path(tmp) / "fp32.onnx"
-        onnx.save(model, src)
+        save_model(model, src)
         pre = _preprocess(src, Path(tmp) / "pre.onnx")
         out = Path(tmp) / "int8.onnx"
         quantize_static(
@@ -189,7 +190,7 @@ def _dynamic_int8(model: onnx.ModelProto) -> onnx.ModelProto:
     model = _at_least_opset(model, QDQ_OPSET)
     with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():
         src = Path(tmp) / "fp32.onnx"
-        onnx.save(model, src)
+        save_model(model, src)
         out = Path(tmp) / "dyn.onnx"
         quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8)
         return onnx.load(out)
