@@ -238,7 +238,10 @@ scored here. The truth is each model's median in one ORT_ENABLE_ALL session time
 deployment runs it. Two earlier captures that day, made before `profile_model` stopped its two
 side sessions spinning, measured resnet18 at 27 ms at 16 threads (3.5 ms alone) and made 8 and
 16 threads look slower than 4 for most models: idle workers of interleaved multi-threaded
-sessions spin on the cores the timed run needs. The GPU rows compare the catalog's cloud_h100
+sessions spin on the cores the timed run needs. Profiled here: this host's suite is measured
+when scoring starts, and each count's prediction is the median of those from three fresh
+1-thread profiles of the model. Its suite was captured before `hardware calibrate` timed each
+probe's thread counts back to back. The GPU rows compare the catalog's cloud_h100
 priors (no H200 entry; same compute, less bandwidth) with torch at batch 1, fp32.
 """
 
