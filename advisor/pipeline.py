@@ -49,6 +49,7 @@ def advise(
         ev, loaded = _load_checked(request, memo)  # checks FP32 outputs too
     with stages("profile", 0.08):
         host = _profile_host(request, loaded, memo)
+        loaded.graph.release_bytes()  # its readers (ORT check, reference, profile) are done
     with stages("predict", 0.2):
         ctx = _context(request, tiers, loaded, host, memo)
     with stages("plan", 0.25):

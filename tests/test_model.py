@@ -225,6 +225,29 @@ def test_unknown_op_is_named(domain):
         load_model(_one_op_model("Frobnicate", domain))
 
 
+def test_an_op_onnx_infers_but_runtime_lacks_is_named_by_the_load_check():
+    """Every shape is known (declared), so only the load check after compacting (a session
+    of the loader's bytes) can find that ONNX Runtime lacks the op."""
+    model = _one_op_model("Frobnicate", "com.example")
+    model.graph.value_info.append(oh.make_tensor_value_info("t", TensorProto.FLOAT, [1, 4]))
+    with pytest.raises(ModelError, match="does not know operator 'Frobnicate'.*the_node"):
+        load_model(model)
+
+
+def test_the_loaders_bytes_serve_its_first_readers_until_released(chain_model):
+    """load_model serializes the model once (to compact it); the digest and the first
+    sessions read those bytes, which go once released."""
+    import hashlib
+
+    g = load_model(chain_model)
+    data = g.serialized()
+    assert data is not None and data == g.model.SerializeToString()
+    g.release_bytes()
+    assert g.serialized() is None
+    assert g.digest == hashlib.sha256(data).hexdigest()
+    assert load_model(chain_model, compact=False).serialized() is None
+
+
 def test_runtime_contrib_op_loads_and_gets_shapes():
     # onnx's shape inference does not know com.microsoft ops; one ORT run fills the shape
     g = load_model(_one_op_model("Gelu", "com.microsoft"))

@@ -196,12 +196,23 @@ def test_a_stage_no_tier_reads_leaves_at_the_floor_and_says_why(tmp_path: Path):
     rule settles it (here an unreachable precision: its cap)."""
     from advisor.validate.guard import INFORMATIVE_MARK
 
-    a, b = _wide_chain(tmp_path, 1), _wide_chain(tmp_path, 2)
-    stages = {name: (make_session(path), _feed()) for name, path in (("read", a), ("shown", b))}
+    a, b, c = (_wide_chain(tmp_path, n) for n in (1, 2, 3))
+    named = (("read", a), ("shown", b), ("guarded", c))
+    stages = {name: (make_session(path), _feed()) for name, path in named}
     strict = Rule(floor=3, cap=5, precision=1e-9)
-    win = shared_window(stages, {}, strict, Rule(floor=3, cap=5), informative=frozenset({"shown"}))
+    win = shared_window(
+        stages,
+        {"plan": ("read", "guarded")},
+        strict,
+        Rule(floor=3, cap=5),
+        per_round=4,
+        informative=frozenset({"shown", "guarded"}),
+    )
     assert len(win.medians["shown"]) == 3 and INFORMATIVE_MARK in win.reasons["shown"]
     assert len(win.medians["read"]) == 5 and win.reasons["read"].startswith("cap of 5")
+    # an informative stage runs once a round; one a guard ratio reads keeps its runs a round
+    assert len(win.samples["shown"]) <= 3 and "one run" in win.reasons["shown"]
+    assert len(win.samples["guarded"]) > len(win.medians["guarded"])
 
 
 # --- skip what cannot win, end to end ----------------------------------------------------------

@@ -121,7 +121,8 @@ def declare_exits(graph: ModelGraph, names: Sequence[str]) -> ModelGraph:
     proto = onnx.ModelProto()
     proto.CopyFrom(graph.model)
     set_exit_metadata(proto, names)
-    return replace(graph, model=proto, _digest=None)  # digest: of the new proto, on first use
+    # digest: of the new proto, on first use
+    return replace(graph, model=proto, _digest=None, _bytes=None)
 
 
 # --- extraction ---------------------------------------------------------------------------------

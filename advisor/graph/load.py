@@ -61,9 +61,12 @@ def load_model(
         proto, dict(input_shapes or {}), dict(data_shapes or {})
     )
     footprint.check_memory(footprint.input_estimate(proto), max_memory)
-    repair.infer_shapes(proto, load_check=ort_check)
-    proto = _compact(proto) if compact else proto
-    graph = build_graph(proto, origin, (*folded, *notices), tuple(batch_inputs))
+    # ORT only where shapes are missing; the load check (below) reads the compact bytes
+    in_ort = repair.infer_shapes(proto, load_check=False)
+    proto, data = _compact(proto) if compact else (proto, None)
+    if ort_check and not in_ort:
+        repair.check_loads(proto, data)
+    graph = build_graph(proto, origin, (*folded, *notices), tuple(batch_inputs), data)
     footprint.check_memory(footprint.graph_estimate(graph), max_memory)
     if graph.precision == "fp16":
         note = (
@@ -74,14 +77,15 @@ def load_model(
     return graph
 
 
-def _compact(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model parsed afresh from its bytes. Protobuf (upb) keeps every byte a message
-    ever held until the message itself is freed: a model repaired in place (nodes named,
-    weights folded, inferred shapes copied over) holds its weights about twice — on a
-    ResNet-50-class model ~200 MB for 100 MB of weights, for the whole advice. A fresh parse
-    holds them once. A model past protobuf's 2 GB limit is kept as it is."""
+def _compact(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bytes | None]:
+    """The model parsed afresh from its bytes, and those bytes. Protobuf (upb) keeps every
+    byte a message ever held until the message itself is freed: a model repaired in place
+    (nodes named, weights folded, inferred shapes copied over) holds its weights about
+    twice — on a ResNet-50-class model ~200 MB for 100 MB of weights, for the whole advice.
+    A fresh parse holds them once. The bytes serve the model's first readers
+    (`ModelGraph.serialized`). A model past protobuf's 2 GB limit is kept as it is."""
     try:
         data = model.SerializeToString()
     except (ValueError, EncodeError):
-        return model
-    return onnx.ModelProto.FromString(data)
+        return model, None
+    return onnx.ModelProto.FromString(data), data

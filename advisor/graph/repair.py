@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import onnx
@@ -329,10 +330,11 @@ def _concrete(vi: onnx.ValueInfoProto) -> bool:
     )
 
 
-def infer_shapes(model: onnx.ModelProto, load_check: bool = True) -> None:
+def infer_shapes(model: onnx.ModelProto, load_check: bool = True) -> bool:
     """Concrete shapes for every tensor: onnx shape inference, then one ORT run for the rest.
     Without `load_check`, ONNX Runtime is used only when shapes are missing (for a model
-    the caller loads in ORT anyway: a second session would add a copy of its weights)."""
+    the caller loads in ORT anyway: a second session would add a copy of its weights).
+    Whether ONNX Runtime loaded the model."""
     graph = model.graph
     stale = [vi for vi in graph.value_info if not _concrete(vi)]
     for vi in stale:
@@ -357,7 +359,7 @@ def infer_shapes(model: onnx.ModelProto, load_check: bool = True) -> None:
         graph.value_info.extend(inferred.graph.value_info)
         for out, got in zip(graph.output, inferred.graph.output, strict=True):
             out.CopyFrom(got)
-    _check_with_ort(model, load_check)
+    return _check_with_ort(model, load_check)
 
 
 def _ort_errors() -> tuple[type[BaseException], ...]:
@@ -388,18 +390,16 @@ def _op_from_message(model: onnx.ModelProto, message: str) -> str | None:
     return f"operator {op!r} (domain {domain!r}){where}"
 
 
-def _check_with_ort(model: onnx.ModelProto, load_check: bool = True) -> None:
+def _check_with_ort(model: onnx.ModelProto, load_check: bool = True) -> bool:
     """Create a CPU session (proves ORT knows every op); run once if shapes are missing.
-    Without `load_check` and with no shape missing, nothing is done."""
+    Without `load_check` and with no shape missing, nothing is done. Whether ORT loaded it."""
     from advisor.graph.model import tensor_specs
 
     specs = tensor_specs(model)
     outputs = {o.name for o in model.graph.output}
     missing = [o for n in model.graph.node for o in n.output if o and o not in specs]
     if (not missing and not load_check) or model.ByteSize() > _ORT_CHECK_MAX_BYTES:
-        return
-    import onnxruntime as ort
-
+        return False
     probe = model  # a copy only when outputs must be added (a copy of 100 MB takes ~0.1 s)
     if any(name not in outputs for name in missing):
         probe = onnx.ModelProto()
@@ -407,25 +407,9 @@ def _check_with_ort(model: onnx.ModelProto, load_check: bool = True) -> None:
         for name in missing:
             if name not in outputs:
                 probe.graph.output.append(onnx.ValueInfoProto(name=name))
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.log_severity_level = 4  # errors raise; their log line would only repeat them
-    try:
-        session = ort.InferenceSession(
-            probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
-    except _ort_errors() as exc:
-        text = str(exc)
-        op = _op_from_message(model, text)
-        if op:
-            raise ModelError(
-                f"ONNX Runtime does not know {op}; replace it with standard ops or use an "
-                "ONNX Runtime build that provides it"
-            ) from None
-        raise ModelError(f"ONNX Runtime cannot load the model: {ort_message(exc)}") from None
+    session = _ort_session(model, probe.SerializeToString())
     if not missing:
-        return
+        return True
     from advisor.graph.inputs import feeds_for
 
     feeds = feeds_for(model, [specs[i.name] for i in session.get_inputs()], seed=0)
@@ -448,3 +432,35 @@ def _check_with_ort(model: onnx.ModelProto, load_check: bool = True) -> None:
             by_name[name].CopyFrom(vi)
         else:
             model.graph.value_info.append(vi)
+    return True
+
+
+def check_loads(model: onnx.ModelProto, data: bytes | None) -> None:
+    """That ONNX Runtime loads the model (`data`: its bytes, when the caller has them; a
+    model past protobuf's limit, or `_ORT_CHECK_MAX_BYTES`, is not checked here)."""
+    if data is None:
+        data = None if model.ByteSize() > _ORT_CHECK_MAX_BYTES else model.SerializeToString()
+    if data is not None and len(data) <= _ORT_CHECK_MAX_BYTES:
+        _ort_session(model, data)
+
+
+def _ort_session(model: onnx.ModelProto, data: bytes) -> Any:
+    """A CPU session of `data` (the bytes of `model`, perhaps with outputs added) at
+    ORT_DISABLE_ALL, one thread; an op ORT does not know is named in the ModelError."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.log_severity_level = 4  # errors raise; their log line would only repeat them
+    try:
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except _ort_errors() as exc:
+        text = str(exc)
+        op = _op_from_message(model, text)
+        if op:
+            raise ModelError(
+                f"ONNX Runtime does not know {op}; replace it with standard ops or use an "
+                "ONNX Runtime build that provides it"
+            ) from None
+        raise ModelError(f"ONNX Runtime cannot load the model: {ort_message(exc)}") from None

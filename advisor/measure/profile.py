@@ -169,7 +169,8 @@ def profile_model(
 
     load = _load_avg()
     overhead = profiler_overhead_us(threads)  # cached per fingerprint even when cache=False
-    events, times, stopped, warmup = _timed_runs(model, feed_raw, runs, warmup, threads, rule)
+    source = getattr(graph_or_model, "serialized", lambda: None)() or model  # a graph's bytes
+    events, times, stopped, warmup = _timed_runs(source, feed_raw, runs, warmup, threads, rule)
     runs = len(times["prof"])
     keep = {k: uncontended(v, threads) for k, v in times.items()}
     raw = _node_stats(events, model, ops, runs, warmup, 0.0, keep["prof"])
@@ -228,7 +229,7 @@ def _rule_note(rule: Rule | None, runs: int, stopped: str) -> list[str]:
 
 
 def _timed_runs(
-    model: onnx.ModelProto,
+    model: onnx.ModelProto | bytes,
     feed_raw: dict[str, np.ndarray],
     runs: int,
     warmup: int,
@@ -252,7 +253,8 @@ def _timed_runs(
     the warm-up rounds run.
     """
     with tempfile.TemporaryDirectory(prefix="edgedl-prof-") as tmp:
-        source = session_source(model)  # serialized once for the three sessions
+        # serialized once for the three sessions (the loader's bytes, when given)
+        source = model if isinstance(model, bytes) else session_source(model)
         # only the ALL session (the deployment's figure) spins its idle workers: the other
         # two would otherwise spin on the cores the ALL run needs (make_session)
         prof = make_session(

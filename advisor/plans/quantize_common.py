@@ -116,19 +116,26 @@ def _at_least_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
         ) from None
 
 
-def _cached(kind: str, model: onnx.ModelProto, extra: list[bytes], build) -> onnx.ModelProto:
+def _cached(
+    kind: str, model: onnx.ModelProto, extra: list[bytes], build, digest: str | None = None
+) -> onnx.ModelProto:
     """`build()`, or the model an earlier run built from the same bytes (advisor.cache,
-    namespace 'quantized', keyed by the source model's bytes, `extra` and ORT's version)."""
+    namespace 'quantized', keyed by the source model's bytes, `extra` and ORT's version).
+    `digest`: the SHA-256 of the model's bytes, when the caller has it (a loaded graph's:
+    serializing and hashing a 100 MB model again costs ~0.2 s)."""
     import onnxruntime as ort
 
     from advisor import cache
     from advisor.measure.timing import serialized
 
-    data = serialized(model)  # None past protobuf's limit: a model that large is not cached
-    if data is None:
-        return build()
-    key = cache.content_key(kind, ort.__version__, data, *extra)
-    del data
+    if digest is not None:
+        key = cache.content_key(kind, ort.__version__, f"sha256:{digest}", *extra)
+    else:
+        data = serialized(model)  # None past protobuf's limit: a model that large is not cached
+        if data is None:
+            return build()
+        key = cache.content_key(kind, ort.__version__, data, *extra)
+        del data
     hit = cache.read_model("quantized", key)
     if hit is not None:
         return hit
@@ -148,14 +155,20 @@ def _samples_bytes(samples: list[dict[str, np.ndarray]]) -> bytes:
 
 
 def static_int8(
-    model: onnx.ModelProto, calib: list[dict[str, np.ndarray]], per_channel: bool = True
+    model: onnx.ModelProto,
+    calib: list[dict[str, np.ndarray]],
+    per_channel: bool = True,
+    digest: str | None = None,
 ) -> onnx.ModelProto:
     """QDQ INT8 (signed activations and weights), per-channel weights, calibrated (MinMax);
-    cached by content (the same model and calibration data quantize once)."""
+    cached by content (the same model and calibration data quantize once; `digest`: the
+    SHA-256 of the model's bytes, when known)."""
     if not calib:
         raise ModelError("static INT8 needs calibration inputs; pass --data FILE.npz")
     extra = [_samples_bytes(calib), str(per_channel).encode()]
-    return _cached("static_int8-v1", model, extra, lambda: _static_int8(model, calib, per_channel))
+    return _cached(
+        "static_int8-v1", model, extra, lambda: _static_int8(model, calib, per_channel), digest
+    )
 
 
 def _static_int8(
@@ -180,10 +193,10 @@ def _static_int8(
         return _check_scales(onnx.load(out))
 
 
-def dynamic_int8(model: onnx.ModelProto) -> onnx.ModelProto:
+def dynamic_int8(model: onnx.ModelProto, digest: str | None = None) -> onnx.ModelProto:
     """Weights to INT8 ahead of time, activations quantized on the fly (ORT's defaults);
-    cached by content."""
-    return _cached("dynamic_int8-v1", model, [], lambda: _dynamic_int8(model))
+    cached by content (`digest`: the SHA-256 of the model's bytes, when known)."""
+    return _cached("dynamic_int8-v1", model, [], lambda: _dynamic_int8(model), digest)
 
 
 def _dynamic_int8(model: onnx.ModelProto) -> onnx.ModelProto:

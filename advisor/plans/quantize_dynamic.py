@@ -32,7 +32,7 @@ def quantize_dynamic(ctx: PlanContext) -> list[Candidate] | Skip:
                     "device compute",
                     "device",
                     ctx.device,
-                    ctx.once(("dynamic_int8", g.digest), lambda: dynamic_int8(g.model)),
+                    ctx.once(("dynamic_int8", g.digest), lambda: dynamic_int8(g.model, g.digest)),
                     precision="int8",
                     float_activations=True,
                 )

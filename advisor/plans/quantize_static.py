@@ -14,7 +14,8 @@ def quantize_static(ctx: PlanContext) -> list[Candidate] | Skip:
     if not any(n.op_type in ("Conv", "MatMul", "Gemm", "ConvTranspose") for n in g.nodes):
         return Skip("quantize.static_int8", "no Conv, MatMul or Gemm to quantize")
     model = ctx.once(
-        ("static_int8", g.digest, ctx.calib_key), lambda: static_int8(g.model, ctx.calib_inputs)
+        ("static_int8", g.digest, ctx.calib_key),
+        lambda: static_int8(g.model, ctx.calib_inputs, digest=g.digest),
     )
     return [
         Candidate(

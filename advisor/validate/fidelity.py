@@ -102,13 +102,13 @@ def reference_outputs(
     inputs earlier in this process."""
     key = None
     if memo is not None:
-        h = hashlib.sha256(graph.model.SerializeToString())
+        h = hashlib.sha256(graph.digest.encode())
         for x in inputs:
             h.update(feeds_key(x).encode())
         key = (h.hexdigest(), threads)
         if key in memo.references:
             return memo.references[key]  # type: ignore[no-any-return]
-    sess = make_session(graph.model, threads=threads)
+    sess = make_session(graph.serialized() or graph.model, threads=threads)
     out = per_input(lambda x: sess.run(None, x), inputs, threads)
     if key is not None and memo is not None:
         memo.references[key] = out

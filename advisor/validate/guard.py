@@ -130,7 +130,7 @@ class Window:
 #: why a stage on a tier that is not this host left the window at the floor of rounds
 INFORMATIVE_MARK = "its tier's target is not this host"
 INFORMATIVE_STOP = (
-    "{n} rounds: " + INFORMATIVE_MARK + ", so no latency of the advice is read from it"
+    "{n} rounds of one run: " + INFORMATIVE_MARK + ", so no latency of the advice is read from it"
 )
 
 
@@ -157,7 +157,8 @@ def shared_window(
     A stage in `informative` runs on a tier whose target is not this host: its host figure
     is shown, labelled as measured here, but no latency of the advice is read from it (that
     tier's figures are predictions), so its figure is settled at `stage_rule`'s floor of
-    rounds (INFORMATIVE_STOP); its guard ratios still settle by `guard_rule`."""
+    rounds of one run each (INFORMATIVE_STOP); one a guard ratio reads keeps `per_round`
+    runs and settles by `guard_rule`."""
     from advisor.measure.timing import timed_run, uncontended
 
     medians: dict[str, list[float]] = {k: [] for k in stages}
@@ -166,6 +167,10 @@ def shared_window(
     settled: dict[str, str] = {}  # stage key or plan id -> why it left the rounds
     rng = random.Random(seed)
     cap = max(stage_rule.cap, guard_rule.cap if pairs else 0)
+    # an informative stage runs once a round (no guard ratio reads it): its figure is shown,
+    # not decided on, and a ResNet-50-class window spent ~0.7 s on such runs
+    paired = {k for pair in pairs.values() for k in pair}
+    runs = {k: 1 if k in informative and k not in paired else per_round for k in stages}
     for _ in range(cap):
         # a stage leaves the rounds once its figure is settled and so is every ratio it is
         # part of (FP32 stays while any plan is still compared with it)
@@ -181,7 +186,7 @@ def shared_window(
         for k in order:
             sess, feed = stages[k]
             times = [timed_run(sess, feed)]
-            while len(times) < per_round and sum(t[0] for t in times) < ROUND_MS:
+            while len(times) < runs[k] and sum(t[0] for t in times) < ROUND_MS:
                 times.append(timed_run(sess, feed))
             kept = [times[i][0] for i in uncontended(times, threads)]
             medians[k].append(float(np.median(kept)))
