@@ -26,6 +26,7 @@ from advisor.measure.heap import release_freed, rss_bytes
 from advisor.validate.budget import (
     COPIES,
     PREDICT_COPIES,
+    WRITE_COPIES,
     MemoryGate,
     build_bytes,
     loaded_bytes,
@@ -58,16 +59,20 @@ def _request(path: str, tmp_path: Path, **kw) -> AdviceRequest:
 
 
 def _spy_prepare(monkeypatch) -> list:
-    """Every Prepared that validation builds, kept for the test to inspect afterwards."""
+    """Every Prepared that validation builds (one plan at a time, or built then evaluated),
+    kept for the test to inspect afterwards."""
     seen: list = []
-    real = schedule.prepare
 
-    def spy(*args, **kwargs):
-        prep = real(*args, **kwargs)
-        seen.append(prep)
-        return prep
+    def spy(real):
+        def spied(*args, **kwargs):
+            prep = real(*args, **kwargs)
+            seen.append(prep)
+            return prep
 
-    monkeypatch.setattr(schedule, "prepare", spy)
+        return spied
+
+    monkeypatch.setattr(schedule, "prepare", spy(schedule.prepare))
+    monkeypatch.setattr(schedule, "evaluate", spy(schedule.evaluate))
     return seen
 
 
@@ -183,9 +188,10 @@ def test_builds_are_bounded_by_the_memory_budget(chain_file, tmp_path, monkeypat
     monkeypatch.setattr(schedule, "BUILD_MEMORY", 1)  # every build is over it
     advise(_request(chain_file, tmp_path, validate_all=True))
     w = weight_bytes(make_chain_model())  # the FP32 model: the largest build and sessions
-    # raised to one build beside one other plan's loaded sessions, never two builds at once
-    assert gates and gates[0].budget == COPIES * w + w
-    assert COPIES * w <= gates[0].peak <= COPIES * w + w < 2 * COPIES * w
+    # a build only writes (every plan's sessions load later, together): raised to the
+    # largest write beside the largest plan's weights, and never past it
+    assert gates and gates[0].budget == WRITE_COPIES * w + w
+    assert WRITE_COPIES * w <= gates[0].peak <= gates[0].budget < COPIES * w
     monkeypatch.setattr(schedule, "BUILD_MEMORY", 100 * w)
     advise(_request(chain_file, tmp_path, validate_all=True))
     assert gates[1].budget == 100 * w and gates[1].peak <= 100 * w

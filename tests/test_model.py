@@ -248,6 +248,15 @@ def test_the_loaders_bytes_serve_its_first_readers_until_released(chain_model):
     assert load_model(chain_model, compact=False).serialized() is None
 
 
+def test_releasing_the_model_keeps_the_per_node_view(chain_model):
+    g = load_model(chain_model)
+    digest, nodes, params = g.digest, g.nodes, g.total_params_bytes
+    g.release_model()
+    assert g.model.ByteSize() == 0 and g.serialized() is None
+    assert (g.digest, g.nodes, g.total_params_bytes) == (digest, nodes, params)
+    assert g.tensor(g.outputs[0].name) == g.outputs[0]
+
+
 def test_runtime_contrib_op_loads_and_gets_shapes():
     # onnx's shape inference does not know com.microsoft ops; one ORT run fills the shape
     g = load_model(_one_op_model("Gelu", "com.microsoft"))

@@ -266,6 +266,59 @@ def test_the_fp32_model_is_written_once_and_linked_for_the_other_baseline(
     assert onnx.load(server[0]).graph.node  # a whole model, as written
 
 
+def test_each_artifact_is_loaded_once_and_its_evaluation_run_is_the_warm_up(
+    chain_file, tmp_path, monkeypatch
+):
+    """prepare_all loads every distinct artifact once (both baselines share the FP32 file)
+    and the shared window times those very sessions: nothing is loaded again, and only a
+    session that ran no evaluation (the FP32 one, whose run is the reference's) gets a
+    warm-up run in the window."""
+    import advisor.validate.window as window
+
+    monkeypatch.setenv("EDGEDL_CACHE_DIR", str(tmp_path / "cache"))
+    loads: list[str] = []
+    real_load = window.make_session
+    monkeypatch.setattr(window, "make_session", lambda p, t: loads.append(p) or real_load(p, t))
+    warmed: list[str] = []
+    real_stages = window._window_stages
+
+    def stages(prepared, *a, **k):  # counts the runs of the window's warm-up only
+        owner = {id(sess): (sess, pid) for pid, prep in prepared for sess in prep.sessions}
+        for sess, pid in owner.values():
+            sess.run = lambda *r, _p=pid, _run=sess.run: warmed.append(_p) or _run(*r)
+        try:
+            return real_stages(prepared, *a, **k)
+        finally:
+            for sess, _ in owner.values():
+                del sess.run  # the class's own method again
+
+    monkeypatch.setattr(window, "_window_stages", stages)
+    advice = advise(_request(chain_file, tmp_path, latency_ms=1000.0, validate_all=True))
+    assert len(loads) == len(set(loads)) == 2  # the FP32 file and the INT8 one
+    # one warm-up run: the FP32 session both baselines share (their evaluation is the
+    # reference's run); the INT8 session's evaluation run was its warm-up
+    assert len(warmed) == 1 and warmed[0].startswith("baseline.")
+    assert advice.plan("quantize.dynamic_int8").stages[0].measured_host is not None
+
+
+def test_an_artifact_runtime_cannot_load_rejects_only_its_plan(chain_file, tmp_path, monkeypatch):
+    import advisor.validate.window as window
+
+    monkeypatch.setenv("EDGEDL_CACHE_DIR", str(tmp_path / "cache"))
+    real_load = window.make_session
+
+    def load(path, threads):
+        if "dynamic_int8" in str(path):
+            raise RuntimeError("cannot load this one")
+        return real_load(path, threads)
+
+    monkeypatch.setattr(window, "make_session", load)
+    advice = advise(_request(chain_file, tmp_path, latency_ms=1000.0, validate_all=True))
+    bad = advice.plan("quantize.dynamic_int8")
+    assert bad.status == "rejected" and "cannot load this one" in bad.reasons[0]
+    assert advice.plan("baseline.device").status in ("recommended", "candidate")
+
+
 def test_evaluation_inputs_run_on_every_core_in_their_order():
     import threading
     import time

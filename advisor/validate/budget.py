@@ -35,6 +35,7 @@ __all__ = [
     "BUILD_MEMORY",
     "COPIES",
     "PREDICT_COPIES",
+    "WRITE_COPIES",
     "Held",
     "MemoryGate",
     "build_bytes",
@@ -50,6 +51,9 @@ T = TypeVar("T")
 BUILD_MEMORY = 256 * 2**20
 #: copies of a model's weights one build holds at its peak (see the module docstring)
 COPIES = 3
+#: the same when a build only writes its artifacts (`schedule.build_all`: the bytes
+#: serialized once; the sessions load later, every plan's together, for the shared window)
+WRITE_COPIES = 1
 #: copies of a changed model's weights, as float, the predictor holds at its peak (its graph
 #: with int8 weights folded back to float, and that graph serialized once for its digest)
 PREDICT_COPIES = 3
@@ -90,11 +94,11 @@ def loaded_bytes(cand: Candidate) -> int:
     return sum(weight_bytes(s.model) for s in _models(cand).values())
 
 
-def build_bytes(cand: Candidate) -> int:
-    """The memory a build of `cand` is estimated to hold at its peak: `COPIES` × the weights
+def build_bytes(cand: Candidate, copies: int = COPIES) -> int:
+    """The memory a build of `cand` is estimated to hold at its peak: `copies` × the weights
     of its models, and for a changed model on a target other than this host (predicted from
     its own nodes) `PREDICT_COPIES` × its weights as float."""
-    total = COPIES * loaded_bytes(cand)
+    total = copies * loaded_bytes(cand)
     for s in _models(cand).values():
         unchanged = s.nodes is not None and s.precision == "fp32"
         if not unchanged and s.target.id != "host":

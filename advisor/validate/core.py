@@ -11,7 +11,7 @@ from the bytes that actually cross and the link model.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from advisor.validate.fidelity import (
     fidelity,
     run_eval,
 )
+from advisor.validate.result import Walk, plan_result
 from advisor.validate.stage_predict import (
     StagePrediction,
     by_model,
@@ -42,22 +43,6 @@ from advisor.validate.stage_predict import (
 )
 
 LINK_METHOD = "link model: RTT/2 + bytes / nominal bandwidth"
-
-
-@dataclass
-class _Walk:
-    """The running totals while a plan's steps are timed in order."""
-
-    stages: list[Stage] = field(default_factory=list)
-    pred_total: float = 0.0
-    meas_total: float = 0.0
-    all_host: bool = True
-    derived: bool = False  # a stage predicted from its own measurement: no independent check
-    paths: list[tuple[str, float, float]] = field(default_factory=list)  # per Exit step
-    path_stages: list[list[int]] = field(default_factory=list)  # stage indices on its path
-    exit_downs: set[int] = field(default_factory=set)  # downlinks of one exit's path only
-    sources: list[str] = field(default_factory=list)  # each compute stage's source
-    band: float = 0.0  # the widest band of any compute stage
 
 
 def validate(
@@ -89,29 +74,35 @@ class Prepared:
     # model on a non-host target), made before the model was released; None: predicted later
     own: tuple[StagePrediction | None, ...] = ()
     digests: tuple[str, ...] = ()  # SHA-256 of each artifact's bytes, in step order
+    # its sessions ran the evaluation inputs (not a memo's run of the same bytes): each has
+    # run once, and the first input's tensors in `run.first_env` are their outputs
+    warm: bool = False
 
 
-def prepare(
+@dataclass(frozen=True)
+class Built:
+    """A candidate's artifacts written, what is predicted from its own models taken; not
+    yet loaded or run (`evaluate`)."""
+
+    cand: Candidate
+    plan_id: str
+    computes: list[Compute]
+    artifacts: list[str]
+    own: tuple[StagePrediction | None, ...]
+    digests: tuple[str, ...]
+
+
+def build(
     ctx: PlanContext,
     cand: Candidate,
     plan_id: str,
-    ev: EvalSet,
     out_dir: Path,
-    threads: int,
-    keep_sessions: bool = True,
     memo: MeasurementMemo | None = None,
     release: bool = False,
-    loaded: Callable[[], None] | None = None,
-) -> Prepared:
-    """Everything but timing: write the artifacts, load them, run the evaluation inputs and
-    compare with FP32. Safe to run beside other `prepare` calls (it times nothing). Without
-    `keep_sessions` the loaded sessions are dropped (`measure` loads them again). With
+) -> Built:
+    """Write the artifacts and predict the changed models from their own nodes. With
     `release`, the candidate's ModelProtos are released once written (`release_models`):
-    the artifacts hold them, and what was predicted from them is kept in `own`. `loaded` is
-    called once the sessions are loaded, before the evaluation runs (the peak of memory is
-    behind: a caller bounding concurrent builds by memory lets the next one start). With a
-    `memo`, artifacts whose bytes an earlier call already ran share that run, their
-    predictions and (a sweep's memo) their sessions."""
+    the artifacts hold them, and what was predicted from them is kept in `own`."""
     computes = [s for s in cand.steps if isinstance(s, Compute)]
     artifacts = write_artifacts(computes, out_dir / plan_id, ctx)
     digests = tuple(file_digest(a) for a in artifacts)
@@ -126,26 +117,81 @@ def prepare(
     if release:
         release_models(cand)
         computes = [s for s in cand.steps if isinstance(s, Compute)]
+    return Built(cand, plan_id, computes, artifacts, own, digests)
+
+
+def run_key(ctx: PlanContext, b: Built, ev: EvalSet) -> tuple:
+    """What identifies the built plan's evaluation run (`_run_key`)."""
     names = [t.name for t in ctx.graph.outputs]
-    key = _run_key(cand, ev, names, artifacts, digests) if memo is not None else None
+    return _run_key(b.cand, ev, names, b.artifacts, b.digests)
+
+
+def evaluate(
+    ctx: PlanContext,
+    b: Built,
+    ev: EvalSet,
+    sessions: list[Any],
+    memo: MeasurementMemo | None = None,
+    trim: bool = True,
+    spread: bool = True,
+) -> Prepared:
+    """Run the built plan's `sessions` on the evaluation inputs and compare with FP32 (the
+    memo's run for the same bytes when it has one). With `trim`, the first input's tensors
+    are cut to those a transfer sends (the rest would stay in memory until timing ends);
+    without, every stage's outputs stay (a shared window reads them as its warm-up run).
+    `spread`: the inputs run over the cores (else one after another: `run_eval`)."""
+    names = [t.name for t in ctx.graph.outputs]
+    key = run_key(ctx, b, ev) if memo is not None else None
+    warm = memo is None or key not in memo.eval_runs
+    run, fid = _eval_run(b.cand, sessions, ev, names, key, memo, spread)
+    if trim:
+        run = trim_run(b.cand, run)
+    return Prepared(
+        b.cand, b.plan_id, b.computes, b.artifacts, sessions, run, fid, b.own, b.digests, warm
+    )
+
+
+def trim_run(cand: Candidate, run: EvalRun) -> EvalRun:
+    """The run with, of every tensor the first input produced, only those a transfer of the
+    plan sends (what `measure` reads later)."""
+    sent = {t for s in cand.steps if isinstance(s, Transfer) for t in s.tensors}
+    return replace(run, first_env={k: v for k, v in run.first_env.items() if k in sent})
+
+
+def prepare(
+    ctx: PlanContext,
+    cand: Candidate,
+    plan_id: str,
+    ev: EvalSet,
+    out_dir: Path,
+    threads: int,
+    keep_sessions: bool = True,
+    memo: MeasurementMemo | None = None,
+    release: bool = False,
+    loaded: Callable[[], object] | None = None,
+) -> Prepared:
+    """Everything but timing, one plan at a time: `build`, load, `evaluate`. Safe to run
+    beside other `prepare` calls (it times nothing). Without `keep_sessions` the loaded
+    sessions are dropped (`measure` loads them again). `loaded` is called once the sessions
+    are loaded, before the evaluation runs (the peak of memory is behind: a caller bounding
+    concurrent builds by memory lets the next one start). With a `memo`, artifacts whose
+    bytes an earlier call already ran share that run, their predictions and (a sweep's
+    memo) their sessions."""
+    b = build(ctx, cand, plan_id, out_dir, memo, release)
+    key = run_key(ctx, b, ev) if memo is not None else None
     known = memo.eval_runs.get(key) if memo is not None and key is not None else None
     # an evaluation run of the same bytes is known (both baselines hold the FP32 model): its
     # sessions are not loaded again unless they are kept
     load = known is None or keep_sessions
     sessions = (
-        [_session(a, d, threads, memo) for a, d in zip(artifacts, digests, strict=True)]
+        [_session(a, d, threads, memo) for a, d in zip(b.artifacts, b.digests, strict=True)]
         if load
         else []
     )
     if loaded is not None:
         loaded()
-    run, fid = _eval_run(cand, sessions, ev, names, key, memo)
-    # of every tensor the first input produced, only those a transfer sends are read later;
-    # the rest (every activation of the model) would stay in memory until timing ends
-    sent = {t for s in cand.steps if isinstance(s, Transfer) for t in s.tensors}
-    run = replace(run, first_env={k: v for k, v in run.first_env.items() if k in sent})
-    kept = sessions if keep_sessions else []
-    return Prepared(cand, plan_id, computes, artifacts, kept, run, fid, own, digests)
+    prep = evaluate(ctx, b, ev, sessions, memo)
+    return prep if keep_sessions else replace(prep, sessions=[])
 
 
 def release_models(cand: Candidate) -> None:
@@ -177,7 +223,7 @@ def measure(
     own = prep.own or (None,) * len(prep.computes)
     compiled = zip(prep.computes, sessions, prep.artifacts, digests, own, strict=True)
     walk = _walk(ctx, prep.cand, ev, prep.run, compiled, runs, threads, timer, memo)
-    return _result(ctx, prep.cand, prep.plan_id, walk, prep.run, prep.fid, prep.artifacts)
+    return plan_result(ctx, prep.cand, prep.plan_id, walk, prep.run, prep.fid, prep.artifacts)
 
 
 def _session(path: str, digest: str, threads: int, memo: MeasurementMemo | None) -> Any:
@@ -221,17 +267,18 @@ def _eval_run(
     names: list[str],
     key: tuple | None,
     memo: MeasurementMemo | None,
+    spread: bool = True,
 ) -> tuple[EvalRun, Fidelity]:
     """(the plan run on every evaluation input, its fidelity), or the same pair from the memo
     (`key`: same artifact bytes, exits, outputs and evaluation set)."""
     if memo is None or key is None:
-        run = run_eval(cand, sessions, ev, names)
+        run = run_eval(cand, sessions, ev, names, spread)
         return run, fidelity(run.outputs, run.compare)
     if key in memo.eval_runs:
         memo.hits += 1
     else:
         memo.misses += 1
-        run = run_eval(cand, sessions, ev, names)
+        run = run_eval(cand, sessions, ev, names, spread)
         memo.eval_runs[key] = (run, fidelity(run.outputs, run.compare))
     return memo.eval_runs[key]  # type: ignore[no-any-return]
 
@@ -246,9 +293,9 @@ def _walk(
     threads: int,
     timer: StageTimer | None = None,
     memo: MeasurementMemo | None = None,
-) -> _Walk:
+) -> Walk:
     """Each step in order: exits close a path, transfers cost the link, computes are timed."""
-    walk = _Walk()
+    walk = Walk()
     env0 = dict(ev.inputs[0])
     for step in cand.steps:
         if isinstance(step, Exit):
@@ -272,7 +319,7 @@ class _At:
     memo: MeasurementMemo | None = None
 
 
-def _exit_step(g: ModelGraph, step: Exit, env0: dict[str, np.ndarray], walk: _Walk) -> None:
+def _exit_step(g: ModelGraph, step: Exit, env0: dict[str, np.ndarray], walk: Walk) -> None:
     down = 0.0
     on_path = [i for i in range(len(walk.stages)) if i not in walk.exit_downs]
     if step.link is not None:  # the exit is on the server: its logits go back down
@@ -297,7 +344,7 @@ def _exit_step(g: ModelGraph, step: Exit, env0: dict[str, np.ndarray], walk: _Wa
 
 
 def _transfer_step(
-    g: ModelGraph, step: Transfer, first_env: dict[str, np.ndarray] | None, walk: _Walk
+    g: ModelGraph, step: Transfer, first_env: dict[str, np.ndarray] | None, walk: Walk
 ) -> None:
     nbytes = 0
     for t in step.tensors:
@@ -317,7 +364,7 @@ def _compute_step(
     step_c: Compute,
     at: _At,
     env0: dict[str, np.ndarray],
-    walk: _Walk,
+    walk: Walk,
     runs: int,
     threads: int,
     timer: StageTimer | None = None,
@@ -370,105 +417,3 @@ def _compute_step(
     )
     walk.pred_total += pred
     walk.meas_total += stats.median_ms
-
-
-_TRUST = ("measured_host", "measured_target", "target_profile", "catalog_priors")
-
-
-def _weakest(sources: list[str]) -> str | None:
-    """The least trusted source among a plan's stages (what its total rests on)."""
-    known = [s for s in sources if s in _TRUST]
-    return max(known, key=_TRUST.index) if known else None
-
-
-def _cascade(ctx: PlanContext, walk: _Walk, taken: np.ndarray) -> tuple[float, float, dict]:
-    """A cascade's expected latencies over the measured exit shares, and its extra record."""
-    shares = taken / max(1, taken.sum())
-    paths = walk.paths
-    pred_total = float(np.dot(shares, [p[1] for p in paths]))
-    meas_total = float(np.dot(shares, [p[2] for p in paths]))
-    record = {
-        "samples": int(taken.sum()),
-        "paths": [
-            {
-                "exit": e,
-                "share": float(sh),
-                "inputs": int(n),
-                "stages": idx,
-                "predicted": Latency(
-                    ms=p,
-                    kind="predicted_target",
-                    target=ctx.device.id,
-                    method="sum of stage predictions up to the exit",
-                ).model_dump(),
-                "measured_host": Latency(
-                    ms=m,
-                    kind="measured_host",
-                    method="sum of stage latencies measured on this host up to the exit; "
-                    "transfers from the link model",
-                ).model_dump(),
-            }
-            for (e, p, m), sh, n, idx in zip(paths, shares, taken, walk.path_stages, strict=True)
-        ],
-        "worst_path_predicted_ms": max(p[1] for p in paths),
-    }
-    return pred_total, meas_total, record
-
-
-def _result(
-    ctx: PlanContext,
-    cand: Candidate,
-    plan_id: str,
-    walk: _Walk,
-    run: EvalRun,
-    fid: Fidelity,
-    artifacts: list[str],
-) -> PlanResult:
-    has_transfer = any(s.kind == "transfer" for s in walk.stages)
-    extra = dict(cand.extra)
-    pred_total, meas_total = walk.pred_total, walk.meas_total
-    pred_method = "sum of stage predictions"
-    meas_method = "compute measured on this host" + (
-        "; transfers from the link model" if has_transfer else ""
-    )
-    if run.taken is not None:  # a cascade: the expected latency over the measured exit shares
-        pred_total, meas_total, extra["cascade"] = _cascade(ctx, walk, run.taken)
-        pred_method = (
-            "expected over the measured exit shares: sum of share × path latency, "
-            "each path the sum of stage predictions up to its exit"
-        )
-        meas_method = "expected over the measured exit shares: " + meas_method
-    if run.prediction_error is not None:
-        extra["exit_check"] = {
-            "max_abs_error_vs_full_model": run.prediction_error,
-            "what": "the plan's exit logits against the same output of the full multi-exit "
-            "model, on every evaluation sample",
-        }
-    independent = walk.all_host and not walk.derived and meas_total > 0
-    computes = [s for s in cand.steps if isinstance(s, Compute)]
-    return PlanResult(
-        id=plan_id,
-        kind=cand.kind,
-        title=cand.title,
-        params=cand.params,
-        status="candidate",
-        stages=walk.stages,
-        predicted=Latency(
-            ms=pred_total,
-            kind="predicted_target",
-            method=pred_method,
-            target=ctx.device.id,
-            source=_weakest(walk.sources),  # type: ignore[arg-type]
-            band=walk.band or None,
-        ),
-        measured_host=Latency(ms=meas_total, kind="measured_host", method=meas_method),
-        prediction_error=abs(pred_total - meas_total) / meas_total if independent else None,
-        fidelity=fid,
-        size_bytes=sum(
-            Path(a).stat().st_size
-            for a, s in zip(artifacts, computes, strict=True)
-            if s.tier == "device"
-        ),
-        artifacts=artifacts,
-        extra=extra,
-    )

@@ -185,10 +185,13 @@ class EvalRun:
     prediction_error: float | None  # exit logits vs the full model's same output
 
 
-def run_eval(cand: Candidate, sessions, ev: EvalSet, names: list[str]) -> EvalRun:
-    """Run the plan on every evaluation input. A plan that stands for the model with one
-    tensor (an early exit, or a cascade's exit taken per input) is compared on that tensor
-    against the model's prediction output."""
+def run_eval(
+    cand: Candidate, sessions, ev: EvalSet, names: list[str], spread: bool = True
+) -> EvalRun:
+    """Run the plan on every evaluation input (`spread`: over the cores, `per_input`; else
+    one after another, for a caller that runs several plans at once). A plan that stands
+    for the model with one tensor (an early exit, or a cascade's exit taken per input) is
+    compared on that tensor against the model's prediction output."""
     exits = [s for s in cand.steps if isinstance(s, Exit)]
     single = cand.prediction is not None or bool(exits)
     taken = np.zeros(len(exits), dtype=np.int64) if exits else None
@@ -200,7 +203,8 @@ def run_eval(cand: Candidate, sessions, ev: EvalSet, names: list[str]) -> EvalRu
         env, k = run_cascade(cand.steps, sessions, ix[1])
         return (env if ix[0] == 0 else {t: v for t, v in env.items() if t in wanted}), k
 
-    runs = per_input(one, list(enumerate(ev.inputs)), _threads(sessions))
+    indexed = list(enumerate(ev.inputs))
+    runs = per_input(one, indexed, _threads(sessions)) if spread else [one(x) for x in indexed]
     for i, (env, k) in enumerate(runs):
         first_env = first_env or env
         if not single:

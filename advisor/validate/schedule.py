@@ -5,24 +5,28 @@ timing runs alone.
    node, transfers from the graph's tensor sizes, compressed parts counted as free) misses the
    latency target by more than the predictor's error band is reported `not_validated` with
    that figure, not built and timed; `baseline.device` (the guard's FP32 reference) always is.
-2. `prepare_all`: build, load, run the evaluation inputs and check fidelity for every plan —
-   no timing — on a pool of worker threads, one per core (ONNX Runtime and numpy release the
-   GIL, so the cores really are shared out), as many builds at once as a byte budget allows
-   (`advisor.validate.budget`: a 100 MB model's builds go one at a time, each beside one
-   other plan's evaluation run), the largest first. Each plan's sub-models are released once
-   written, what the predictor reads from them taken first; both baselines take their
-   evaluation from the FP32 reference outputs.
-3. `window_all`: only after the pool has closed (every worker joined), one shared window on
-   this thread, with nothing else of ours running (so the timings see the same quiet machine
-   the fixed-count flow saw), times every distinct stage model once — shuffled rounds, each
-   model a few runs per round — until every figure is settled: the rounds give each stage's
-   figure (comparable across plans, as drift hits all alike) and, FP32 being one of the
-   stages, each compression plan's paired ratio to FP32 for the speed guard.
+2. `prepare_all`, no timing: `build_all` writes every plan's artifacts (and predicts its
+   changed models from their own nodes) on a pool of worker threads, one per core, as many
+   builds at once as a byte budget allows (`advisor.validate.budget`), the largest first;
+   each plan's ModelProtos are released once written (and, in a plain advise(), the FP32
+   proto itself: only the per-node view is read after this). `load_sessions` then loads
+   each distinct artifact once, the largest first, and `evaluate_all` runs every plan's
+   evaluation inputs on those sessions and checks fidelity, one plan per core; both
+   baselines take their evaluation from the FP32 reference outputs.
+3. `window_all`: only after the pools have closed (every worker joined), one shared window
+   on this thread, with nothing else of ours running (so the timings see the same quiet
+   machine the fixed-count flow saw), times every distinct stage model once — the sessions
+   `prepare_all` loaded, each warmed by its own evaluation run — in shuffled rounds, each
+   model a few runs per round (one, for a stage no tier of the request reads on this host),
+   until every figure is settled: the rounds give each stage's figure (comparable across
+   plans, as drift hits all alike) and, FP32 being one of the stages, each compression
+   plan's paired ratio to FP32 for the speed guard.
 4. `time_all`: each plan's walk reads its stages' figures from the window; a cascade's stages
    are timed one by one with the adaptive rule.
 
-`exhaustive` keeps the former flow: one worker, fixed counts per stage, the judge timing each
-guard in 7 alternating rounds, then every plan again interleaved.
+`exhaustive` keeps the former flow: each plan built, loaded and run in turn (its sessions
+dropped), fixed counts per stage, the judge timing each guard in 7 alternating rounds, then
+every plan again interleaved.
 """
 
 from __future__ import annotations
@@ -42,17 +46,21 @@ from advisor.plans import Candidate, Compute, Exit, PlanContext, Transfer
 from advisor.targets.catalog import transfer_ms
 from advisor.validate.budget import (
     BUILD_MEMORY,
-    Held,
+    WRITE_COPIES,
     MemoryGate,
     build_bytes,
     loaded_bytes,
     workers,
 )
 from advisor.validate.core import (
+    Built,
     Prepared,
+    build,
+    evaluate,
     measure,
     prepare,
     seed_reference_run,
+    trim_run,
 )
 from advisor.validate.fidelity import EvalSet
 from advisor.validate.guard import (
@@ -61,7 +69,7 @@ from advisor.validate.guard import (
 )
 from advisor.validate.rank import citations
 from advisor.validate.stage_predict import predict_stage
-from advisor.validate.window import window_all
+from advisor.validate.window import load_sessions, window_all
 
 __all__ = [
     "PREDICTION_BAND",
@@ -152,47 +160,6 @@ def _failed(pid: str, cand: Candidate, exc: BaseException) -> PlanResult:
     )
 
 
-def _prepare(
-    ctx: PlanContext,
-    cand: Candidate,
-    pid: str,
-    ev: EvalSet,
-    threads: int,
-    held: Held,
-    memo: MeasurementMemo,
-    sessions: int,
-) -> Prepared:
-    # sessions are dropped: holding every plan's loaded models until timing would add them all
-    # to peak memory; the window loads each distinct model again. The candidate's ModelProtos
-    # are released once written (the artifacts hold them). Its build holds its peak estimate
-    # in the gate (`held`); once loaded, only the sessions' one copy (`sessions` bytes), while
-    # it runs the evaluation inputs (identical artifacts, e.g. both baselines, run them once:
-    # `memo`).
-    plan_dir = pid.replace("#", "-")
-
-    def loaded() -> None:
-        release_freed()
-        held.shrink(sessions)
-
-    try:
-        prep = prepare(
-            ctx,
-            cand,
-            plan_dir,
-            ev,
-            ctx.work_dir,
-            threads,
-            keep_sessions=False,
-            memo=memo,
-            release=True,
-            loaded=loaded,
-        )
-    finally:
-        held.shrink(0)
-    release_freed()
-    return prep
-
-
 def prepare_all(
     ctx: PlanContext,
     todo: list[tuple[str, Candidate]],
@@ -203,51 +170,147 @@ def prepare_all(
     memory: int = BUILD_MEMORY,
     memo: MeasurementMemo | None = None,
 ) -> tuple[list[tuple[str, Prepared]], list[PlanResult]]:
-    """Build and check every candidate on a thread pool (one worker without `parallel`);
-    nothing here is timed. Builds run together only while their estimated memory
-    (`build_bytes`, then `loaded_bytes` while a plan runs its evaluation inputs) fits in
-    `memory` bytes; a larger build runs beside one other plan's loaded sessions at most (the
-    budget is raised to the largest build plus the largest sessions). A free worker takes
-    the first plan, largest first, that fits beside the builds running (`take_first`), so it
-    does not idle behind a large build while a small one would fit. The pool is closed
+    """Build, load and check every candidate; nothing here is timed. `parallel`: build on a
+    pool (`build_all`), load each distinct artifact once (`load_sessions`), then run every
+    plan's evaluation inputs on those sessions, the cores shared out by input
+    (`fidelity.per_input`); the sessions stay loaded for the shared window, and each plan's
+    first-input tensors serve as its warm-up run. Without `parallel` (the exhaustive flow),
+    one plan at a time is built, loaded and run, its sessions dropped. The pool is closed
     (every worker joined) when this returns, so the timing that follows runs alone. `memo`
-    (a sweep's) shares evaluation runs of identical artifacts; without one, this call's."""
+    (a sweep's) shares evaluation runs and sessions of identical artifacts; without one,
+    this call's shares evaluation runs."""
+    shared = memo if memo is not None else MeasurementMemo(session_budget=0)
+    seed_reference_run(shared, ctx, ev)
+    if not parallel:
+        return _one_by_one(ctx, todo, ev, threads, report, shared)
+    built, failed = build_all(ctx, todo, threads, report, memory, shared)
+    if memo is None:  # one advise(): nothing reads the FP32 proto again (a sweep's cells do)
+        ctx.graph.release_model()
+    report("load every distinct artifact once", 0.5)
+    sessions = load_sessions(built, threads, memo)
+    done, broken = evaluate_all(ctx, built, sessions, ev, threads, report, shared)
+    release_freed()
+    return done, [*failed, *broken]
+
+
+def evaluate_all(
+    ctx: PlanContext,
+    built: list[Built],
+    sessions: dict[str, Any],
+    ev: EvalSet,
+    threads: int,
+    report: Report,
+    memo: MeasurementMemo,
+) -> tuple[list[tuple[str, Prepared]], list[PlanResult]]:
+    """Every built plan run on the evaluation inputs with the loaded `sessions` (by
+    digest), one plan per worker, each plan's inputs one after another: a session run by
+    two threads at once grows its arena for both runs (on a ResNet-50-class model ~100 MB
+    more at the peak). Results stay in the plans' order."""
+
+    def one(b: Built) -> Prepared:
+        got = [sessions[d] for d in b.digests]
+        if bad := next((x for x in got if isinstance(x, BaseException)), None):
+            raise bad
+        return evaluate(ctx, b, ev, got, memo, trim=False, spread=False)
+
     done: list[tuple[str, Prepared]] = []
     failed: list[PlanResult] = []
-    cost = {pid: (build_bytes(cand), loaded_bytes(cand)) for pid, cand in todo}
+    n_workers = max(1, min(len(built), workers(threads)))
+    with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="evaluate") as pool:
+        futures = [pool.submit(one, b) for b in built]
+        for n, (b, fut) in enumerate(zip(built, futures, strict=True)):
+            report(f"check {b.plan_id} on the evaluation inputs", 0.5 + 0.1 * n / len(built))
+            try:
+                done.append((b.plan_id, fut.result()))
+            except Exception as exc:  # noqa: BLE001 - a broken artifact is a rejected plan
+                failed.append(_failed(b.plan_id, b.cand, exc))
+    return done, failed
+
+
+def build_all(
+    ctx: PlanContext,
+    todo: list[tuple[str, Candidate]],
+    threads: int,
+    report: Report,
+    memory: int,
+    memo: MeasurementMemo,
+) -> tuple[list[Built], list[PlanResult]]:
+    """Write every candidate's artifacts on a thread pool, one worker per core (ONNX
+    Runtime, numpy and file writes release the GIL), as many builds at once as their
+    estimated memory (`build_bytes`) fits in `memory` bytes; a larger build runs beside one
+    other (the budget is raised to the largest build plus the largest plan's weights). A
+    free worker takes the first plan, largest first, that fits beside the builds running
+    (`take_first`), so it does not idle behind a large build while a small one would fit.
+    Results stay in the candidates' order."""
+    failed: list[PlanResult] = []
+    cost = {pid: (build_bytes(cand, WRITE_COPIES), loaded_bytes(cand)) for pid, cand in todo}
     sessions = max((s for _, s in cost.values()), default=0)
     gate = MemoryGate(max([memory, *(peak + sessions for peak, _ in cost.values())]))
-    # without a sweep's memo, this call's: shared evaluation runs, no kept sessions
-    memo = memo if memo is not None else MeasurementMemo(session_budget=0)
-    seed_reference_run(memo, ctx, ev)
     cands = dict(todo)
     # the largest builds first: their sub-models are released soonest, and the small ones
-    # fill the other cores; results stay in the candidates' order
+    # fill the other cores
     queue = sorted(cands, key=lambda pid: -cost[pid][1])
-    results: dict[str, Future[Prepared]] = {pid: Future() for pid in cands}
+    results: dict[str, Future[Built]] = {pid: Future() for pid in cands}
 
     def work() -> None:
         while (got := gate.take_first(queue, lambda pid: cost[pid][0])) is not None:
             pid, held = got
             try:
                 results[pid].set_result(
-                    _prepare(ctx, cands[pid], pid, ev, threads, held, memo, cost[pid][1])
+                    build(ctx, cands[pid], pid.replace("#", "-"), ctx.work_dir, memo, True)
                 )
             except Exception as exc:  # noqa: BLE001 - a broken artifact is a rejected plan
                 results[pid].set_exception(exc)
+            finally:
+                held.shrink(0)
+                release_freed()
 
-    n_workers = min(len(todo), workers(threads) if parallel else 1)
-    with ThreadPoolExecutor(max_workers=max(1, n_workers), thread_name_prefix="prepare") as pool:
+    built: list[Built] = []
+    n_workers = max(1, min(len(todo), workers(threads)))
+    with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="build") as pool:
         loops = [pool.submit(work) for _ in range(n_workers)]
         for n, (pid, cand) in enumerate(todo):
-            report(f"build and check {pid}", 0.3 + 0.3 * n / max(1, len(todo)))
+            report(f"build {pid}", 0.3 + 0.2 * n / max(1, len(todo)))
             try:
-                done.append((pid, results[pid].result()))
+                built.append(replace(results[pid].result(), plan_id=pid))
             except Exception as exc:  # noqa: BLE001 - a broken artifact is a rejected plan
                 failed.append(_failed(pid, cand, exc))
         for loop in loops:
             loop.result()  # a worker's own failure (not a plan's) surfaces here
-    release_freed()
+    return built, failed
+
+
+def _one_by_one(
+    ctx: PlanContext,
+    todo: list[tuple[str, Candidate]],
+    ev: EvalSet,
+    threads: int,
+    report: Report,
+    memo: MeasurementMemo,
+) -> tuple[list[tuple[str, Prepared]], list[PlanResult]]:
+    """The exhaustive flow: each plan built, loaded and run in turn, its sessions dropped
+    (`measure` loads them again)."""
+    done: list[tuple[str, Prepared]] = []
+    failed: list[PlanResult] = []
+    for n, (pid, cand) in enumerate(todo):
+        report(f"build and check {pid}", 0.3 + 0.3 * n / max(1, len(todo)))
+        try:
+            prep = prepare(
+                ctx,
+                cand,
+                pid.replace("#", "-"),
+                ev,
+                ctx.work_dir,
+                threads,
+                keep_sessions=False,
+                memo=memo,
+                release=True,
+                loaded=release_freed,
+            )
+            done.append((pid, prep))
+        except Exception as exc:  # noqa: BLE001 - a broken artifact is a rejected plan
+            failed.append(_failed(pid, cand, exc))
+        release_freed()
     return done, failed
 
 
@@ -273,7 +336,11 @@ def time_all(
     for n, (pid, prep) in enumerate(prepared):
         report(f"time {pid}", 0.8 + 0.15 * n / max(1, len(prepared)))
         try:
-            prep = replace(prep, sessions=sessions.get(pid, prep.sessions))
+            prep = replace(
+                prep,
+                sessions=sessions.get(pid, prep.sessions),
+                run=trim_run(prep.cand, prep.run),
+            )
             res = measure(ctx, prep, ev, policy.runs, threads, timer, memo)
             extra = {**res.extra, **({"guard_window": notes[pid]} if pid in notes else {})}
             validated[pid] = (prep.cand, res.model_copy(update={"id": pid, "extra": extra}))

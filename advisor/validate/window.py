@@ -7,6 +7,7 @@ target is another machine) is settled at the floor of rounds and says so."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from advisor.measure.policy import Policy, StageTimer, file_digest
 from advisor.measure.timing import LatencyStats, make_session, median_p90
 from advisor.plans import Exit
 from advisor.targets.catalog import HOST_ID
-from advisor.validate.core import Prepared
+from advisor.validate.core import Built, Prepared
 from advisor.validate.fidelity import feeds_for_session
 from advisor.validate.guard import (
     INFORMATIVE_MARK,
@@ -52,18 +53,31 @@ def _window_stages(
     """Every non-cascade plan's stages, each distinct one (model bytes and inputs) loaded
     and run once (the warm-up; its outputs feed the next stage and stay in `timer`)."""
     out = _Stages()
-    loaded = _load_distinct(prepared, threads, memo)
+    if all(prep.sessions for _, prep in prepared):  # loaded, and run, by prepare_all
+        loaded = {
+            d: sess
+            for _, prep in prepared
+            for d, sess in zip(prep.digests, prep.sessions, strict=True)
+        }
+    else:
+        loaded = load_sessions([prep for _, prep in prepared], threads, memo, cascades=False)
     for pid, prep in prepared:
         if any(isinstance(s, Exit) for s in prep.cand.steps):
             continue  # a cascade: its stages are timed one by one (StageTimer)
         env, out.sessions[pid] = dict(inputs), []
         digests = prep.digests or tuple(file_digest(a) for a in prep.artifacts)
+        first = prep.run.first_env  # the plan's evaluation run of this very input
         for path, digest, comp in zip(prep.artifacts, digests, prep.computes, strict=True):
             sess = loaded[digest]
+            if isinstance(sess, BaseException):
+                raise sess
             feed = feeds_for_session(sess, env)
             key = StageTimer.key(path, feed, digest)
+            names = [o.name for o in sess.get_outputs()]
             if key in timer.outputs:  # the same model on the same inputs, run already
                 outs = timer.outputs[key]
+            elif prep.warm and all(n in first for n in names):
+                outs = [first[n] for n in names]  # its evaluation run was the warm-up
             elif memo is not None:  # run once already (the warm-up), outputs kept
                 outs = memo.run(digest, path, threads, feed, sess)[1]
             else:
@@ -157,25 +171,32 @@ def _pair(prepared: list[tuple[str, Prepared]], pid: str) -> tuple[str, str] | N
     return (base[0], plan[0]) if base and plan else None
 
 
-def _load_distinct(
-    prepared: list[tuple[str, Prepared]], threads: int, memo: MeasurementMemo | None = None
+def load_sessions(
+    items: Sequence[Built | Prepared],
+    threads: int,
+    memo: MeasurementMemo | None = None,
+    cascades: bool = True,
 ) -> dict[str, Any]:
-    """One session per distinct model (by file digest) of every non-cascade plan, the
-    largest file first: each load briefly holds the file's bytes and ORT's parse besides
-    the sessions already loaded, so the small ones coming last keep that peak low. What a
-    load parsed and dropped goes back to the system before the next. A sweep's `memo`
-    lends the sessions it keeps (shared across cells)."""
+    """One session per distinct model (by file digest) of every plan (without `cascades`,
+    of every non-cascade plan), the largest file first: each load briefly holds the file's
+    bytes and ORT's parse besides the sessions already loaded, so the small ones coming
+    last keep that peak low. What a load parsed and dropped goes back to the system before
+    the next. A sweep's `memo` lends the sessions it keeps (shared across cells). A load
+    that fails is kept as its exception: the plans holding that artifact are rejected."""
     paths: dict[str, str] = {}
-    for _, prep in prepared:
-        if not any(isinstance(s, Exit) for s in prep.cand.steps):
-            digests = prep.digests or tuple(file_digest(a) for a in prep.artifacts)
-            paths.update(zip(digests, prep.artifacts, strict=True))
+    for b in items:
+        if cascades or not any(isinstance(s, Exit) for s in b.cand.steps):
+            digests = b.digests or tuple(file_digest(a) for a in b.artifacts)
+            paths.update(zip(digests, b.artifacts, strict=True))
     loaded: dict[str, Any] = {}
     for digest, path in sorted(paths.items(), key=lambda kv: -os.path.getsize(kv[1])):
-        if memo is not None:
-            loaded[digest] = memo.session(digest, path, threads)[0]
-        else:
-            loaded[digest] = make_session(path, threads)
+        try:
+            if memo is not None:
+                loaded[digest] = memo.session(digest, path, threads)[0]
+            else:
+                loaded[digest] = make_session(path, threads)
+        except Exception as exc:  # noqa: BLE001 - ORT cannot load it: its plans are rejected
+            loaded[digest] = exc
         release_freed()
     return loaded
 
