@@ -172,9 +172,9 @@ def prepare_all(
 ) -> tuple[list[tuple[str, Prepared]], list[PlanResult]]:
     """Build, load and check every candidate; nothing here is timed. `parallel`: build on a
     pool (`build_all`), load each distinct artifact once (`load_sessions`), then run every
-    plan's evaluation inputs on those sessions, the cores shared out by input
-    (`fidelity.per_input`); the sessions stay loaded for the shared window, and each plan's
-    first-input tensors serve as its warm-up run. Without `parallel` (the exhaustive flow),
+    plan's evaluation inputs on those sessions, one plan per core (`evaluate_all`); the
+    sessions stay loaded for the shared window, and each plan's first-input tensors serve
+    as its warm-up run. Without `parallel` (the exhaustive flow),
     one plan at a time is built, loaded and run, its sessions dropped. The pool is closed
     (every worker joined) when this returns, so the timing that follows runs alone. `memo`
     (a sweep's) shares evaluation runs and sessions of identical artifacts; without one,

@@ -1,8 +1,9 @@
 """The shared timing window of one advise() run (step 3 of `advisor.validate.schedule`):
-every distinct stage of every plan (cascades aside) loaded once and timed in shuffled rounds
-with the FP32 model, which gives each stage's figure and each compression plan's paired
-ratio to FP32 for the speed guard. A stage no tier of the request reads from this host (its
-target is another machine) is settled at the floor of rounds and says so."""
+every distinct stage of every plan (cascades aside), loaded once (`load_sessions`), timed in
+shuffled rounds with the FP32 model, which gives each stage's figure and each compression
+plan's paired ratio to FP32 for the speed guard. A stage no tier of the request reads from
+this host (its target is another machine) is settled at the floor of rounds, one run each,
+and says so."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from advisor.validate.guard import (
     shared_window,
 )
 
-__all__ = ["window_all"]
+__all__ = ["load_sessions", "window_all"]
 
 
 @dataclass
@@ -50,8 +51,11 @@ def _window_stages(
     threads: int,
     memo: MeasurementMemo | None,
 ) -> _Stages:
-    """Every non-cascade plan's stages, each distinct one (model bytes and inputs) loaded
-    and run once (the warm-up; its outputs feed the next stage and stay in `timer`)."""
+    """Every non-cascade plan's stages, each distinct one (model bytes and inputs) on the
+    session `prepare_all` loaded (else loaded here) and run once: the warm-up, whose outputs
+    feed the next stage and stay in `timer`. A plan whose sessions ran its evaluation inputs
+    (`Prepared.warm`) has run them on this very input already: its outputs are read from
+    that run."""
     out = _Stages()
     if all(prep.sessions for _, prep in prepared):  # loaded, and run, by prepare_all
         loaded = {
