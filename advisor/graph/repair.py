@@ -438,8 +438,8 @@ def _check_with_ort(model: onnx.ModelProto, load_check: bool = True) -> bool:
 def check_loads(model: onnx.ModelProto, data: bytes | None) -> None:
     """That ONNX Runtime loads the model (`data`: its bytes, when the caller has them; a
     model past protobuf's limit, or `_ORT_CHECK_MAX_BYTES`, is not checked here)."""
-    if data is None:
-        data = None if model.ByteSize() > _ORT_CHECK_MAX_BYTES else model.SerializeToString()
+    if data is None and model.ByteSize() <= _ORT_CHECK_MAX_BYTES:
+        data = model.SerializeToString()
     if data is not None and len(data) <= _ORT_CHECK_MAX_BYTES:
         _ort_session(model, data)
 

@@ -141,7 +141,7 @@ def evaluate(
     without, every stage's outputs stay (a shared window reads them as its warm-up run).
     `spread`: the inputs run over the cores (else one after another: `run_eval`)."""
     names = [t.name for t in ctx.graph.outputs]
-    key = run_key(ctx, b, ev) if memo is not None else None
+    key = _run_key(b.cand, ev, names, b.artifacts, b.digests) if memo is not None else None
     warm = memo is None or key not in memo.eval_runs
     run, fid = _eval_run(b.cand, sessions, ev, names, key, memo, spread)
     if trim:
